@@ -1,0 +1,24 @@
+# Two commands do everything on a fresh machine:  `make smoke` (the whole pipeline at smoke scale)
+# and `make test` (the test suite). Both create .venv and install the pinned stack first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --constraint requirements.lock --editable ".[dev]"
+	touch $@
+
+.PHONY: setup smoke test bench
+setup: $(BIN)/.installed
+
+smoke: setup
+	PATH="$(abspath $(BIN)):$$PATH" dvc repro
+	@echo "report: reports/report.md"
+
+test: setup
+	PATH="$(abspath $(BIN)):$$PATH" pytest
+
+bench: setup
+	PATH="$(abspath $(BIN)):$$PATH" python benchmarks/data.py
+	PATH="$(abspath $(BIN)):$$PATH" python benchmarks/pipeline.py

@@ -1,0 +1,302 @@
+"""The local launcher: turns a validated run request into a RunContext, a run directory and metrics.
+
+Every backend ends here, in the process that trains: it pins threads and seeds, plugs the metric
+sinks into ctx.log, installs the preemption signal handler behind ctx.should_stop, and records the
+code and package versions beside the config, so a run directory is self-describing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+
+from components.core.checkpoint import Checkpointer
+from components.core.config import (config_hash, config_to_yaml, load_yaml, overrides_to_tree, resolve_config,
+                                    validate)
+from components.core.contract import RunContext
+from components.core.errors import PaperzooError, Preempted, RunError
+from components.core.files import atomic_write_json, atomic_write_text
+from components.core.registry import get_component
+from components.core.shards import check_dataset
+from components.core.strategy import PlainStrategy
+
+Sink = Callable[[Mapping[str, float], int | None], None]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    slug: str
+    preset: str
+    config: BaseModel
+    seed: int = 0
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.slug, self.config)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, float]
+    status: str
+
+
+def plan_run(slug: str, params: Mapping[str, Any], *, preset: str | None = None,
+             overrides: Iterable[str] | Mapping[str, Any] = (), seed: int = 0, data_dir: Path = Path("data"),
+             check_data: bool = True) -> RunRequest:
+    """Resolve and validate everything a run needs, before anything is launched or written."""
+    component = get_component(slug)
+    preset = preset or params.get("preset", "smoke")
+    overrides = dict(overrides) if isinstance(overrides, Mapping) else list(overrides)
+    cfg = resolve_config(component, preset, params.get(slug), overrides)
+    if check_data:
+        for name in component.datasets_for(cfg):
+            check_dataset(Path(data_dir), name)
+    return RunRequest(slug, preset, cfg, seed, overrides_to_tree(overrides))
+
+
+def code_version() -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = "", False
+    return {"git_sha": sha or "unknown", "dirty": dirty}
+
+
+def environment() -> dict[str, Any]:
+    packages = {dist.metadata["Name"]: dist.version for dist in metadata.distributions() if dist.metadata["Name"]}
+    return {"python": sys.version.split()[0], "platform": sys.platform, "torch_threads": torch.get_num_threads(),
+            "packages": dict(sorted(packages.items(), key=lambda item: item[0].lower()))}
+
+
+def new_run_dir(run_root: Path, request: RunRequest) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(run_root) / request.slug / f"{stamp}-{request.config_hash}-s{request.seed}"
+    candidate, suffix = base, 1
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}.{suffix}")
+        suffix += 1
+    return candidate
+
+
+class JsonlSink:
+    def __init__(self, path: Path):
+        self.handle = open(path, "a")
+
+    def __call__(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        record = {"step": step, **{key: float(value) for key, value in metrics.items()}}
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class DvcLiveSink:
+    """DVCLive's files (metrics, plots) under run_dir/dvclive, so `dvc plots` and VS Code can show them."""
+
+    def __init__(self, directory: Path):
+        from dvclive import Live
+
+        self.live = Live(dir=str(directory), save_dvc_exp=False, dvcyaml=False, report=None)
+
+    def __call__(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if step is not None:
+            self.live.step = step
+        for key, value in metrics.items():
+            self.live.log_metric(key, float(value))
+        self.live.next_step()
+
+    def close(self) -> None:
+        self.live.end()
+
+
+def progress_bar(enabled: bool) -> Callable[..., Iterable]:
+    def progress(iterable: Iterable, total: int | None = None, desc: str | None = None, initial: int = 0, **_: Any):
+        if not enabled:
+            return iterable
+        from tqdm import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, initial=initial, mininterval=0.5, dynamic_ncols=True)
+
+    return progress
+
+
+def interactive() -> bool:
+    """A bar on a terminal; quiet in CI, under DVC's captured output, or on a cluster worker."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def pin_determinism(seed: int, threads: int) -> None:
+    torch.set_num_threads(threads)  # bit-exact CPU metrics need the same reduction order every run
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class StopFlag:
+    """SIGTERM/SIGUSR1 (what SLURM sends before preemption) set the flag behind ctx.should_stop."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        if threading_is_main():
+            for sig in (signal.SIGTERM, signal.SIGUSR1):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.stopped = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def __call__(self) -> bool:
+        return self.stopped
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def truncate_jsonl(path: Path, before_step: int) -> None:
+    """On resume, drop records the resumed run will log again (steps at or after its checkpoint)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if line and (json.loads(line).get("step") is None or json.loads(line)["step"] < before_step)]
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def execute(request: RunRequest, *, run_root: Path = Path("runs"), run_dir: Path | None = None,
+            data_dir: Path = Path("data"), threads: int = 1, sinks: Sequence[Sink] = (), checkpoint_every: int = 0,
+            show_progress: bool | None = None, resume_dir: Path | None = None) -> RunResult:
+    """Run one component in this process.
+
+    run_dir=None makes runs/<slug>/<time>-<hash8>-s<seed>. A given run_dir (DVC's stable
+    runs/dvc/<slug>) is written in a temporary sibling and renamed over the old one only on success.
+    resume_dir continues an unfinished run in place.
+    """
+    component = get_component(request.slug)
+    final_dir: Path | None = None
+    if resume_dir is not None:
+        work_dir = Path(resume_dir)
+    elif run_dir is not None:
+        final_dir = Path(run_dir)
+        work_dir = final_dir.with_name(f".{final_dir.name}.tmp-{os.getpid()}")
+        shutil.rmtree(work_dir, ignore_errors=True)
+    else:
+        work_dir = new_run_dir(run_root, request)
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    info: dict[str, Any] = {
+        "component": request.slug, "preset": request.preset, "seed": request.seed,
+        "config_hash": request.config_hash, "overrides": dict(request.overrides), "status": "running",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "code": code_version(), "backend": "local",
+        "strategy": "plain", "world_size": 1, "threads": threads, "command": sys.argv,
+    }
+    if resume_dir is None:
+        atomic_write_text(work_dir / "config.yaml", config_to_yaml(request.config))
+        atomic_write_json(work_dir / "environment.json", environment())
+    atomic_write_json(work_dir / "run.json", info)
+
+    strategy = PlainStrategy()
+    checkpointer = Checkpointer(work_dir / "checkpoints", strategy, every=checkpoint_every)
+    if resume_dir is not None:
+        latest = checkpointer.latest()
+        resume_step = torch.load(latest / "progress.pt", weights_only=False)["step"] if latest else 0
+        truncate_jsonl(work_dir / "metrics.jsonl", resume_step)
+        shutil.rmtree(work_dir / "dvclive", ignore_errors=True)
+    jsonl = JsonlSink(work_dir / "metrics.jsonl")
+    dvclive = DvcLiveSink(work_dir / "dvclive")
+    if resume_dir is not None:
+        for line in (work_dir / "metrics.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            step = record.pop("step")
+            dvclive(record, step)
+    all_sinks = [jsonl, dvclive, *sinks]
+
+    def log(metrics: Mapping[str, float], step: int | None = None) -> None:
+        for sink in all_sinks:
+            sink(metrics, step)
+
+    pin_determinism(request.seed, threads)
+    started = time.perf_counter()
+    with StopFlag() as stop:
+        ctx = RunContext(run_dir=work_dir, data_dir=Path(data_dir), seed=request.seed, strategy=strategy,
+                         checkpoint=checkpointer, log=log, should_stop=stop,
+                         progress=progress_bar(interactive() if show_progress is None else show_progress))
+        try:
+            metrics = {key: float(value) for key, value in component.run(request.config, ctx).items()}
+        except Preempted as err:
+            info.update(status="preempted", error=str(err))
+            raise
+        except BaseException as err:
+            info.update(status="failed", error=f"{type(err).__name__}: {err}")
+            raise
+        else:
+            info.update(status="completed")
+        finally:
+            info.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                        wall_seconds=round(time.perf_counter() - started, 3))
+            jsonl.close()
+            dvclive.close()
+            atomic_write_json(work_dir / "run.json", info)
+
+    atomic_write_json(work_dir / "metrics.json", metrics)
+    if final_dir is not None:
+        shutil.rmtree(final_dir, ignore_errors=True)
+        work_dir.rename(final_dir)
+        work_dir = final_dir
+    return RunResult(work_dir, metrics, "completed")
+
+
+def load_request(run_dir: Path) -> RunRequest:
+    """The request of an existing run directory (for --resume), validated like a new one."""
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file() or not (run_dir / "config.yaml").is_file():
+        raise RunError(f"{run_dir} is not a run directory (no run.json/config.yaml)")
+    info = json.loads(info_path.read_text())
+    if info.get("status") == "completed":
+        raise RunError(f"{run_dir} already completed; start a new run instead of --resume")
+    component = get_component(info["component"])
+    cfg = validate(component.Config, load_yaml(run_dir / "config.yaml"), scope=f"{run_dir}/config.yaml")
+    return RunRequest(info["component"], info["preset"], cfg, int(info["seed"]), info.get("overrides", {}))
+
+
+def run_component(slug: str, params: Mapping[str, Any], *, preset: str | None = None,
+                  overrides: Iterable[str] | Mapping[str, Any] = (), seed: int = 0, **execute_options: Any) -> RunResult:
+    request = plan_run(slug, params, preset=preset, overrides=overrides, seed=seed,
+                       data_dir=execute_options.get("data_dir", Path("data")))
+    return execute(request, **execute_options)
+
+
+__all__ = ["PaperzooError", "RunRequest", "RunResult", "execute", "load_request", "plan_run", "run_component"]

@@ -1,0 +1,218 @@
+"""The optimizer table: named specs, each with its own default LR, weight decay and no-decay rule.
+
+Sweeping the optimizer name then compares every optimizer at a sane scale of its own instead of forcing
+one learning rate on all of them. Lion and mSGDW are written out here because their exact update order
+and decoupled decay are what the papers test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from components.core.errors import ConfigError, did_you_mean
+
+NO_DECAY_RULES = ("none", "ndim<2", "ndim<2+embeddings")
+
+
+class Lion(torch.optim.Optimizer):
+    """Lion (Chen et al. 2023), in the order the convergence paper analyses:
+
+        c = beta1 m + (1 - beta1) g          interpolation with the OLD momentum
+        x <- x - lr (sign(c) + wd x)         decoupled decay on the pre-step x, scaled by lr; sign(0) = 0
+        m <- beta2 m + (1 - beta2) g         momentum updated AFTER the step
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+    ):
+        if lr < 0:
+            raise ValueError(f"Lion: lr must be non-negative, got {lr}")
+        if not all(0.0 <= beta < 1.0 for beta in betas):
+            raise ValueError(f"Lion: betas must lie in [0, 1), got {betas}")
+        if weight_decay < 0:
+            raise ValueError(f"Lion: weight_decay must be non-negative, got {weight_decay}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, weight_decay = group["lr"], group["weight_decay"]
+            beta1, beta2 = group["betas"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                if param.grad.is_sparse:
+                    raise RuntimeError("Lion does not support sparse gradients")
+                state = self.state[param]
+                if not state:
+                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                momentum, grad = state["exp_avg"], param.grad
+                direction = torch.sign(momentum * beta1 + grad * (1.0 - beta1))
+                param.mul_(1.0 - lr * weight_decay)
+                param.add_(direction, alpha=-lr)
+                momentum.mul_(beta2).add_(grad, alpha=1.0 - beta2)
+        return loss
+
+
+class MSGDW(torch.optim.Optimizer):
+    """Momentum SGD with decoupled weight decay (the DNT paper's mSGDW):
+
+        b <- mu b + g                        PyTorch's form: dampening 0, no Nesterov
+        x <- x - lr b - lr wd x              the decay never enters b, and uses the pre-step x
+
+    torch.optim.SGD(weight_decay=...) adds wd x to g, so there the decay goes through the momentum.
+    """
+
+    def __init__(self, params: Iterable, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0):
+        if lr < 0:
+            raise ValueError(f"MSGDW: lr must be non-negative, got {lr}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"MSGDW: momentum must lie in [0, 1), got {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"MSGDW: weight_decay must be non-negative, got {weight_decay}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                if param.grad.is_sparse:
+                    raise RuntimeError("MSGDW does not support sparse gradients")
+                state = self.state[param]
+                if not state:
+                    state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                buffer = state["momentum_buffer"]
+                buffer.mul_(momentum).add_(param.grad)
+                param.mul_(1.0 - lr * weight_decay)
+                param.add_(buffer, alpha=-lr)
+        return loss
+
+
+def param_groups(model: nn.Module, rule: str, weight_decay: float) -> list[dict]:
+    """A decay group and a no-decay (weight_decay = 0) group; an empty group is left out.
+
+    Rules: "none" decays everything; "ndim<2" exempts tensors with fewer than 2 dims (biases, norm
+    gains); "ndim<2+embeddings" also exempts nn.Embedding / nn.EmbeddingBag weights, even when tied
+    to an output layer. Frozen parameters are left out; a shared parameter appears once.
+    """
+    if rule not in NO_DECAY_RULES:
+        raise ConfigError(
+            f"unknown no-decay rule '{rule}'{did_you_mean(rule, NO_DECAY_RULES)}; "
+            f"choose from {', '.join(NO_DECAY_RULES)}"
+        )
+    embedding_ids = set()
+    if rule == "ndim<2+embeddings":
+        embedding_ids = {
+            id(module.weight) for module in model.modules() if isinstance(module, (nn.Embedding, nn.EmbeddingBag))
+        }
+    decay, no_decay = [], []
+    for param in model.parameters():  # yields each shared parameter once
+        if not param.requires_grad:
+            continue
+        exempt = rule != "none" and (param.ndim < 2 or id(param) in embedding_ids)
+        (no_decay if exempt else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    name: str
+    lr: float  # default learning rate (the schedule's eta_max)
+    weight_decay: float  # default weight decay for the decay group
+    no_decay: str  # one of NO_DECAY_RULES
+    build: Callable[[list[dict], float], torch.optim.Optimizer]  # (param groups, lr) -> optimizer
+    reason: str  # why these defaults, in one line
+
+
+def _sgd(groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    # Each group's weight_decay is coupled L2 here: torch's SGD adds it to the gradient.
+    return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+
+
+def _msgdw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    return MSGDW(groups, lr=lr, momentum=0.9)
+
+
+def _adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
+
+
+def _lion(groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    return Lion(groups, lr=lr, betas=(0.9, 0.99))
+
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "sgd": OptimizerSpec(
+        name="sgd",
+        lr=0.1,  # the classic ResNet/CIFAR peak LR; UBA's digits check uses SGD momentum 0.9 at 0.1
+        weight_decay=5e-4,  # the CIFAR recipe's coupled L2
+        no_decay="none",  # the classic recipe decays every parameter, norm gains and biases included
+        build=_sgd,
+        reason="classic ResNet/CIFAR recipe: momentum 0.9, lr 0.1, coupled L2 5e-4 on every parameter",
+    ),
+    "msgdw": OptimizerSpec(
+        name="msgdw",
+        lr=0.1,  # same scale as sgd (same momentum form), so the two differ only in how decay is applied
+        weight_decay=5e-4,  # the top of the DNT paper's sweep {0, 1e-5, 1e-4, 5e-4}
+        no_decay="ndim<2+embeddings",  # DNT decays only matrices: no norm gains, biases or embeddings
+        build=_msgdw,
+        reason="DNT's mSGDW: momentum 0.9, decoupled decay on matrices only, at the sgd scale",
+    ),
+    "adamw": OptimizerSpec(
+        name="adamw",
+        lr=1e-3,  # torch's default, a safe peak for small models
+        weight_decay=0.01,  # torch's default
+        no_decay="ndim<2+embeddings",  # the transformer convention: norms, biases and embeddings undecayed
+        build=_adamw,
+        reason="torch defaults: lr 1e-3, betas (0.9, 0.999), wd 0.01 on matrices",
+    ),
+    "lion": OptimizerSpec(
+        name="lion",
+        lr=1e-4,  # 10x below adamw: every coordinate moves by the full lr each step
+        weight_decay=0.1,  # 10x above adamw, so lr * wd (the decay per step) matches adamw's
+        no_decay="ndim<2+embeddings",  # as adamw, so the two compare on the same parameters
+        build=_lion,
+        reason="Chen et al. 2023: lr 3-10x below AdamW and wd 3-10x above, betas (0.9, 0.99)",
+    ),
+}
+
+OptimizerName = Literal["sgd", "msgdw", "adamw", "lion"]
+
+
+def build_optimizer(
+    name: str, model: nn.Module, lr: float | None = None, weight_decay: float | None = None
+) -> torch.optim.Optimizer:
+    """The named optimizer over model's parameters; lr / weight_decay None take the spec's defaults."""
+    spec = OPTIMIZERS.get(name)
+    if spec is None:
+        raise ConfigError(
+            f"unknown optimizer '{name}'{did_you_mean(name, OPTIMIZERS)}; choose from {', '.join(OPTIMIZERS)}"
+        )
+    lr = spec.lr if lr is None else lr
+    weight_decay = spec.weight_decay if weight_decay is None else weight_decay
+    if lr <= 0:
+        raise ConfigError(f"the learning rate of optimizer '{name}' must be positive, got {lr}")
+    if weight_decay < 0:
+        raise ConfigError(f"the weight decay of optimizer '{name}' must be non-negative, got {weight_decay}")
+    return spec.build(param_groups(model, spec.no_decay, weight_decay), lr)

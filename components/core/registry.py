@@ -1,0 +1,28 @@
+"""The explicit table of components: slug -> "module:attribute", imported only when asked for (timm style).
+
+No registration by import side effects: adding a paper means adding one line here, a folder under
+components/, a section in params.yaml and tests/components/test_<slug>.py (a test checks all four agree).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from components.core.errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:
+    from components.core.contract import Component
+
+REGISTRY: dict[str, str] = {
+    "uba": "components.uba.component:component",
+}
+
+
+def get_component(slug: str) -> Component:
+    if slug not in REGISTRY:
+        raise ConfigError(
+            f"unknown component '{slug}'{did_you_mean(slug, REGISTRY)}; known: {', '.join(sorted(REGISTRY))}"
+        )
+    module_name, attribute = REGISTRY[slug].split(":")
+    return getattr(importlib.import_module(module_name), attribute)

@@ -1,0 +1,195 @@
+"""`paperzoo`: one command with the verbs a researcher guesses. Every error is one line naming what to fix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from components.core.errors import PaperzooError
+
+EXAMPLES = """examples:
+  paperzoo prepare images digits                       # scikit-learn's digits -> data/images/digits
+  paperzoo run uba                                     # the smoke preset from params.yaml
+  paperzoo run uba --set schedule.phi=0.5 --set optimizer=lion --seed 1
+  paperzoo run uba --preset paper --set budget=1000    # paper-scale model, shorter budget
+  paperzoo run uba --resume runs/uba/20261123-101500-1a2b3c4d-s0
+  paperzoo sweep uba_phi --grid schedule.phi=0.5,2 --seeds 0
+  paperzoo config uba --set schedule.name=cosine       # print the resolved config
+  paperzoo list                                        # components, presets, sweeps, datasets
+  paperzoo report                                      # reports/report.md
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paperzoo", description=__doc__, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="experiment choices (params.yaml)")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="prepared-data root (data/)")
+    parser.add_argument("--run-root", type=Path, default=Path("runs"), help="where run directories go (runs/)")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    prepare = verbs.add_parser("prepare", help="prepare a dataset: paperzoo prepare images digits")
+    prepare.add_argument("kind", help="images, tokens, series, video, ... (or the full name images/digits)")
+    prepare.add_argument("name", nargs="?", help="a dataset named in params.yaml's datasets (e.g. digits)")
+    prepare.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a prepare option, e.g. --set repeat=40")
+
+    verify = verbs.add_parser("verify", help="check every shard's sha256 against its manifest")
+    verify.add_argument("name", nargs="?", help="one dataset, e.g. images/digits (default: all)")
+
+    def add_run_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--preset", help="test, smoke or paper (default: params.yaml's preset)")
+        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config key, e.g. --set schedule.phi=0.7 (repeatable)")
+
+    run = verbs.add_parser("run", help="run one component")
+    run.add_argument("slug", nargs="?", help="the component (see `paperzoo list`)")
+    add_run_options(run)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--backend", default="local", choices=["local"], help="how the run gets compute")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an unfinished run")
+    run.add_argument("--out", type=Path, metavar="DIR", help="write to this fixed directory (DVC's stages)")
+    run.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned for bit-exact metrics)")
+    run.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS", help="0: only on preemption")
+
+    sweep = verbs.add_parser("sweep", help="run a named sweep from params.yaml")
+    sweep.add_argument("name")
+    sweep.add_argument("--backend", default="local", help="local (sequential)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="narrow an axis")
+    sweep.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1")
+    sweep.add_argument("--preset", help="test, smoke or paper (default: params.yaml's preset)")
+    sweep.add_argument("--threads", type=int, default=1)
+
+    report = verbs.add_parser("report", help="write reports/report.md from the latest runs and sweeps")
+    report.add_argument("--out", type=Path, default=Path("reports"))
+    report.add_argument("--dvc-only", action="store_true", help="read only DVC's stage outputs (the report stage)")
+
+    verbs.add_parser("list", help="components, presets, sweeps and datasets")
+    config = verbs.add_parser("config", help="print a component's resolved config")
+    config.add_argument("slug")
+    add_run_options(config)
+    return parser
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from components.core.config import deep_merge, overrides_to_tree
+    from pipelines.datasets import prepare
+    from pipelines.params import load_params
+
+    name = args.kind if args.name is None else f"{args.kind}/{args.name}"
+    known = load_params(args.params).get("datasets") or {}
+    spec = deep_merge(known.get(name, {}), overrides_to_tree(args.options))
+    if "source" not in spec:
+        from components.core.errors import ConfigError, did_you_mean
+
+        raise ConfigError(f"dataset '{name}' is not in {args.params} datasets{did_you_mean(name, known)}; "
+                          f"add it there or pass --set source=...")
+    path = prepare(name, spec, args.data_dir)
+    print(f"prepared {name} -> {path}")
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from pipelines.datasets import verify
+
+    names = verify(args.data_dir, args.name)
+    print(f"verified {len(names)} dataset(s): {', '.join(names) or 'none found'}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from cluster.runner import execute, load_request, plan_run
+    from components.core.errors import ConfigError
+    from pipelines.params import load_params
+
+    if args.resume is not None:
+        if args.slug or args.overrides or args.preset:
+            raise ConfigError("--resume takes the run's own component, preset and config; drop the other arguments")
+        request = load_request(args.resume)
+        result = execute(request, data_dir=args.data_dir, threads=args.threads, resume_dir=args.resume,
+                         checkpoint_every=args.checkpoint_every)
+    else:
+        if not args.slug:
+            raise ConfigError("name a component to run, e.g. `paperzoo run uba` (see `paperzoo list`)")
+        request = plan_run(args.slug, load_params(args.params), preset=args.preset, overrides=args.overrides,
+                           seed=args.seed, data_dir=args.data_dir)
+        result = execute(request, run_root=args.run_root, run_dir=args.out, data_dir=args.data_dir,
+                         threads=args.threads, checkpoint_every=args.checkpoint_every)
+    print(json.dumps(result.metrics, indent=2, sort_keys=True))
+    print(f"run directory: {result.run_dir}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from pipelines.params import load_params
+    from pipelines.sweep import parse_grid, run_sweep
+
+    seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else None
+    outcome = run_sweep(args.name, load_params(args.params), backend=args.backend, grid=parse_grid(args.grid),
+                        seeds=seeds, preset=args.preset, run_root=args.run_root, data_dir=args.data_dir,
+                        threads=args.threads)
+    print(outcome.markdown)
+    print(f"sweep directory: {outcome.directory} (summary.csv, summary.md, trials.jsonl)")
+    failed = sum(r.status != "completed" for r in outcome.results)
+    if failed:
+        print(f"{failed} of {len(outcome.results)} trials failed (see trials.jsonl)", file=sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from pipelines.params import load_params
+    from pipelines.report import build_report
+
+    path = build_report(load_params(args.params), args.run_root, args.out, dvc_only=args.dvc_only)
+    print(f"report: {path}")
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from components.core.registry import REGISTRY, get_component
+    from pipelines.params import load_params
+
+    params = load_params(args.params) if args.params.is_file() else {}
+    print("components:")
+    for slug in sorted(REGISTRY):
+        component = get_component(slug)
+        print(f"  {slug:20s} presets: {', '.join(component.presets)}; datasets: {', '.join(component.datasets)}")
+    print(f"default preset: {params.get('preset', 'smoke')}")
+    print("sweeps:")
+    for name, sweep in (params.get("sweeps") or {}).items():
+        axes = ", ".join(f"{k} {v}" for k, v in (sweep.get("grid") or {}).items())
+        print(f"  {name:20s} {sweep.get('component')}: {axes}; seeds {sweep.get('seeds', [0])}")
+    print("datasets:")
+    for name, spec in (params.get("datasets") or {}).items():
+        state = "prepared" if (args.data_dir / name / "manifest.json").is_file() else "not prepared"
+        print(f"  {name:20s} {spec} ({state})")
+
+
+def cmd_config(args: argparse.Namespace) -> None:
+    from components.core.config import config_to_yaml, resolve_config
+    from components.core.registry import get_component
+    from pipelines.params import load_params
+
+    params = load_params(args.params)
+    component = get_component(args.slug)
+    cfg = resolve_config(component, args.preset or params.get("preset", "smoke"), params.get(args.slug),
+                         args.overrides)
+    print(config_to_yaml(cfg), end="")
+
+
+COMMANDS = {"prepare": cmd_prepare, "verify": cmd_verify, "run": cmd_run, "sweep": cmd_sweep,
+            "report": cmd_report, "list": cmd_list, "config": cmd_config}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.verb](args)
+    except PaperzooError as err:
+        print(f"paperzoo: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("paperzoo: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

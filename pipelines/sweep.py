@@ -1,0 +1,189 @@
+"""Named sweeps from params.yaml: expansion into trials, a backend that runs them, and the summary table.
+
+Every backend runs the same list of trials (a trial = config overrides + a seed), so results are
+comparable across local, Ray Tune and SLURM. All trials are validated before the first one starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cluster.runner import RunRequest, execute, plan_run
+from components.core.config import parse_override
+from components.core.errors import ConfigError, PaperzooError, did_you_mean
+from components.core.files import atomic_write_json, atomic_write_text
+
+
+@dataclass(frozen=True)
+class Trial:
+    overrides: Mapping[str, Any]
+    seed: int
+
+    @property
+    def point(self) -> str:
+        return ",".join(f"{key}={value}" for key, value in self.overrides.items()) or "default"
+
+    @property
+    def name(self) -> str:
+        return f"{self.point}-s{self.seed}".replace("/", "_")
+
+
+@dataclass
+class TrialResult:
+    trial: Trial
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    run_dir: str = ""
+    error: str = ""
+
+
+def parse_grid(texts: Sequence[str]) -> dict[str, list[Any]]:
+    """['schedule.phi=0.5,2', 'optimizer=sgd'] -> {'schedule.phi': [0.5, 2], 'optimizer': ['sgd']}."""
+    grid: dict[str, list[Any]] = {}
+    for text in texts:
+        key, raw = parse_override(text)
+        values = raw if isinstance(raw, list) else [yaml.safe_load(part) for part in str(raw).split(",")]
+        grid[key] = values
+    return grid
+
+
+def expand_sweep(sweep: Mapping[str, Any], grid: Mapping[str, list[Any]] | None = None,
+                 seeds: Sequence[int] | None = None, name: str = "sweep") -> list[Trial]:
+    full_grid: dict[str, list[Any]] = {key: list(values) for key, values in (sweep.get("grid") or {}).items()}
+    for key, values in (grid or {}).items():
+        if key not in full_grid:
+            raise ConfigError(f"--grid {key}: sweep '{name}' has no axis '{key}'{did_you_mean(key, full_grid)}; "
+                              f"axes: {', '.join(full_grid)}")
+        full_grid[key] = list(values)
+    seeds = list(seeds if seeds is not None else sweep.get("seeds", [0]))
+    keys = list(full_grid)
+    points = [dict(zip(keys, values)) for values in itertools.product(*(full_grid[key] for key in keys))]
+    return [Trial(point, seed) for point in points for seed in seeds]
+
+
+def summarise(results: Sequence[TrialResult], metric: str, mode: str) -> list[dict[str, Any]]:
+    """One row per grid point: mean and spread over seeds of every final metric, best first."""
+    by_point: dict[str, list[TrialResult]] = {}
+    for result in results:
+        by_point.setdefault(result.trial.point, []).append(result)
+    rows = []
+    for point, group in by_point.items():
+        done = [r for r in group if r.status == "completed"]
+        row: dict[str, Any] = {"point": point, **group[0].trial.overrides, "seeds": len(group),
+                               "failed": len(group) - len(done)}
+        names = sorted({key for r in done for key in r.metrics})
+        for key in names:
+            values = [r.metrics[key] for r in done if key in r.metrics]
+            row[f"{key} mean"] = statistics.fmean(values)
+            row[f"{key} std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        rows.append(row)
+    sign = 1 if mode == "min" else -1
+
+    def rank(row: dict[str, Any]) -> float:
+        value = row.get(f"{metric} mean")
+        return sign * value if value is not None and math.isfinite(value) else math.inf
+
+    return sorted(rows, key=rank)
+
+
+def format_value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(format_value(row.get(column, "")) for column in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def summary_columns(sweep: Mapping[str, Any], rows: Sequence[dict[str, Any]], metric: str) -> list[str]:
+    axes = list((sweep.get("grid") or {}).keys())
+    metric_columns = sorted({key for row in rows for key in row if key.endswith((" mean", " std"))})
+    first = [f"{metric} mean", f"{metric} std"]
+    return axes + [c for c in first if c in metric_columns] + ["seeds", "failed"] + \
+        [c for c in metric_columns if c not in first]
+
+
+def run_local(requests: Sequence[tuple[Trial, RunRequest]], trials_dir: Path, data_dir: Path, threads: int,
+              show_progress: bool | None) -> list[TrialResult]:
+    """The sequential backend: one trial after another in this process; a failed trial does not stop the rest."""
+    results = []
+    for index, (trial, request) in enumerate(requests):
+        run_dir = trials_dir / f"{index:03d}-{trial.name}"
+        print(f"[{index + 1}/{len(requests)}] {trial.name}", flush=True)
+        try:
+            outcome = execute(request, run_dir=run_dir, data_dir=data_dir, threads=threads,
+                              show_progress=show_progress)
+            results.append(TrialResult(trial, "completed", outcome.metrics, str(outcome.run_dir)))
+        except PaperzooError as err:
+            print(f"  failed: {err}", flush=True)
+            results.append(TrialResult(trial, "failed", {}, str(run_dir), str(err)))
+    return results
+
+
+BACKENDS = {"local": run_local}
+
+
+@dataclass
+class SweepOutcome:
+    directory: Path
+    results: list[TrialResult]
+    rows: list[dict[str, Any]]
+    markdown: str
+
+
+def run_sweep(name: str, params: Mapping[str, Any], *, backend: str = "local",
+              grid: Mapping[str, list[Any]] | None = None, seeds: Sequence[int] | None = None,
+              preset: str | None = None, run_root: Path = Path("runs"), data_dir: Path = Path("data"),
+              threads: int = 1, show_progress: bool | None = None) -> SweepOutcome:
+    sweeps = params.get("sweeps") or {}
+    if name not in sweeps:
+        raise ConfigError(f"unknown sweep '{name}'{did_you_mean(name, sweeps)}; params.yaml defines: "
+                          f"{', '.join(sweeps) or 'none'}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend '{backend}'{did_you_mean(backend, BACKENDS)}; choose from "
+                          f"{', '.join(BACKENDS)}")
+    sweep = sweeps[name]
+    metric, mode = sweep.get("metric", "val/loss"), sweep.get("mode", "min")
+    trials = expand_sweep(sweep, grid, seeds, name)
+    requests = [(trial, plan_run(sweep["component"], params, preset=preset, overrides=trial.overrides,
+                                 seed=trial.seed, data_dir=data_dir)) for trial in trials]
+
+    directory = Path(run_root) / "sweeps" / name / time.strftime("%Y%m%d-%H%M%S")
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(directory / "sweep.json", {"name": name, "backend": backend, "metric": metric, "mode": mode,
+                                                 "component": sweep["component"],
+                                                 "trials": [{"overrides": dict(t.overrides), "seed": t.seed}
+                                                            for t in trials]})
+    results = BACKENDS[backend](requests, directory / "trials", Path(data_dir), threads, show_progress)
+
+    rows = summarise(results, metric, mode)
+    columns = summary_columns(sweep, rows, metric)
+    markdown = f"### Sweep `{name}` ({sweep['component']}, {len(trials)} trials, {mode} {metric})\n\n" + \
+        to_markdown(rows, columns)
+    atomic_write_text(directory / "summary.md", markdown)
+    atomic_write_text(directory / "summary.csv", to_csv(rows, columns))
+    atomic_write_text(directory / "trials.jsonl", "".join(
+        json.dumps({"overrides": dict(r.trial.overrides), "seed": r.trial.seed, "status": r.status,
+                    "metrics": r.metrics, "run_dir": r.run_dir, "error": r.error}) + "\n" for r in results))
+    return SweepOutcome(directory, results, rows, markdown)

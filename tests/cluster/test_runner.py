@@ -1,0 +1,98 @@
+"""The local launcher: run directories, determinism, resume after preemption, atomic stage outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+
+import pytest
+import yaml
+
+from cluster.runner import execute, load_request, plan_run
+from components.core.errors import DataError, Preempted, RunError
+
+
+def test_run_directory_holds_everything(params, data_root, tmp_path):
+    request = plan_run("uba", params, preset="test", overrides=["schedule.phi=0.5"], seed=1, data_dir=data_root)
+    result = execute(request, run_root=tmp_path, data_dir=data_root, show_progress=False)
+    run_dir = result.run_dir
+    assert run_dir.parent == tmp_path / "uba" and run_dir.name.endswith(f"-{request.config_hash}-s1")
+    for name in ("config.yaml", "metrics.json", "metrics.jsonl", "run.json", "environment.json", "lr.csv",
+                 "lr.png", "model.safetensors", "dvclive"):
+        assert (run_dir / name).exists(), name
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["schedule"]["phi"] == 0.5
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "completed" and info["seed"] == 1 and len(info["code"]["git_sha"]) >= 7
+    assert "torch" in json.loads((run_dir / "environment.json").read_text())["packages"]
+    assert json.loads((run_dir / "metrics.json").read_text()) == result.metrics
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps[:3] == [0, 1, 2] and steps[-1] == 30
+
+
+def test_another_seed_gives_other_metrics(params, data_root, tmp_path):
+    runs = [execute(plan_run("uba", params, preset="test", seed=seed, data_dir=data_root), run_root=tmp_path,
+                    data_dir=data_root, show_progress=False) for seed in (0, 1)]
+    assert runs[0].metrics != runs[1].metrics
+    assert runs[0].run_dir != runs[1].run_dir
+
+
+class PreemptAt:
+    """A metrics sink that sends this process SIGTERM at a given step, as SLURM does before preemption."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def __call__(self, metrics, step=None):
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_resume_after_preemption_is_bit_exact(params, data_root, tmp_path):
+    sets = ["budget=40", "schedule.warmup=3"]
+    request = plan_run("uba", params, preset="test", overrides=sets, seed=2, data_dir=data_root)
+    whole = execute(request, run_root=tmp_path / "whole", data_dir=data_root, show_progress=False,
+                    checkpoint_every=10)
+    with pytest.raises(Preempted):
+        execute(request, run_root=tmp_path / "cut", data_dir=data_root, show_progress=False, checkpoint_every=10,
+                sinks=[PreemptAt(17)])
+    (cut_dir,) = (tmp_path / "cut" / "uba").iterdir()
+    assert json.loads((cut_dir / "run.json").read_text())["status"] == "preempted"
+    assert (cut_dir / "checkpoints" / "step_000000018").is_dir()
+    resumed = execute(load_request(cut_dir), data_dir=data_root, show_progress=False, resume_dir=cut_dir,
+                      checkpoint_every=10)
+    assert resumed.metrics == whole.metrics
+    losses = [[r.get("train/loss") for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())]
+              for d in (whole.run_dir, cut_dir)]
+    assert losses[0] == losses[1]
+    with pytest.raises(RunError, match="already completed"):
+        load_request(cut_dir)
+
+
+def test_stage_output_is_replaced_only_on_success(params, data_root, tmp_path):
+    out = tmp_path / "dvc" / "uba"
+    good = plan_run("uba", params, preset="test", data_dir=data_root)
+    execute(good, run_dir=out, data_dir=data_root, show_progress=False)
+    before = (out / "metrics.json").read_text()
+    diverging = plan_run("uba", params, preset="test", overrides=["lr=1e6"], data_dir=data_root)
+    with pytest.raises(RunError, match=r"loss diverged at step \d+"):
+        execute(diverging, run_dir=out, data_dir=data_root, show_progress=False)
+    assert (out / "metrics.json").read_text() == before
+
+
+def test_missing_dataset_fails_before_anything_is_written(params, tmp_path):
+    with pytest.raises(DataError, match="paperzoo prepare images digits"):
+        plan_run("uba", params, preset="test", data_dir=tmp_path / "nodata")
+
+
+def test_bad_shards_are_caught_at_the_start(params, data_root, tmp_path):
+    broken = tmp_path / "data"
+    shutil.copytree(data_root, broken)
+    shard = sorted((broken / "images" / "digits").glob("train-*.tar"))[0]
+    shard.write_bytes(shard.read_bytes()[:-512])
+    with pytest.raises(DataError, match=shard.name):
+        plan_run("uba", params, preset="test", data_dir=broken)
+    shard.unlink()
+    with pytest.raises(DataError, match=shard.name):
+        plan_run("uba", params, preset="test", data_dir=broken)
