@@ -1,0 +1,113 @@
+"""Shard reader throughput against one-.npy-file-per-sample loading, measured in the same run.
+
+    python benchmarks/data.py [--data-root DIR] [--repeat 40] [--batch-size 256] [--workers 1 2]
+
+Prepares the digits with `repeat` augmented copies of train (repeat=40: ~50k samples), writes the
+same train samples as loose .npy files, then times one full epoch of each through a DataLoader with
+the same batch size, and prints samples/s and the ratio shard/loose per worker count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+# run as a script from a checkout: make the repository's packages importable without installing them
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from components.core.shards import ImageShards  # noqa: E402
+from pipelines.datasets import prepare  # noqa: E402
+
+NAME = "images/digits_bench"
+
+
+class LooseNpyFiles(torch.utils.data.Dataset):
+    """The reference: one np.load per sample, as a folder of .npy files is usually read."""
+
+    def __init__(self, folder: Path):
+        self.labels = np.load(folder / "labels.npy")
+        self.paths = [folder / f"{index:08d}.npy" for index in range(len(self.labels))]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return torch.from_numpy(np.load(self.paths[index])), int(self.labels[index])
+
+
+def write_loose_copy(shards: ImageShards, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    images, labels = shards.arrays()
+    for index, image in enumerate(images):
+        np.save(folder / f"{index:08d}.npy", image)
+    np.save(folder / "labels.npy", labels)
+
+
+def time_epoch(batches, num_batches: int, batch_size: int) -> float:
+    """Samples per second over one epoch, loader start-up (worker processes) included."""
+    start = time.perf_counter()
+    seen = 0
+    for images, labels in itertools.islice(batches, num_batches):
+        seen += len(labels)
+    elapsed = time.perf_counter() - start
+    assert seen == num_batches * batch_size
+    return seen / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, help="where to prepare the data (default: a temporary folder)")
+    parser.add_argument("--repeat", type=int, default=40, help="train copies; 40 gives ~50k samples")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    console = Console()
+
+    with tempfile.TemporaryDirectory(prefix="paperzoo-bench-") as scratch:
+        data_root = args.data_root or Path(scratch) / "data"
+        started = time.perf_counter()
+        prepare(NAME, {"source": "sklearn-digits", "repeat": args.repeat}, data_root)
+        prepare_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        shards = ImageShards(data_root, NAME, "train")
+        index_seconds = time.perf_counter() - started
+        loose_dir = Path(scratch) / "loose"
+        write_loose_copy(shards, loose_dir)
+        loose = LooseNpyFiles(loose_dir)
+
+        num_batches = shards.num_samples // args.batch_size
+        table = Table(title=f"one epoch of {shards.num_samples} digits, batch {args.batch_size} ({num_batches} batches)")
+        for column in ("workers", "shards samples/s", "loose .npy samples/s", "ratio shard/loose"):
+            table.add_column(column, justify="right")
+        for num_workers in args.workers:
+            shard_rate = time_epoch(
+                iter(shards.loader(args.batch_size, seed=args.seed, num_workers=num_workers)), num_batches, args.batch_size
+            )
+            reference = torch.utils.data.DataLoader(
+                loose,
+                batch_size=args.batch_size,
+                shuffle=True,
+                drop_last=True,
+                num_workers=num_workers,
+                generator=torch.Generator().manual_seed(args.seed),
+            )
+            loose_rate = time_epoch(iter(reference), num_batches, args.batch_size)
+            table.add_row(str(num_workers), f"{shard_rate:,.0f}", f"{loose_rate:,.0f}", f"{shard_rate / loose_rate:.1f}x")
+        console.print(table)
+        console.print(f"prepare (shards + manifest): {prepare_seconds:.1f} s; shard index build: {index_seconds:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
