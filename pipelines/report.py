@@ -62,7 +62,8 @@ def build_report(params: Mapping[str, Any], run_root: Path = Path("runs"), out_d
         numbers = paper_numbers(slug)
         if numbers:
             lines += ["Paper:", "", "| metric | value | dataset | setting | source |", "|---|---|---|---|---|"]
-            lines += [f"| {n.get('metric')} | {format_value(n.get('value'))} | {n.get('dataset')} | "
+            lines += [f"| {n.get('metric')} | {format_value(n.get('value')) if n.get('value') is not None else 'n/a'} | "
+                      f"{n.get('dataset')} | "
                       f"{n.get('setting')} | {n.get('source')} |" for n in numbers]
             lines.append("")
     sweep_root = run_root / "sweeps"

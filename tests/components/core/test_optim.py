@@ -90,7 +90,7 @@ def test_every_spec_is_consistent_and_builds_on_a_small_model(name):
         ("sgd", 0.1, 5e-4, "none"),
         ("msgdw", 0.1, 5e-4, "ndim<2+embeddings"),
         ("adamw", 1e-3, 0.01, "ndim<2+embeddings"),
-        ("lion", 1e-4, 0.1, "ndim<2+embeddings"),
+        ("lion", 3e-4, 0.03, "ndim<2+embeddings"),
     ],
 )
 def test_table_defaults(name, lr, weight_decay, rule):
