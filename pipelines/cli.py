@@ -23,20 +23,29 @@ EXAMPLES = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paperzoo", description=__doc__, epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="experiment choices (params.yaml)")
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="prepared-data root (data/)")
-    parser.add_argument("--run-root", type=Path, default=Path("runs"), help="where run directories go (runs/)")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    def common(defaults: bool) -> argparse.ArgumentParser:
+        """--params, --data-dir and --run-root, accepted before or after the verb."""
+        shared = argparse.ArgumentParser(add_help=False)
+        default = (lambda value: value) if defaults else (lambda value: argparse.SUPPRESS)
+        shared.add_argument("--params", type=Path, default=default(Path("params.yaml")),
+                            help="experiment choices (params.yaml)")
+        shared.add_argument("--data-dir", type=Path, default=default(Path("data")), help="prepared-data root (data/)")
+        shared.add_argument("--run-root", type=Path, default=default(Path("runs")),
+                            help="where run directories go (runs/)")
+        return shared
 
-    prepare = verbs.add_parser("prepare", help="prepare a dataset: paperzoo prepare images digits")
+    parser = argparse.ArgumentParser(prog="paperzoo", description=__doc__, epilog=EXAMPLES, parents=[common(True)],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    after_verb = [common(False)]
+
+    prepare = verbs.add_parser("prepare", parents=after_verb, help="prepare a dataset: paperzoo prepare images digits")
     prepare.add_argument("kind", help="images, tokens, series, video, ... (or the full name images/digits)")
     prepare.add_argument("name", nargs="?", help="a dataset named in params.yaml's datasets (e.g. digits)")
     prepare.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
                          help="override a prepare option, e.g. --set repeat=40")
 
-    verify = verbs.add_parser("verify", help="check every shard's sha256 against its manifest")
+    verify = verbs.add_parser("verify", parents=after_verb, help="check every shard's sha256 against its manifest")
     verify.add_argument("name", nargs="?", help="one dataset, e.g. images/digits (default: all)")
 
     def add_run_options(sub: argparse.ArgumentParser) -> None:
@@ -44,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config key, e.g. --set schedule.phi=0.7 (repeatable)")
 
-    run = verbs.add_parser("run", help="run one component")
+    run = verbs.add_parser("run", parents=after_verb, help="run one component")
     run.add_argument("slug", nargs="?", help="the component (see `paperzoo list`)")
     add_run_options(run)
     run.add_argument("--seed", type=int, default=0)
@@ -54,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned for bit-exact metrics)")
     run.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS", help="0: only on preemption")
 
-    sweep = verbs.add_parser("sweep", help="run a named sweep from params.yaml")
+    sweep = verbs.add_parser("sweep", parents=after_verb, help="run a named sweep from params.yaml")
     sweep.add_argument("name")
     sweep.add_argument("--backend", default="local", help="local (sequential)")
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="narrow an axis")
@@ -62,12 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--preset", help="test, smoke or paper (default: params.yaml's preset)")
     sweep.add_argument("--threads", type=int, default=1)
 
-    report = verbs.add_parser("report", help="write reports/report.md from the latest runs and sweeps")
+    report = verbs.add_parser("report", parents=after_verb, help="write reports/report.md from the latest runs and sweeps")
     report.add_argument("--out", type=Path, default=Path("reports"))
     report.add_argument("--dvc-only", action="store_true", help="read only DVC's stage outputs (the report stage)")
 
-    verbs.add_parser("list", help="components, presets, sweeps and datasets")
-    config = verbs.add_parser("config", help="print a component's resolved config")
+    verbs.add_parser("list", parents=after_verb, help="components, presets, sweeps and datasets")
+    config = verbs.add_parser("config", parents=after_verb, help="print a component's resolved config")
     config.add_argument("slug")
     add_run_options(config)
     return parser
@@ -185,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     except PaperzooError as err:
         print(f"paperzoo: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `paperzoo list | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("paperzoo: interrupted", file=sys.stderr)
         return 130

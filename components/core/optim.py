@@ -19,6 +19,19 @@ from components.core.errors import ConfigError, did_you_mean
 NO_DECAY_RULES = ("none", "ndim<2", "ndim<2+embeddings")
 
 
+def _params_with_buffers(optimizer: torch.optim.Optimizer, group: dict, key: str):
+    """(parameter, its one state buffer) for every parameter of the group that has a dense gradient."""
+    for param in group["params"]:
+        if param.grad is None:
+            continue
+        if param.grad.is_sparse:
+            raise RuntimeError(f"{type(optimizer).__name__} does not support sparse gradients")
+        state = optimizer.state[param]
+        if key not in state:
+            state[key] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        yield param, state[key]
+
+
 class Lion(torch.optim.Optimizer):
     """Lion (Chen et al. 2023), in the order the convergence paper analyses:
 
@@ -51,15 +64,8 @@ class Lion(torch.optim.Optimizer):
         for group in self.param_groups:
             lr, weight_decay = group["lr"], group["weight_decay"]
             beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if param.grad.is_sparse:
-                    raise RuntimeError("Lion does not support sparse gradients")
-                state = self.state[param]
-                if not state:
-                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                momentum, grad = state["exp_avg"], param.grad
+            for param, momentum in _params_with_buffers(self, group, "exp_avg"):
+                grad = param.grad
                 direction = torch.sign(momentum * beta1 + grad * (1.0 - beta1))
                 param.mul_(1.0 - lr * weight_decay)
                 param.add_(direction, alpha=-lr)
@@ -93,15 +99,7 @@ class MSGDW(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if param.grad.is_sparse:
-                    raise RuntimeError("MSGDW does not support sparse gradients")
-                state = self.state[param]
-                if not state:
-                    state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                buffer = state["momentum_buffer"]
+            for param, buffer in _params_with_buffers(self, group, "momentum_buffer"):
                 buffer.mul_(momentum).add_(param.grad)
                 param.mul_(1.0 - lr * weight_decay)
                 param.add_(buffer, alpha=-lr)
