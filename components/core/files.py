@@ -1,10 +1,13 @@
-"""Writes that never leave a half-written file: write a temporary sibling, then rename over the target."""
+"""Writes that never leave a half-written file or folder: write a temporary sibling, then rename over the target."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,3 +27,31 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def atomic_directory(final_dir: Path) -> Iterator[Path]:
+    """Yield an empty sibling folder; on success it replaces `final_dir`, on error it is removed.
+
+    The older `final_dir` is moved aside only once the new one is complete, so a crash leaves either
+    the old dataset or the new one (plus a hidden `.<name>.*` leftover), never a half-written one.
+    """
+    final_dir = Path(final_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    # mkdtemp makes 0700 folders; a dataset should be as readable as any other folder the user makes
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)
+    retired = None
+    if final_dir.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.old-", dir=final_dir.parent))
+        os.replace(final_dir, retired / final_dir.name)
+    os.replace(staging, final_dir)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)

@@ -13,11 +13,6 @@ import hashlib
 import io
 import json
 import mmap
-import os
-import shutil
-import tarfile
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -28,6 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from components.core.errors import DataError, did_you_mean
+from components.core.files import atomic_directory
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
@@ -59,34 +55,6 @@ def encode_npy(array: np.ndarray) -> bytes:
 
 def manifest_bytes(manifest: dict) -> bytes:
     return (json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode()
-
-
-@contextmanager
-def atomic_directory(final_dir: Path) -> Iterator[Path]:
-    """Yield an empty sibling folder; on success it replaces `final_dir`, on error it is removed.
-
-    The older `final_dir` is moved aside only once the new one is complete, so a crash leaves either
-    the old dataset or the new one (plus a hidden `.<name>.*` leftover), never a half-written one.
-    """
-    final_dir = Path(final_dir)
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.tmp-", dir=final_dir.parent))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    # mkdtemp makes 0700 folders; a dataset should be as readable as any other folder the user makes
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)
-    retired = None
-    if final_dir.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.old-", dir=final_dir.parent))
-        os.replace(final_dir, retired / final_dir.name)
-    os.replace(staging, final_dir)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 def write_split(
