@@ -27,12 +27,12 @@ from pathlib import Path
 from components.core.config import resolve_config
 from components.core.contract import RunContext
 from components.core.registry import get_component
-from components.core.strategy import PlainStrategy
+from components.core.strategy import plain_strategy
 torch.set_num_threads(1); torch.manual_seed(0)
 component = get_component("uba")
 cfg = resolve_config(component, "smoke", yaml.safe_load(open("params.yaml"))["uba"])
 out = Path(sys.argv[1]); out.mkdir(parents=True)
-print(component.run(cfg, RunContext(run_dir=out, data_dir=Path("data"), seed=0, strategy=PlainStrategy())))
+print(component.run(cfg, RunContext(run_dir=out, data_dir=Path("data"), seed=0, strategy=plain_strategy())))
 """
 
 

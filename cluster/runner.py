@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
+from cluster.distributed import DistEnv, barrier, device_for, init_process_group
 from components.core.checkpoint import Checkpointer
 from components.core.config import (config_hash, config_to_yaml, load_yaml, overrides_to_tree, resolve_config,
                                     validate)
@@ -34,7 +35,7 @@ from components.core.errors import PaperzooError, Preempted, RunError
 from components.core.files import atomic_write_json, atomic_write_text
 from components.core.registry import get_component
 from components.core.shards import check_dataset
-from components.core.strategy import PlainStrategy
+from components.core.strategy import make_strategy
 
 Sink = Callable[[Mapping[str, float], int | None], None]
 
@@ -208,53 +209,103 @@ def truncate_jsonl(path: Path, before_step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
-def execute(request: RunRequest, *, run_root: Path = Path("runs"), run_dir: Path | None = None,
-            data_dir: Path = Path("data"), threads: int = 1, sinks: Sequence[Sink] = (), checkpoint_every: int = 0,
-            show_progress: bool | None = None, resume_dir: Path | None = None) -> RunResult:
-    """Run one component in this process.
+def read_run_info(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
-    run_dir=None makes runs/<slug>/<time>-<hash8>-s<seed>. A given run_dir (DVC's stable
-    runs/dvc/<slug>) is written in a temporary sibling and renamed over the old one only on success.
-    resume_dir continues an unfinished run in place.
+
+def is_unfinished_run_of(info: dict[str, Any] | None, request: RunRequest) -> bool:
+    """An earlier attempt at this very run (same config and seed) that did not complete: resume it."""
+    return (info is not None and info.get("status") != "completed" and info.get("config_hash") == request.config_hash
+            and info.get("seed") == request.seed and info.get("component") == request.slug)
+
+
+def prepare_work_dir(request: RunRequest, run_dir: Path, replace: bool) -> tuple[Path, bool]:
+    """The folder the run writes (a staging sibling when `replace`), and whether it resumes an earlier attempt."""
+    work_dir = run_dir.with_name(f".{run_dir.name}.partial") if replace else run_dir
+    info = read_run_info(work_dir)
+    if is_unfinished_run_of(info, request):
+        return work_dir, True
+    if replace:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    elif info is not None and info.get("status") == "completed":
+        raise RunError(f"{run_dir} already holds a completed run; start a new run instead of resuming it")
+    elif work_dir.exists() and any(work_dir.iterdir()):
+        raise RunError(f"{run_dir} already holds another run (config {info and info.get('config_hash')}); "
+                       "choose another run directory")
+    return work_dir, False
+
+
+def execute(request: RunRequest, run_dir: Path | None = None, *, run_root: Path = Path("runs"),
+            data_dir: Path = Path("data"), threads: int = 1, sinks: Sequence[Sink] = (), checkpoint_every: int = 0,
+            show_progress: bool | None = None, replace: bool = False, strategy: str = "plain",
+            strategy_options: Mapping[str, Any] | None = None, dist: DistEnv | None = None, use_gpu: bool = False,
+            backend: str = "local") -> RunResult:
+    """Run one component in this process (one rank of it, under torchrun or SLURM).
+
+    run_dir=None makes runs/<slug>/<time>-<hash8>-s<seed>. With replace=True (DVC's stable
+    runs/dvc/<slug>) the run is written in a staging sibling renamed over run_dir only on success.
+    A run_dir (or staging folder) that holds an unfinished run of the same config and seed is resumed
+    from its last checkpoint: that is how `--resume`, a SLURM requeue and a retried trial continue.
     """
     component = get_component(request.slug)
-    final_dir: Path | None = None
-    if resume_dir is not None:
-        work_dir = Path(resume_dir)
-    elif run_dir is not None:
-        final_dir = Path(run_dir)
-        work_dir = final_dir.with_name(f".{final_dir.name}.tmp-{os.getpid()}")
-        shutil.rmtree(work_dir, ignore_errors=True)
-    else:
-        work_dir = new_run_dir(run_root, request)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    dist = dist or DistEnv()
+    if run_dir is None:
+        if dist.distributed:
+            raise RunError("a distributed run needs an explicit run directory that every rank shares")
+        run_dir = new_run_dir(run_root, request)
+    run_dir = Path(run_dir)
+    device = device_for(dist, use_gpu)
+    if dist.distributed or strategy == "deepspeed":
+        # Kept for the life of the process: DeepSpeed caches its groups, so a later run here reuses this one.
+        init_process_group(dist, device)
+    return _execute(component, request, run_dir, dist, device, data_dir=data_dir, threads=threads, sinks=sinks,
+                    checkpoint_every=checkpoint_every, show_progress=show_progress, replace=replace,
+                    strategy=strategy, strategy_options=strategy_options, backend=backend)
+
+
+def _execute(component, request: RunRequest, run_dir: Path, dist: DistEnv, device: str, *, data_dir: Path,
+             threads: int, sinks: Sequence[Sink], checkpoint_every: int, show_progress: bool | None, replace: bool,
+             strategy: str, strategy_options: Mapping[str, Any] | None, backend: str) -> RunResult:
+    is_main = dist.rank == 0
+    work_dir, resuming = prepare_work_dir(request, run_dir, replace) if is_main else (
+        run_dir.with_name(f".{run_dir.name}.partial") if replace else run_dir, True)
 
     info: dict[str, Any] = {
         "component": request.slug, "preset": request.preset, "seed": request.seed,
         "config_hash": request.config_hash, "overrides": dict(request.overrides), "status": "running",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "code": code_version(), "backend": "local",
-        "strategy": "plain", "world_size": 1, "threads": threads, "command": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "code": code_version() if is_main else {},
+        "backend": backend, "strategy": strategy, "world_size": dist.world_size, "threads": threads,
+        "device": device, "command": sys.argv,
     }
-    if resume_dir is None:
-        atomic_write_text(work_dir / "config.yaml", config_to_yaml(request.config))
-        atomic_write_json(work_dir / "environment.json", environment())
-    atomic_write_json(work_dir / "run.json", info)
+    if is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        if resuming:
+            info["resumed"] = (read_run_info(work_dir) or {}).get("resumed", 0) + 1
+        else:
+            atomic_write_text(work_dir / "config.yaml", config_to_yaml(request.config))
+            atomic_write_json(work_dir / "environment.json", environment())
+        atomic_write_json(work_dir / "run.json", info)
+    barrier()
 
-    strategy = PlainStrategy()
-    checkpointer = Checkpointer(work_dir / "checkpoints", strategy, every=checkpoint_every)
-    if resume_dir is not None:
-        latest = checkpointer.latest()
-        resume_step = torch.load(latest / "progress.pt", weights_only=False)["step"] if latest else 0
-        truncate_jsonl(work_dir / "metrics.jsonl", resume_step)
-        shutil.rmtree(work_dir / "dvclive", ignore_errors=True)
-    jsonl = JsonlSink(work_dir / "metrics.jsonl")
-    dvclive = DvcLiveSink(work_dir / "dvclive")
-    if resume_dir is not None:
-        for line in (work_dir / "metrics.jsonl").read_text().splitlines():
-            record = json.loads(line)
-            step = record.pop("step")
-            dvclive(record, step)
-    all_sinks = [jsonl, dvclive, *sinks]
+    chosen = make_strategy(strategy, device, dict(strategy_options or {}))
+    checkpointer = Checkpointer(work_dir / "checkpoints", chosen, every=checkpoint_every, rank=dist.rank,
+                                barrier=barrier)
+    all_sinks: list[Sink] = []
+    closers: list[Callable[[], None]] = []
+    if is_main:
+        if resuming:  # drop what the resumed run logs again, and rebuild DVCLive's files from the rest
+            truncate_jsonl(work_dir / "metrics.jsonl", checkpointer.latest_step())
+            shutil.rmtree(work_dir / "dvclive", ignore_errors=True)
+        jsonl = JsonlSink(work_dir / "metrics.jsonl")
+        dvclive = DvcLiveSink(work_dir / "dvclive")
+        if resuming and (work_dir / "metrics.jsonl").is_file():
+            for line in (work_dir / "metrics.jsonl").read_text().splitlines():
+                record = json.loads(line)
+                step = record.pop("step")
+                dvclive(record, step)
+        all_sinks = [jsonl, dvclive, *sinks]
+        closers = [jsonl.close, dvclive.close]
 
     def log(metrics: Mapping[str, float], step: int | None = None) -> None:
         for sink in all_sinks:
@@ -263,9 +314,10 @@ def execute(request: RunRequest, *, run_root: Path = Path("runs"), run_dir: Path
     pin_determinism(request.seed, threads)
     started = time.perf_counter()
     with StopFlag() as stop:
-        ctx = RunContext(run_dir=work_dir, data_dir=Path(data_dir), seed=request.seed, strategy=strategy,
-                         checkpoint=checkpointer, log=log, should_stop=stop,
-                         progress=progress_bar(interactive() if show_progress is None else show_progress))
+        ctx = RunContext(run_dir=work_dir, data_dir=Path(data_dir), seed=request.seed, device=device,
+                         rank=dist.rank, world_size=dist.world_size, strategy=chosen, checkpoint=checkpointer,
+                         log=log, should_stop=stop,
+                         progress=progress_bar(is_main and (interactive() if show_progress is None else show_progress)))
         try:
             metrics = {key: float(value) for key, value in component.run(request.config, ctx).items()}
         except Preempted as err:
@@ -279,16 +331,18 @@ def execute(request: RunRequest, *, run_root: Path = Path("runs"), run_dir: Path
         finally:
             info.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                         wall_seconds=round(time.perf_counter() - started, 3))
-            jsonl.close()
-            dvclive.close()
-            atomic_write_json(work_dir / "run.json", info)
+            for close in closers:
+                close()
+            if is_main:
+                atomic_write_json(work_dir / "run.json", info)
 
-    atomic_write_json(work_dir / "metrics.json", metrics)
-    if final_dir is not None:
-        shutil.rmtree(final_dir, ignore_errors=True)
-        work_dir.rename(final_dir)
-        work_dir = final_dir
-    return RunResult(work_dir, metrics, "completed")
+    if is_main:
+        atomic_write_json(work_dir / "metrics.json", metrics)
+        if work_dir != run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            work_dir.rename(run_dir)
+    barrier()
+    return RunResult(run_dir, metrics, "completed")
 
 
 def load_request(run_dir: Path) -> RunRequest:

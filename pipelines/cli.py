@@ -16,6 +16,9 @@ EXAMPLES = """examples:
   paperzoo run uba --preset paper --set budget=1000    # paper-scale model, shorter budget
   paperzoo run uba --resume runs/uba/20261123-101500-1a2b3c4d-s0
   paperzoo sweep uba_phi --grid schedule.phi=0.5,2 --seeds 0
+  paperzoo run uba --backend torchrun --profile cpu-ddp2      # 2 processes, DDP over gloo
+  paperzoo run uba --backend submitit --profile slurm-cpu     # a SLURM job
+  paperzoo sweep uba_phi --backend ray                        # Ray Tune with ASHA
   paperzoo config uba --set schedule.name=cosine       # print the resolved config
   paperzoo list                                        # components, presets, sweeps, datasets
   paperzoo report                                      # reports/report.md
@@ -53,23 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config key, e.g. --set schedule.phi=0.7 (repeatable)")
 
+    def add_compute_options(sub: argparse.ArgumentParser, backends: tuple[str, ...]) -> None:
+        sub.add_argument("--backend", default="local", choices=backends,
+                         help="local: this process; torchrun: N processes here; submitit: SLURM; ray: Ray Tune")
+        sub.add_argument("--profile", help="cluster/profiles/NAME.yaml or a path: processes, strategy, resources")
+        sub.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                         help="checkpoint every N optimizer steps (0: only when preempted)")
+
     run = verbs.add_parser("run", parents=after_verb, help="run one component")
     run.add_argument("slug", nargs="?", help="the component (see `paperzoo list`)")
     add_run_options(run)
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--backend", default="local", choices=["local"], help="how the run gets compute")
+    add_compute_options(run, ("local", "torchrun", "submitit"))
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an unfinished run")
     run.add_argument("--out", type=Path, metavar="DIR", help="write to this fixed directory (DVC's stages)")
-    run.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned for bit-exact metrics)")
-    run.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS", help="0: only on preemption")
 
     sweep = verbs.add_parser("sweep", parents=after_verb, help="run a named sweep from params.yaml")
     sweep.add_argument("name")
-    sweep.add_argument("--backend", default="local", help="local (sequential)")
+    add_compute_options(sweep, ("local", "torchrun", "submitit", "ray"))
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="narrow an axis")
     sweep.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1")
     sweep.add_argument("--preset", help="test, smoke or paper (default: params.yaml's preset)")
-    sweep.add_argument("--threads", type=int, default=1)
 
     report = verbs.add_parser("report", parents=after_verb, help="write reports/report.md from the latest runs and sweeps")
     report.add_argument("--out", type=Path, default=Path("reports"))
@@ -107,35 +114,50 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from cluster.runner import execute, load_request, plan_run
-    from components.core.errors import ConfigError
+    from cluster.backends import get_backend
+    from cluster.launch import LaunchSpec
+    from cluster.profiles import load_profile
+    from cluster.runner import execute, load_request, new_run_dir, plan_run
+    from components.core.errors import ConfigError, RunError
     from pipelines.params import load_params
 
+    profile = load_profile(args.profile)
     if args.resume is not None:
-        if args.slug or args.overrides or args.preset:
+        if args.slug or args.overrides or args.preset or args.out:
             raise ConfigError("--resume takes the run's own component, preset and config; drop the other arguments")
-        request = load_request(args.resume)
-        result = execute(request, data_dir=args.data_dir, threads=args.threads, resume_dir=args.resume,
-                         checkpoint_every=args.checkpoint_every)
+        request, run_dir = load_request(args.resume), args.resume
     else:
         if not args.slug:
             raise ConfigError("name a component to run, e.g. `paperzoo run uba` (see `paperzoo list`)")
         request = plan_run(args.slug, load_params(args.params), preset=args.preset, overrides=args.overrides,
                            seed=args.seed, data_dir=args.data_dir)
-        result = execute(request, run_root=args.run_root, run_dir=args.out, data_dir=args.data_dir,
-                         threads=args.threads, checkpoint_every=args.checkpoint_every)
-    print(json.dumps(result.metrics, indent=2, sort_keys=True))
-    print(f"run directory: {result.run_dir}")
+        run_dir = args.out or new_run_dir(args.run_root, request)
+    replace = args.out is not None
+    if args.backend == "local" and profile.world_size == 1:  # in this process, with a progress bar
+        result = execute(request, run_dir, data_dir=args.data_dir, threads=profile.threads, replace=replace,
+                         checkpoint_every=args.checkpoint_every, strategy=profile.strategy,
+                         strategy_options=profile.strategy_options(), use_gpu=profile.gpus_per_node > 0)
+        metrics, final_dir = result.metrics, result.run_dir
+    else:
+        spec = LaunchSpec.from_request(request, run_dir, args.data_dir, profile, args.checkpoint_every, replace,
+                                       args.backend)
+        (outcome,) = get_backend(args.backend)([spec], profile, workdir=Path(spec.run_dir).parent / ".launch")
+        if outcome.status != "completed":
+            raise RunError(f"run {outcome.status}: {outcome.error or 'see ' + spec.run_dir}")
+        metrics, final_dir = outcome.metrics, spec.run_dir
+    print(json.dumps(metrics, indent=2, sort_keys=True))
+    print(f"run directory: {final_dir}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
+    from cluster.profiles import load_profile
     from pipelines.params import load_params
     from pipelines.sweep import parse_grid, run_sweep
 
     seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else None
-    outcome = run_sweep(args.name, load_params(args.params), backend=args.backend, grid=parse_grid(args.grid),
-                        seeds=seeds, preset=args.preset, run_root=args.run_root, data_dir=args.data_dir,
-                        threads=args.threads)
+    outcome = run_sweep(args.name, load_params(args.params), backend=args.backend, profile=load_profile(args.profile),
+                        grid=parse_grid(args.grid), seeds=seeds, preset=args.preset, run_root=args.run_root,
+                        data_dir=args.data_dir, checkpoint_every=args.checkpoint_every)
     print(outcome.markdown)
     print(f"sweep directory: {outcome.directory} (summary.csv, summary.md, trials.jsonl)")
     failed = sum(r.status != "completed" for r in outcome.results)

@@ -20,9 +20,12 @@ from typing import Any
 
 import yaml
 
-from cluster.runner import RunRequest, execute, plan_run
+from cluster.backends import get_backend
+from cluster.launch import LaunchSpec
+from cluster.profiles import Profile
+from cluster.runner import plan_run
 from components.core.config import parse_override
-from components.core.errors import ConfigError, PaperzooError, did_you_mean
+from components.core.errors import ConfigError, did_you_mean
 from components.core.files import atomic_write_json, atomic_write_text
 
 
@@ -124,26 +127,6 @@ def summary_columns(sweep: Mapping[str, Any], rows: Sequence[dict[str, Any]], me
         [c for c in metric_columns if c not in first]
 
 
-def run_local(requests: Sequence[tuple[Trial, RunRequest]], trials_dir: Path, data_dir: Path, threads: int,
-              show_progress: bool | None) -> list[TrialResult]:
-    """The sequential backend: one trial after another in this process; a failed trial does not stop the rest."""
-    results = []
-    for index, (trial, request) in enumerate(requests):
-        run_dir = trials_dir / f"{index:03d}-{trial.name}"
-        print(f"[{index + 1}/{len(requests)}] {trial.name}", flush=True)
-        try:
-            outcome = execute(request, run_dir=run_dir, data_dir=data_dir, threads=threads,
-                              show_progress=show_progress)
-            results.append(TrialResult(trial, "completed", outcome.metrics, str(outcome.run_dir)))
-        except PaperzooError as err:
-            print(f"  failed: {err}", flush=True)
-            results.append(TrialResult(trial, "failed", {}, str(run_dir), str(err)))
-    return results
-
-
-BACKENDS = {"local": run_local}
-
-
 @dataclass
 class SweepOutcome:
     directory: Path
@@ -152,34 +135,39 @@ class SweepOutcome:
     markdown: str
 
 
-def run_sweep(name: str, params: Mapping[str, Any], *, backend: str = "local",
+def run_sweep(name: str, params: Mapping[str, Any], *, backend: str = "local", profile: Profile | None = None,
               grid: Mapping[str, list[Any]] | None = None, seeds: Sequence[int] | None = None,
               preset: str | None = None, run_root: Path = Path("runs"), data_dir: Path = Path("data"),
-              threads: int = 1, show_progress: bool | None = None) -> SweepOutcome:
+              checkpoint_every: int = 0) -> SweepOutcome:
+    """Expand, validate every trial, run them all on one backend, and write the summary table."""
     sweeps = params.get("sweeps") or {}
     if name not in sweeps:
         raise ConfigError(f"unknown sweep '{name}'{did_you_mean(name, sweeps)}; params.yaml defines: "
                           f"{', '.join(sweeps) or 'none'}")
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend '{backend}'{did_you_mean(backend, BACKENDS)}; choose from "
-                          f"{', '.join(BACKENDS)}")
+    run_trials = get_backend(backend)
+    profile = profile or Profile()
     sweep = sweeps[name]
     metric, mode = sweep.get("metric", "val/loss"), sweep.get("mode", "min")
     trials = expand_sweep(sweep, grid, seeds, name)
-    requests = [(trial, plan_run(sweep["component"], params, preset=preset, overrides=trial.overrides,
-                                 seed=trial.seed, data_dir=data_dir)) for trial in trials]
+    requests = [plan_run(sweep["component"], params, preset=preset, overrides=trial.overrides, seed=trial.seed,
+                         data_dir=data_dir) for trial in trials]
 
-    directory = Path(run_root) / "sweeps" / name / time.strftime("%Y%m%d-%H%M%S")
+    directory = Path(run_root).absolute() / "sweeps" / name / time.strftime("%Y%m%d-%H%M%S")
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(directory / "sweep.json", {"name": name, "backend": backend, "metric": metric, "mode": mode,
-                                                 "component": sweep["component"],
+    specs = [LaunchSpec.from_request(request, directory / "trials" / f"{index:03d}-{trial.name}", data_dir, profile,
+                                     checkpoint_every=checkpoint_every, backend=backend)
+             for index, (trial, request) in enumerate(zip(trials, requests))]
+    atomic_write_json(directory / "sweep.json", {"name": name, "backend": backend, "profile": profile.name,
+                                                 "metric": metric, "mode": mode, "component": sweep["component"],
                                                  "trials": [{"overrides": dict(t.overrides), "seed": t.seed}
                                                             for t in trials]})
-    results = BACKENDS[backend](requests, directory / "trials", Path(data_dir), threads, show_progress)
+    outcomes = run_trials(specs, profile, workdir=directory, metric=metric, mode=mode)
+    results = [TrialResult(trial, outcome.status, outcome.metrics, outcome.spec.run_dir, outcome.error)
+               for trial, outcome in zip(trials, outcomes)]
 
     rows = summarise(results, metric, mode)
     columns = summary_columns(sweep, rows, metric)
-    markdown = f"### Sweep `{name}` ({sweep['component']}, {len(trials)} trials, {mode} {metric})\n\n" + \
+    markdown = f"### Sweep `{name}` ({sweep['component']}, {len(trials)} trials on {backend}, {mode} {metric})\n\n" + \
         to_markdown(rows, columns)
     atomic_write_text(directory / "summary.md", markdown)
     atomic_write_text(directory / "summary.csv", to_csv(rows, columns))

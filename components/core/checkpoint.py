@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,16 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 class Checkpointer:
-    def __init__(self, directory: Path, strategy: Strategy, every: int = 0, keep: int = 2, is_main: bool = True):
+    """Every rank calls save/restore (a sharded strategy writes one file per rank); rank 0 renames."""
+
+    def __init__(self, directory: Path, strategy: Strategy, every: int = 0, keep: int = 2, rank: int = 0,
+                 barrier: Callable[[], None] = lambda: None):
         self.directory = Path(directory)
         self.strategy = strategy
         self.every = every  # 0: only when the run asks (e.g. on preemption)
         self.keep = keep  # the newest two: one can be mid-write when the job is killed
-        self.is_main = is_main
+        self.rank = rank
+        self.barrier = barrier
 
     def due(self, step: int) -> bool:
         return self.every > 0 and step > 0 and step % self.every == 0
@@ -52,20 +57,28 @@ class Checkpointer:
         done = sorted(p for p in self.directory.glob(f"{PREFIX}*") if (p / "progress.pt").is_file())
         return done[-1] if done else None
 
+    def latest_step(self) -> int:
+        latest = self.latest()
+        return torch.load(latest / "progress.pt", weights_only=False)["step"] if latest else 0
+
     def save(self, step: int, state: dict[str, Any] | None = None) -> Path:
         """Save after `step` optimizer steps; `state` holds the data position and anything else to resume."""
         final = self.directory / f"{PREFIX}{step:09d}"
         tmp = self.directory / f".tmp-{PREFIX}{step:09d}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
+        if self.rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self.barrier()
         self.strategy.save(tmp)
-        torch.save({"step": step, "state": state or {}, "rng": rng_states()}, tmp / "progress.pt")
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        for old in sorted(self.directory.glob(f"{PREFIX}*"))[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        torch.save(rng_states(), tmp / f"rng-rank{self.rank}.pt")
+        self.barrier()
+        if self.rank == 0:
+            torch.save({"step": step, "state": state or {}}, tmp / "progress.pt")
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+            for old in sorted(self.directory.glob(f"{PREFIX}*"))[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.barrier()
         return final
 
     def restore(self) -> dict[str, Any] | None:
@@ -74,6 +87,8 @@ class Checkpointer:
         if latest is None:
             return None
         self.strategy.load(latest)
+        rng = latest / f"rng-rank{self.rank}.pt"
+        if rng.is_file():  # absent when the world size changed: the data order still resumes exactly
+            set_rng_states(torch.load(rng, weights_only=False))
         progress = torch.load(latest / "progress.pt", weights_only=False)
-        set_rng_states(progress["rng"])
         return {"step": progress["step"], **progress["state"]}

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_model
 
 from components.core.contract import RunContext
 from components.core.errors import Preempted, RunError
@@ -103,7 +102,7 @@ def train_classifier(cfg: Config, ctx: RunContext) -> dict[str, float]:
         lr = optimizer.param_groups[0]["lr"]
         logits = model(to_input(torch.from_numpy(images).to(ctx.device), cfg.task))
         loss = F.cross_entropy(logits, torch.from_numpy(labels).to(ctx.device))
-        value = loss.item()
+        value = ctx.strategy.mean_across_ranks(loss.detach()).item()  # the global batch's loss on every rank
         if not math.isfinite(value) or value > cfg.divergence_limit:
             raise RunError(f"loss diverged at step {step} (loss {value:.4g}, lr {lr:.4g}): lower lr or change schedule")
         ctx.strategy.backward(loss)
@@ -124,9 +123,9 @@ def train_classifier(cfg: Config, ctx: RunContext) -> dict[str, float]:
     final = {"final/train_loss": train_loss, "final/train_acc": train_acc, "val/loss": val_loss, "val/acc": val_acc,
              "test/acc": test_acc}
     ctx.log(final, step=cfg.budget)
+    ctx.strategy.save_weights(ctx.run_dir / "model.safetensors")
     if ctx.is_main:
         write_lr_trace(cfg, ctx.run_dir)
-        save_model(getattr(model, "module", model), str(ctx.run_dir / "model.safetensors"))
     return final
 
 

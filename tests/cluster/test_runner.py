@@ -60,8 +60,7 @@ def test_resume_after_preemption_is_bit_exact(params, data_root, tmp_path):
     (cut_dir,) = (tmp_path / "cut" / "uba").iterdir()
     assert json.loads((cut_dir / "run.json").read_text())["status"] == "preempted"
     assert (cut_dir / "checkpoints" / "step_000000018").is_dir()
-    resumed = execute(load_request(cut_dir), data_dir=data_root, show_progress=False, resume_dir=cut_dir,
-                      checkpoint_every=10)
+    resumed = execute(load_request(cut_dir), cut_dir, data_dir=data_root, show_progress=False, checkpoint_every=10)
     assert resumed.metrics == whole.metrics
     losses = [[r.get("train/loss") for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())]
               for d in (whole.run_dir, cut_dir)]
@@ -73,11 +72,11 @@ def test_resume_after_preemption_is_bit_exact(params, data_root, tmp_path):
 def test_stage_output_is_replaced_only_on_success(params, data_root, tmp_path):
     out = tmp_path / "dvc" / "uba"
     good = plan_run("uba", params, preset="test", data_dir=data_root)
-    execute(good, run_dir=out, data_dir=data_root, show_progress=False)
+    execute(good, out, data_dir=data_root, show_progress=False, replace=True)
     before = (out / "metrics.json").read_text()
     diverging = plan_run("uba", params, preset="test", overrides=["lr=1e6"], data_dir=data_root)
     with pytest.raises(RunError, match=r"loss diverged at step \d+"):
-        execute(diverging, run_dir=out, data_dir=data_root, show_progress=False)
+        execute(diverging, out, data_dir=data_root, show_progress=False, replace=True)
     assert (out / "metrics.json").read_text() == before
 
 

@@ -37,8 +37,7 @@ def test_invalid_trial_is_rejected_before_any_trial_runs(params, data_root, tmp_
 def test_sweep_table_and_a_diverging_trial(params, data_root, tmp_path):
     params["sweeps"]["lr_probe"] = {"component": "uba", "grid": {"lr": [0.05, 1e6]}, "seeds": [0, 1],
                                     "metric": "val/loss", "mode": "min"}
-    outcome = run_sweep("lr_probe", params, preset="test", run_root=tmp_path, data_dir=data_root,
-                        show_progress=False)
+    outcome = run_sweep("lr_probe", params, preset="test", run_root=tmp_path, data_dir=data_root)
     statuses = {(r.trial.overrides["lr"], r.trial.seed): r.status for r in outcome.results}
     assert statuses == {(0.05, 0): "completed", (0.05, 1): "completed", (1e6, 0): "failed", (1e6, 1): "failed"}
     assert "diverged at step" in outcome.results[-1].error

@@ -1,0 +1,114 @@
+"""What one process needs to run one trial (a LaunchSpec), and the entry point every backend ends in.
+
+A backend turns a list of specs into processes: `local` calls run_spec here, `torchrun` starts
+`python -m cluster.launch SPEC.json` on N ranks, `submitit` pickles run_spec into SLURM jobs, `ray`
+calls it inside Tune trials. Results are read back from the run directories, the same way for all.
+
+    python -m cluster.launch SPEC.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cluster.distributed import from_environment
+from cluster.profiles import Profile
+from cluster.runner import RunRequest, RunResult, Sink, execute
+from components.core.config import validate
+from components.core.errors import PaperzooError
+from components.core.registry import get_component
+
+
+@dataclass
+class LaunchSpec:
+    """Everything one process needs to run one trial; JSON-serialisable and picklable."""
+
+    slug: str
+    preset: str
+    config: dict[str, Any]
+    seed: int
+    overrides: dict[str, Any]
+    run_dir: str
+    data_dir: str
+    threads: int = 1
+    strategy: str = "plain"
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    checkpoint_every: int = 0
+    replace: bool = False
+    backend: str = "local"
+    use_gpu: bool = False
+
+    @classmethod
+    def from_request(cls, request: RunRequest, run_dir: Path, data_dir: Path, profile: Profile | None = None,
+                     checkpoint_every: int = 0, replace: bool = False, backend: str = "local") -> LaunchSpec:
+        profile = profile or Profile()
+        return cls(slug=request.slug, preset=request.preset, config=request.config.model_dump(mode="json"),
+                   seed=request.seed, overrides=dict(request.overrides), run_dir=str(Path(run_dir).absolute()),
+                   data_dir=str(Path(data_dir).absolute()), threads=profile.threads, strategy=profile.strategy,
+                   strategy_options=profile.strategy_options(), checkpoint_every=checkpoint_every,
+                   replace=replace, backend=backend, use_gpu=profile.gpus_per_node > 0)
+
+    def request(self) -> RunRequest:
+        component = get_component(self.slug)
+        return RunRequest(self.slug, self.preset, validate(component.Config, self.config, scope=self.slug),
+                          self.seed, self.overrides)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> LaunchSpec:
+        return cls(**json.loads(text))
+
+
+def run_spec(spec: LaunchSpec, sinks: Sequence[Sink] = ()) -> RunResult:
+    """Run one spec in this process, as the rank torchrun's or SLURM's variables say it is."""
+    return execute(spec.request(), Path(spec.run_dir), data_dir=Path(spec.data_dir), threads=spec.threads,
+                   sinks=sinks, checkpoint_every=spec.checkpoint_every, show_progress=False, replace=spec.replace,
+                   strategy=spec.strategy, strategy_options=spec.strategy_options, dist=from_environment(),
+                   use_gpu=spec.use_gpu, backend=spec.backend)
+
+
+@dataclass
+class TrialOutcome:
+    spec: LaunchSpec
+    status: str  # completed, failed, preempted, stopped, running (never started or killed), missing
+    metrics: dict[str, float]
+    error: str = ""
+
+
+def outcome_from_run_dir(spec: LaunchSpec) -> TrialOutcome:
+    run_dir = Path(spec.run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        staging = run_dir.with_name(f".{run_dir.name}.partial")
+        info_path = staging / "run.json"
+    if not info_path.is_file():
+        return TrialOutcome(spec, "missing", {}, f"no run.json in {run_dir}: the trial never started")
+    info = json.loads(info_path.read_text())
+    metrics_path = info_path.parent / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    return TrialOutcome(spec, info.get("status", "running"), metrics, info.get("error", ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m cluster.launch SPEC.json", file=sys.stderr)
+        return 2
+    try:
+        spec = LaunchSpec.from_json(Path(args[0]).read_text())
+        run_spec(spec)
+    except PaperzooError as err:
+        print(f"paperzoo: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
