@@ -51,3 +51,13 @@ def test_sweep_table_and_a_diverging_trial(params, data_root, tmp_path):
         assert (outcome.directory / name).is_file()
     assert len((outcome.directory / "trials.jsonl").read_text().splitlines()) == 4
     assert json.loads((outcome.directory / "sweep.json").read_text())["metric"] == "val/loss"
+
+
+@pytest.mark.integration
+def test_local_and_torchrun_backends_give_the_same_trials(params, data_root, tmp_path):
+    grid = {"schedule.phi": [0.5, 2], "optimizer": ["sgd"]}
+    runs = {backend: run_sweep("uba_phi", params, backend=backend, grid=grid, seeds=[0], preset="test",
+                               run_root=tmp_path / backend, data_dir=data_root) for backend in ("local", "torchrun")}
+    for local, torchrun in zip(runs["local"].results, runs["torchrun"].results):
+        assert local.trial == torchrun.trial and local.status == torchrun.status == "completed"
+        assert local.metrics == torchrun.metrics  # bit-exact: same specs, pinned threads
