@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=Path("reports"))
     report.add_argument("--dvc-only", action="store_true", help="read only DVC's stage outputs (the report stage)")
 
+    serve = verbs.add_parser("serve", parents=after_verb, help="a Prefect server and the deployments, on loopback")
+    serve.add_argument("--port", type=int, default=4200)
+    serve.add_argument("--home", type=Path, default=Path.home() / ".paperzoo" / "prefect",
+                       help="Prefect's home: its SQLite database and logs")
+
     verbs.add_parser("list", parents=after_verb, help="components, presets, sweeps and datasets")
     config = verbs.add_parser("config", parents=after_verb, help="print a component's resolved config")
     config.add_argument("slug")
@@ -90,19 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from components.core.config import deep_merge, overrides_to_tree
-    from pipelines.datasets import prepare
-    from pipelines.params import load_params
+    from pipelines.operations import prepare_dataset
 
     name = args.kind if args.name is None else f"{args.kind}/{args.name}"
-    known = load_params(args.params).get("datasets") or {}
-    spec = deep_merge(known.get(name, {}), overrides_to_tree(args.options))
-    if "source" not in spec:
-        from components.core.errors import ConfigError, did_you_mean
-
-        raise ConfigError(f"dataset '{name}' is not in {args.params} datasets{did_you_mean(name, known)}; "
-                          f"add it there or pass --set source=...")
-    path = prepare(name, spec, args.data_dir)
+    path = prepare_dataset(name, args.options, params_file=args.params, data_dir=args.data_dir)
     print(f"prepared {name} -> {path}")
 
 
@@ -114,50 +110,24 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from cluster.backends import get_backend
-    from cluster.launch import LaunchSpec
-    from cluster.profiles import load_profile
-    from cluster.runner import execute, load_request, new_run_dir, plan_run
-    from components.core.errors import ConfigError, RunError
-    from pipelines.params import load_params
+    from pipelines.operations import run_component
 
-    profile = load_profile(args.profile)
-    if args.resume is not None:
-        if args.slug or args.overrides or args.preset or args.out:
-            raise ConfigError("--resume takes the run's own component, preset and config; drop the other arguments")
-        request, run_dir = load_request(args.resume), args.resume
-    else:
-        if not args.slug:
-            raise ConfigError("name a component to run, e.g. `paperzoo run uba` (see `paperzoo list`)")
-        request = plan_run(args.slug, load_params(args.params), preset=args.preset, overrides=args.overrides,
-                           seed=args.seed, data_dir=args.data_dir)
-        run_dir = args.out or new_run_dir(args.run_root, request)
-    replace = args.out is not None
-    if args.backend == "local" and profile.world_size == 1:  # in this process, with a progress bar
-        result = execute(request, run_dir, data_dir=args.data_dir, threads=profile.threads, replace=replace,
-                         checkpoint_every=args.checkpoint_every, strategy=profile.strategy,
-                         strategy_options=profile.strategy_options(), use_gpu=profile.gpus_per_node > 0)
-        metrics, final_dir = result.metrics, result.run_dir
-    else:
-        spec = LaunchSpec.from_request(request, run_dir, args.data_dir, profile, args.checkpoint_every, replace,
-                                       args.backend)
-        (outcome,) = get_backend(args.backend)([spec], profile, workdir=Path(spec.run_dir).parent / ".launch")
-        if outcome.status != "completed":
-            raise RunError(f"run {outcome.status}: {outcome.error or 'see ' + spec.run_dir}")
-        metrics, final_dir = outcome.metrics, spec.run_dir
-    print(json.dumps(metrics, indent=2, sort_keys=True))
-    print(f"run directory: {final_dir}")
+    outcome = run_component(args.slug, preset=args.preset, overrides=args.overrides, seed=args.seed,
+                            backend=args.backend, profile=args.profile, params_file=args.params,
+                            data_dir=args.data_dir, run_root=args.run_root, out=args.out, resume=args.resume,
+                            checkpoint_every=args.checkpoint_every)
+    print(json.dumps(outcome.metrics, indent=2, sort_keys=True))
+    print(f"run directory: {outcome.run_dir}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from cluster.profiles import load_profile
-    from pipelines.params import load_params
-    from pipelines.sweep import parse_grid, run_sweep
+    from pipelines.operations import run_named_sweep
+    from pipelines.sweep import parse_grid
 
     seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else None
-    outcome = run_sweep(args.name, load_params(args.params), backend=args.backend, profile=load_profile(args.profile),
-                        grid=parse_grid(args.grid), seeds=seeds, preset=args.preset, run_root=args.run_root,
-                        data_dir=args.data_dir, checkpoint_every=args.checkpoint_every)
+    outcome = run_named_sweep(args.name, backend=args.backend, profile=args.profile, grid=parse_grid(args.grid),
+                              seeds=seeds, preset=args.preset, params_file=args.params, data_dir=args.data_dir,
+                              run_root=args.run_root, checkpoint_every=args.checkpoint_every)
     print(outcome.markdown)
     print(f"sweep directory: {outcome.directory} (summary.csv, summary.md, trials.jsonl)")
     failed = sum(r.status != "completed" for r in outcome.results)
@@ -166,11 +136,16 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from pipelines.params import load_params
-    from pipelines.report import build_report
+    from pipelines.operations import write_report
 
-    path = build_report(load_params(args.params), args.run_root, args.out, dvc_only=args.dvc_only)
+    path = write_report(params_file=args.params, run_root=args.run_root, out_dir=args.out, dvc_only=args.dvc_only)
     print(f"report: {path}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from pipelines.serve import serve
+
+    serve(args.home, args.port)
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -206,7 +181,7 @@ def cmd_config(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"prepare": cmd_prepare, "verify": cmd_verify, "run": cmd_run, "sweep": cmd_sweep,
-            "report": cmd_report, "list": cmd_list, "config": cmd_config}
+            "report": cmd_report, "serve": cmd_serve, "list": cmd_list, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:

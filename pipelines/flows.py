@@ -1,0 +1,111 @@
+"""Prefect flows: the operations of pipelines/operations.py as flows with typed parameters.
+
+Prefect owns operations (retries, schedules, a UI, shared workers); DVC keeps lineage, so `reproduce`
+drives DVC through its Python API instead of re-implementing the chain. Each flow calls the same
+function as the CLI verb of the same name; the deployments are in prefect.yaml (`paperzoo serve` for
+one user). Tasks that touch a cluster or the network retry with exponential backoff.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.tasks import exponential_backoff
+
+from pipelines import operations
+
+Backend = Literal["local", "torchrun", "submitit", "ray"]
+Preset = Literal["test", "smoke", "paper"]
+CLUSTER_RETRIES = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_factor=10)}
+NETWORK_RETRIES = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=5)}
+
+
+@task(name="prepare-dataset")
+def prepare_task(dataset: str, options: dict[str, Any], params_file: str, data_dir: str) -> str:
+    return str(operations.prepare_dataset(dataset, options, params_file=Path(params_file), data_dir=Path(data_dir)))
+
+
+@task(name="run-component", **CLUSTER_RETRIES)
+def run_task(component: str, preset: Preset | None, overrides: dict[str, Any], seed: int, backend: Backend,
+             profile: str | None, params_file: str, data_dir: str, run_root: str, checkpoint_every: int) -> dict:
+    outcome = operations.run_component(component, preset=preset, overrides=overrides, seed=seed, backend=backend,
+                                       profile=profile, params_file=Path(params_file), data_dir=Path(data_dir),
+                                       run_root=Path(run_root), checkpoint_every=checkpoint_every)
+    return {"run_dir": str(outcome.run_dir), "metrics": outcome.metrics}
+
+
+@task(name="run-sweep", **CLUSTER_RETRIES)
+def sweep_task(sweep: str, backend: Backend, profile: str | None, grid: dict[str, list[Any]] | None,
+               seeds: list[int] | None, preset: Preset | None, params_file: str, data_dir: str, run_root: str) -> dict:
+    outcome = operations.run_named_sweep(sweep, backend=backend, profile=profile, grid=grid, seeds=seeds,
+                                         preset=preset, params_file=Path(params_file), data_dir=Path(data_dir),
+                                         run_root=Path(run_root))
+    return {"directory": str(outcome.directory), "summary": outcome.markdown,
+            "failed": sum(r.status != "completed" for r in outcome.results)}
+
+
+@task(name="publish-run", **NETWORK_RETRIES)
+def publish_task(run_dir: str, repo_id: str, private: bool) -> dict:
+    from pipelines.publish import publish_run
+
+    result = publish_run(Path(run_dir), repo_id, private=private, retries=0)  # Prefect owns the retries here
+    return {"local_dir": str(result.local_dir), "url": result.url, "pushed": result.pushed, "message": result.message}
+
+
+@task(name="dvc-reproduce")
+def reproduce_task(root: str, targets: list[str] | None, force: bool) -> list[str]:
+    from dvc.repo import Repo
+
+    with Repo(root) as repo:
+        stages = repo.reproduce(targets=targets or None, force=force)
+    return [stage.addressing for stage in stages]
+
+
+@flow(name="prepare", log_prints=True)
+def prepare_flow(dataset: str = "images/digits", options: dict[str, Any] | None = None,
+                 params_file: str = "params.yaml", data_dir: str = "data") -> str:
+    """Prepare one dataset named in params.yaml (options override its entry)."""
+    return prepare_task(dataset, options or {}, params_file, data_dir)
+
+
+@flow(name="train", log_prints=True)
+def train_flow(component: str, preset: Preset | None = None, overrides: dict[str, Any] | None = None, seed: int = 0,
+               backend: Backend = "local", profile: str | None = None, params_file: str = "params.yaml",
+               data_dir: str = "data", run_root: str = "runs", checkpoint_every: int = 0) -> dict:
+    """Train one component with one config: overrides are {"schedule.phi": 0.7, ...}, as --set on the CLI."""
+    result = run_task(component, preset, overrides or {}, seed, backend, profile, params_file, data_dir, run_root,
+                      checkpoint_every)
+    get_run_logger().info("run directory: %s; metrics: %s", result["run_dir"], result["metrics"])
+    return result
+
+
+@flow(name="sweep", log_prints=True)
+def sweep_flow(sweep: str, backend: Backend = "local", profile: str | None = None,
+               grid: dict[str, list[Any]] | None = None, seeds: list[int] | None = None, preset: Preset | None = None,
+               params_file: str = "params.yaml", data_dir: str = "data", run_root: str = "runs") -> dict:
+    """Run a named sweep from params.yaml on one backend (inside one task); grid/seeds narrow it."""
+    result = sweep_task(sweep, backend, profile, grid, seeds, preset, params_file, data_dir, run_root)
+    get_run_logger().info("sweep directory: %s\n%s", result["directory"], result["summary"])
+    return result
+
+
+@flow(name="publish", log_prints=True)
+def publish_flow(run_dir: str, repo_id: str, private: bool = False) -> dict:
+    """Push one run directory to the Hugging Face Hub (or write the folder locally without a token)."""
+    result = publish_task(run_dir, repo_id, private)
+    get_run_logger().info(result["message"])
+    return result
+
+
+@flow(name="reproduce", log_prints=True)
+def reproduce_flow(root: str = ".", targets: list[str] | None = None, force: bool = False) -> list[str]:
+    """`dvc repro` through DVC's Python API: lineage stays in DVC; returns the stages that ran."""
+    ran = reproduce_task(root, targets, force)
+    get_run_logger().info("stages run: %s", ", ".join(ran) or "none (up to date)")
+    return ran
+
+
+FLOWS = {"prepare": prepare_flow, "train": train_flow, "sweep": sweep_flow, "publish": publish_flow,
+         "reproduce": reproduce_flow}
