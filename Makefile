@@ -14,7 +14,7 @@ setup: $(BIN)/.installed
 
 smoke: setup
 	PATH="$(abspath $(BIN)):$$PATH" dvc repro
-	@echo "report: reports/report.md"
+	@echo "report: reports/index.html"
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" pytest

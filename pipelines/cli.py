@@ -21,7 +21,7 @@ EXAMPLES = """examples:
   paperzoo sweep uba_phi --backend ray                        # Ray Tune with ASHA
   paperzoo config uba --set schedule.name=cosine       # print the resolved config
   paperzoo list                                        # components, presets, sweeps, datasets
-  paperzoo report                                      # reports/report.md
+  paperzoo report                                      # reports/index.html
 """
 
 
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1")
     sweep.add_argument("--preset", help="test, smoke or paper (default: params.yaml's preset)")
 
-    report = verbs.add_parser("report", parents=after_verb, help="write reports/report.md from the latest runs and sweeps")
+    report = verbs.add_parser("report", parents=after_verb, help="write reports/index.html from the latest runs and sweeps")
     report.add_argument("--out", type=Path, default=Path("reports"))
     report.add_argument("--dvc-only", action="store_true", help="read only DVC's stage outputs (the report stage)")
 

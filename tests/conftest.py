@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,14 @@ import pytest
 from pipelines.params import load_params
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Hermetic Prefect for every test: its own home, no analytics, no run heartbeats, quiet logs.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="pzprefect-")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.pop("PREFECT_RUNNER_HEARTBEAT_FREQUENCY", None)  # unset: Prefect sends no heartbeats
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test reaches the Hub except through its loopback double
+os.environ["DO_NOT_TRACK"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -53,8 +53,9 @@ def test_run_then_report_and_config(capsys, data_root, tmp_path):
     (run_dir,) = (tmp_path / "runs" / "uba").iterdir()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
     assert main(cli("report", "--out", str(tmp_path / "reports"), run_root=tmp_path / "runs")) == 0
-    report = (tmp_path / "reports" / "report.md").read_text()
-    assert "## uba" in report and "val/acc" in report
+    assert f"report: {tmp_path / 'reports' / 'index.html'}" in capsys.readouterr().out
+    report = (tmp_path / "reports" / "index.md").read_text()
+    assert "### uba" in report and "val/acc" in report
     assert main(cli("config", "uba", "--set", "schedule.name=cosine")) == 0
     assert "name: cosine" in capsys.readouterr().out
 

@@ -57,7 +57,8 @@ def test_repro_then_nothing_then_only_what_changed(repo):
     assert ran_stages(first) == {"prepare@images/digits", "train@uba", "report"}
     assert (repo / "data/images/digits/manifest.json").is_file()
     assert (repo / "runs/dvc/uba/metrics.json").is_file()
-    assert "## uba" in (repo / "reports/report.md").read_text()
+    assert "### uba" in (repo / "reports/index.md").read_text()
+    assert (repo / "reports/index.html").is_file() and (repo / "reports/plots/uba-loss.png").is_file()
 
     again = sh("dvc", "repro", cwd=repo)
     assert ran_stages(again) == set()
@@ -82,3 +83,18 @@ def test_push_and_pull_round_trip(repo):
     sh("dvc", "pull", cwd=repo)
     after = {p.name: p.read_bytes() for p in sorted((repo / "data/images/digits").iterdir())}
     assert after == before
+
+
+def test_reproduce_flow_drives_dvc(repo, tmp_path, monkeypatch):
+    """The Prefect `reproduce` flow runs DVC's own reproduce: only the changed component's stages run."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    from pipelines.flows import reproduce_flow
+
+    sh("dvc", "repro", cwd=repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["uba"]["schedule"]["phi"] = 3.0
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(repo)
+    ran = reproduce_flow(root=str(repo))
+    assert set(ran) == {"train@uba", "report"}
+    assert reproduce_flow(root=str(repo)) == []
