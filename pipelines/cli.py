@@ -22,6 +22,7 @@ EXAMPLES = """examples:
   paperzoo config uba --set schedule.name=cosine       # print the resolved config
   paperzoo list                                        # components, presets, sweeps, datasets
   paperzoo report                                      # reports/index.html
+  paperzoo publish runs/uba/<run-dir> --repo-id my-lab/uba-digits   # to the Hub (or published/ without a token)
 """
 
 
@@ -81,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = verbs.add_parser("report", parents=after_verb, help="write reports/index.html from the latest runs and sweeps")
     report.add_argument("--out", type=Path, default=Path("reports"))
     report.add_argument("--dvc-only", action="store_true", help="read only DVC's stage outputs (the report stage)")
+
+    from pipelines import publish
+
+    publish.add_arguments(verbs.add_parser("publish", parents=after_verb, help="push a run to the Hugging Face Hub"))
 
     serve = verbs.add_parser("serve", parents=after_verb, help="a Prefect server and the deployments, on loopback")
     serve.add_argument("--port", type=int, default=4200)
@@ -142,6 +147,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {path}")
 
 
+def cmd_publish(args: argparse.Namespace) -> None:
+    from pipelines.publish import cmd_publish
+
+    cmd_publish(args)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from pipelines.serve import serve
 
@@ -181,7 +192,7 @@ def cmd_config(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"prepare": cmd_prepare, "verify": cmd_verify, "run": cmd_run, "sweep": cmd_sweep,
-            "report": cmd_report, "serve": cmd_serve, "list": cmd_list, "config": cmd_config}
+            "report": cmd_report, "publish": cmd_publish, "serve": cmd_serve, "list": cmd_list, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:
