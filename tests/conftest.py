@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -36,3 +37,19 @@ def data_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def params() -> dict:
     return copy.deepcopy(load_params(ROOT / "params.yaml"))
+
+
+class PreemptAt:
+    """A metrics sink that sends this process SIGTERM at a given step, as SLURM does before preemption."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def __call__(self, metrics, step=None):
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.fixture
+def preempt_at():
+    return PreemptAt

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 
 import pytest
 import yaml
@@ -38,25 +36,14 @@ def test_another_seed_gives_other_metrics(params, data_root, tmp_path):
     assert runs[0].run_dir != runs[1].run_dir
 
 
-class PreemptAt:
-    """A metrics sink that sends this process SIGTERM at a given step, as SLURM does before preemption."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def __call__(self, metrics, step=None):
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
-def test_resume_after_preemption_is_bit_exact(params, data_root, tmp_path):
+def test_resume_after_preemption_is_bit_exact(params, data_root, tmp_path, preempt_at):
     sets = ["budget=40", "schedule.warmup=3"]
     request = plan_run("uba", params, preset="test", overrides=sets, seed=2, data_dir=data_root)
     whole = execute(request, run_root=tmp_path / "whole", data_dir=data_root, show_progress=False,
                     checkpoint_every=10)
     with pytest.raises(Preempted):
         execute(request, run_root=tmp_path / "cut", data_dir=data_root, show_progress=False, checkpoint_every=10,
-                sinks=[PreemptAt(17)])
+                sinks=[preempt_at(17)])
     (cut_dir,) = (tmp_path / "cut" / "uba").iterdir()
     assert json.loads((cut_dir / "run.json").read_text())["status"] == "preempted"
     assert (cut_dir / "checkpoints" / "step_000000018").is_dir()

@@ -4,8 +4,6 @@ size 1 loss curve with the same global batch; DeepSpeed ZeRO stages and its chec
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -61,23 +59,14 @@ def test_deepspeed_zero_stages_match_plain_at_world_size_one(stage, reference, d
     assert (result.run_dir / "model.safetensors").is_file()
 
 
-class PreemptAt:
-    def __init__(self, step: int):
-        self.step = step
-
-    def __call__(self, metrics, step=None):
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
-def test_deepspeed_checkpoint_resumes_exactly(reference, data_root, tmp_path):
+def test_deepspeed_checkpoint_resumes_exactly(reference, data_root, tmp_path, preempt_at):
     request, _ = reference
     options = Profile(strategy="deepspeed", deepspeed_config="zero2.json").strategy_options()
     common = dict(data_dir=data_root, show_progress=False, strategy="deepspeed", strategy_options=options,
                   checkpoint_every=5)
     whole = execute(request, tmp_path / "whole", **common)
     with pytest.raises(Preempted):
-        execute(request, tmp_path / "cut", sinks=[PreemptAt(12)], **common)
+        execute(request, tmp_path / "cut", sinks=[preempt_at(12)], **common)
     assert any((tmp_path / "cut" / "checkpoints").glob("step_*/deepspeed"))
     resumed = execute(load_request(tmp_path / "cut"), tmp_path / "cut", **common)
     assert resumed.metrics == whole.metrics
