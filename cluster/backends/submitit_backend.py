@@ -1,0 +1,227 @@
+"""The `submitit` backend: trials as SLURM jobs (one job, or one job array for a sweep) from a profile.
+
+Each trial is one SLURM job of `profile.nodes` x `profile.processes` tasks; every task calls
+run_spec(spec), which takes its rank and world size from SLURM's variables (cluster/distributed.py).
+Without `sbatch` on this machine the same trials run through submitit's local executor (processes on
+this machine, at most as many at a time as the CPUs allow).
+
+Preemption: the submitted callable is a submitit Checkpointable, so a SLURM time-out or preemption
+signal (USR2) requeues the job with the same trial. An external `scontrol requeue` reruns the original
+pickle anyway, so the state that matters lives in the run directory: the component checkpoints through
+ctx.checkpoint and run_spec resumes an unfinished run of the same config from its last checkpoint. A
+task that stops on SIGTERM (requeue, cancel) leaves no submitit result, so the submitter keeps waiting
+for the requeued attempt instead of reporting the interrupted one.
+
+Job states: submitit reads them only through sacct. Where sacct is missing or fails (no slurmdbd, as
+with cluster/slurm-local), submitit's calls see cluster/slurm/sacct first on PATH, a shim answering
+from scontrol and the jobcomp log; a cluster with working accounting keeps its real sacct.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from cluster.launch import LaunchSpec, TrialOutcome, outcome_from_run_dir, run_spec
+from cluster.profiles import Profile
+from components.core.errors import Preempted, RunError
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SACCT_SHIM_DIR = ROOT / "cluster" / "slurm"
+# submitit counts every preemption as a time-out when the limit is 10 minutes or less (its guaranteed
+# walltime is min(0.8 x limit, limit - 10 min)), and a job out of time-outs is not requeued
+MIN_TIMEOUT_MIN = 15
+FORCED_STATE_CHECK_S = 10  # how often to ask SLURM (sacct) rather than only look for result files
+
+
+class TrialTask(submitit.helpers.Checkpointable):
+    """What every SLURM task of a trial runs."""
+
+    def __call__(self, spec: LaunchSpec) -> dict[str, float]:
+        export_local_ranks()
+        try:
+            return run_spec(spec).metrics
+        except Preempted as err:
+            # SIGTERM from `scontrol requeue`/scancel/preemption: the checkpoint is saved and run.json says
+            # "preempted". SystemExit is not an Exception, so submitit writes no result file and the
+            # submitter waits for the requeued attempt (or sees the job CANCELLED through sacct).
+            print(f"paperzoo: {err}; exiting for the requeue", flush=True)
+            raise SystemExit(143) from None
+
+    def checkpoint(self, spec: LaunchSpec) -> submitit.helpers.DelayedSubmission:
+        # the same trial again: its progress is in spec.run_dir's checkpoints, not in this object
+        return submitit.helpers.DelayedSubmission(self, spec)
+
+
+def export_local_ranks() -> None:
+    """submitit's local executor sets no SLURM variables: give its tasks torchrun's (RANK, WORLD_SIZE...)."""
+    if "SLURM_PROCID" in os.environ or "RANK" in os.environ:
+        return
+    env = submitit.JobEnvironment()
+    if env.num_tasks > 1:
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+@functools.cache
+def slurm_available() -> bool:
+    return shutil.which("sbatch") is not None
+
+
+@functools.cache
+def sacct_works() -> bool:
+    """The real sacct answers (accounting runs); without slurmdbd it exits 1 ("accounting storage is disabled")."""
+    exe = shutil.which("sacct")
+    if exe is None or Path(exe).resolve().parent == SACCT_SHIM_DIR.resolve():
+        return False
+    try:
+        probe = subprocess.run([exe, "--noheader", "-X", "-o", "JobID", "-j", "1"], capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return probe.returncode == 0
+
+
+@contextlib.contextmanager
+def submission_environment(profile: Profile) -> Iterator[None]:
+    """What submitit's subprocesses (sbatch, sacct, local workers) and the jobs they start should see."""
+    saved = {key: os.environ.get(key) for key in ("PATH", "PYTHONPATH", "OMP_NUM_THREADS")}
+    try:
+        if slurm_available() and not sacct_works():
+            os.environ["PATH"] = f"{SACCT_SHIM_DIR}{os.pathsep}{os.environ.get('PATH', '')}"
+        # the job imports cluster/ and components/ wherever it starts, installed or not
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), saved["PYTHONPATH"]]))
+        os.environ["OMP_NUM_THREADS"] = str(profile.threads)
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def make_executor(folder: Path, profile: Profile, name: str) -> submitit.AutoExecutor:
+    cluster = "slurm" if slurm_available() else "local"
+    timeout = max(profile.timeout_min, MIN_TIMEOUT_MIN)
+    if timeout != profile.timeout_min:
+        print(f"submitit: time limit {timeout} min instead of {profile.timeout_min} (preemption needs >= "
+              f"{MIN_TIMEOUT_MIN} to be requeued rather than counted as a time-out)", flush=True)
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    parameters: dict[str, Any] = {
+        "name": name, "timeout_min": timeout, "nodes": profile.nodes, "tasks_per_node": profile.processes,
+        "cpus_per_task": max(profile.cpus_per_task, profile.threads), "mem_gb": profile.mem_gb,
+    }
+    if profile.gpus_per_node:
+        parameters["gpus_per_node"] = profile.gpus_per_node
+    if cluster == "slurm":
+        if profile.partition:
+            parameters["slurm_partition"] = profile.partition
+        if profile.slurm_extra:
+            parameters["slurm_additional_parameters"] = dict(profile.slurm_extra)
+    executor.update_parameters(**parameters)
+    return executor
+
+
+@contextlib.contextmanager
+def explained_submission_errors(profile: Profile) -> Iterator[None]:
+    """sbatch's refusal (no controller, an unknown partition, more CPUs than a node has) as one line."""
+    try:
+        yield
+    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if "error" in line.lower()] or [str(err).strip()]
+        raise RunError(f"sbatch refused the job: {lines[-1]} (check profile {profile.name}'s partition and "
+                       "resources; `cluster/slurm-local up` starts a test cluster on this machine)") from None
+
+
+def local_parallelism(profile: Profile) -> int:
+    """Trials at once on this machine under the local executor (SLURM does its own scheduling)."""
+    per_trial = profile.world_size * max(profile.cpus_per_task, profile.threads)
+    return max(1, (os.cpu_count() or 1) // per_trial)
+
+
+def job_error(job: submitit.Job) -> str:
+    try:
+        error = job.exception()
+    except Exception as err:  # noqa: BLE001 - submitit raises what the job raised, or its own errors
+        error = err
+    if error is None:
+        return ""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    last = next((line for line in reversed(lines) if not line.startswith(("File ", "^", "~"))), "")
+    return f"job {job.job_id} ({job.state}): {last or type(error).__name__}"
+
+
+def collect(spec: LaunchSpec, job: submitit.Job) -> TrialOutcome:
+    """The outcome from the run directory (as every backend), with the job's error where the run left none."""
+    outcome = outcome_from_run_dir(spec)
+    if outcome.status == "completed":
+        return outcome
+    error = job_error(job)
+    if outcome.status in ("running", "missing", "preempted"):  # the job died or was cancelled, not requeued
+        return TrialOutcome(spec, "failed", outcome.metrics, error or outcome.error)
+    return TrialOutcome(spec, outcome.status, outcome.metrics, outcome.error or error)
+
+
+def describe(outcome: TrialOutcome, metric: str | None) -> str:
+    if outcome.status != "completed":
+        return f"{outcome.status}: {outcome.error}"
+    value = outcome.metrics.get(metric) if metric else None
+    return f"completed ({metric}={value:.6g})" if isinstance(value, float) and math.isfinite(value) else "completed"
+
+
+def run_trials(specs: list[LaunchSpec], profile: Profile, *, workdir: Path, metric: str | None = None,
+               mode: str = "min") -> list[TrialOutcome]:
+    """Submit every spec (a job array when there are several), wait for all, and read their outcomes."""
+    if not specs:
+        return []
+    workdir = Path(workdir).absolute()
+    # one folder per submission: a cold-restarted SLURM may hand out a job id again
+    folder = workdir / "submitit" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    task = TrialTask()
+    outcomes: dict[int, TrialOutcome] = {}
+    with submission_environment(profile):
+        executor = make_executor(folder / "%j", profile, name=f"paperzoo-{specs[0].slug}")
+        queue = list(enumerate(specs))
+        pending: dict[int, submitit.Job] = {}
+        if executor.cluster == "slurm":
+            with explained_submission_errors(profile):
+                jobs = [executor.submit(task, specs[0])] if len(specs) == 1 else executor.map_array(task, specs)
+            for (index, spec), job in zip(queue, jobs):
+                pending[index] = job
+                print(f"submitted {Path(spec.run_dir).name} as SLURM job {job.job_id}", flush=True)
+            queue = []
+        limit = local_parallelism(profile)
+        last_forced = time.monotonic()
+        try:
+            while queue or pending:
+                while queue and len(pending) < limit and executor.cluster != "slurm":
+                    index, spec = queue.pop(0)
+                    pending[index] = executor.submit(task, spec)
+                    print(f"started {Path(spec.run_dir).name} as local job {pending[index].job_id}", flush=True)
+                force = time.monotonic() - last_forced > FORCED_STATE_CHECK_S
+                if force:
+                    last_forced = time.monotonic()
+                for position, (index, job) in enumerate(list(pending.items())):
+                    # one forced sacct call refreshes every job: submitit's watcher is shared
+                    if job.done(force_check=force and position == 0):
+                        del pending[index]
+                        outcomes[index] = collect(specs[index], job)
+                        print(f"job {job.job_id} {describe(outcomes[index], metric)}", flush=True)
+                if pending:
+                    time.sleep(1)
+        except KeyboardInterrupt:
+            for job in pending.values():
+                job.cancel(check=False)
+            print(f"cancelled {len(pending)} unfinished jobs", flush=True)
+            raise
+    return [outcomes[index] for index in range(len(specs))]
