@@ -173,8 +173,10 @@ def pin_determinism(seed: int, threads: int) -> None:
 class StopFlag:
     """SIGTERM/SIGUSR1 (what SLURM sends before preemption) set the flag behind ctx.should_stop."""
 
-    def __init__(self) -> None:
+    def __init__(self, synchronised: bool = False, device: str = "cpu") -> None:
         self.stopped = False
+        self.device = device
+        self.synchronised = synchronised  # several ranks: stop together, or one waits in a collective forever
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopFlag:
@@ -191,6 +193,12 @@ class StopFlag:
             signal.signal(sig, handler)
 
     def __call__(self) -> bool:
+        """Every rank calls this at the same points (components are SPMD), so the reduction lines up."""
+        if not self.synchronised:
+            return self.stopped
+        flag = torch.tensor([1.0 if self.stopped else 0.0], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        self.stopped = bool(flag.item())
         return self.stopped
 
 
@@ -313,7 +321,7 @@ def _execute(component, request: RunRequest, run_dir: Path, dist: DistEnv, devic
 
     pin_determinism(request.seed, threads)
     started = time.perf_counter()
-    with StopFlag() as stop:
+    with StopFlag(synchronised=dist.distributed, device=device) as stop:
         ctx = RunContext(run_dir=work_dir, data_dir=Path(data_dir), seed=request.seed, device=device,
                          rank=dist.rank, world_size=dist.world_size, strategy=chosen, checkpoint=checkpointer,
                          log=log, should_stop=stop,

@@ -71,3 +71,42 @@ def test_deepspeed_checkpoint_resumes_exactly(reference, data_root, tmp_path, pr
     resumed = execute(load_request(tmp_path / "cut"), tmp_path / "cut", **common)
     assert resumed.metrics == whole.metrics
     np.testing.assert_array_equal(step_losses(tmp_path / "cut"), step_losses(tmp_path / "whole"))
+
+
+def _rank_until_preempted(rank: int, port: int, request, run_dir: Path, data_root: Path, queue, preempt_at) -> None:
+    from cluster.distributed import DistEnv
+
+    dist = DistEnv(rank, 2, 0, "127.0.0.1", port)
+    try:
+        execute(request, run_dir, data_dir=data_root, show_progress=False, strategy="ddp", dist=dist,
+                sinks=[preempt_at(12)] if rank == 0 else [])  # only rank 0 is signalled
+        queue.put((rank, "completed"))
+    except Preempted:
+        queue.put((rank, "preempted"))
+
+
+def test_a_signal_to_one_rank_stops_all_ranks_at_one_checkpoint(reference, data_root, tmp_path, preempt_at):
+    import multiprocessing
+
+    from cluster.distributed import free_port
+
+    request, _ = reference
+    context = multiprocessing.get_context("fork")
+    queue, port = context.Queue(), free_port()
+    ranks = [context.Process(target=_rank_until_preempted, args=(rank, port, request, tmp_path / "cut", data_root,
+                                                                  queue, preempt_at)) for rank in (0, 1)]
+    for process in ranks:
+        process.start()
+    for process in ranks:
+        process.join(timeout=120)
+    assert all(process.exitcode == 0 for process in ranks), "a rank hung or crashed"
+    assert sorted(queue.get(timeout=5) for _ in ranks) == [(0, "preempted"), (1, "preempted")]
+    assert [p.name for p in (tmp_path / "cut" / "checkpoints").glob("step_*")] == ["step_000000013"]
+
+    profile = load_profile("cpu-ddp2")
+    whole_spec = LaunchSpec.from_request(request, tmp_path / "whole", data_root, profile, backend="torchrun")
+    cut_spec = LaunchSpec.from_request(request, tmp_path / "cut", data_root, profile, backend="torchrun")
+    whole, resumed = get_backend("torchrun")([whole_spec, cut_spec], profile, workdir=tmp_path / "launch")
+    assert resumed.status == whole.status == "completed"
+    assert resumed.metrics == whole.metrics
+    np.testing.assert_array_equal(step_losses(tmp_path / "cut"), step_losses(tmp_path / "whole"))
