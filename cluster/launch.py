@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster.distributed import from_environment
+from cluster.distributed import DistEnv, from_environment
 from cluster.profiles import Profile
 from cluster.runner import RunRequest, RunResult, Sink, execute
 from components.core.config import validate
@@ -66,12 +66,13 @@ class LaunchSpec:
         return cls(**json.loads(text))
 
 
-def run_spec(spec: LaunchSpec, sinks: Sequence[Sink] = ()) -> RunResult:
-    """Run one spec in this process, as the rank torchrun's or SLURM's variables say it is."""
+def run_spec(spec: LaunchSpec, sinks: Sequence[Sink] = (), dist: DistEnv | None = None) -> RunResult:
+    """Run one spec in this process, as the rank torchrun's or SLURM's variables say it is (or as `dist` says:
+    a Ray trial inside an srun step is one process, whatever SLURM's variables claim)."""
     return execute(spec.request(), Path(spec.run_dir), data_dir=Path(spec.data_dir), threads=spec.threads,
                    sinks=sinks, checkpoint_every=spec.checkpoint_every, show_progress=False, replace=spec.replace,
-                   strategy=spec.strategy, strategy_options=spec.strategy_options, dist=from_environment(),
-                   use_gpu=spec.use_gpu, backend=spec.backend)
+                   strategy=spec.strategy, strategy_options=spec.strategy_options,
+                   dist=from_environment() if dist is None else dist, use_gpu=spec.use_gpu, backend=spec.backend)
 
 
 @dataclass

@@ -84,8 +84,9 @@ def summarise(results: Sequence[TrialResult], metric: str, mode: str) -> list[di
     rows = []
     for point, group in by_point.items():
         done = [r for r in group if r.status == "completed"]
-        row: dict[str, Any] = {"point": point, **group[0].trial.overrides, "seeds": len(group),
-                               "failed": len(group) - len(done)}
+        stopped = sum(r.status == "stopped" for r in group)  # cut early by a scheduler (ASHA): not comparable
+        row: dict[str, Any] = {"point": point, **group[0].trial.overrides, "seeds": len(group), "stopped": stopped,
+                               "failed": len(group) - len(done) - stopped}
         names = sorted({key for r in done for key in r.metrics})
         for key in names:
             values = [r.metrics[key] for r in done if key in r.metrics]
@@ -123,7 +124,7 @@ def summary_columns(sweep: Mapping[str, Any], rows: Sequence[dict[str, Any]], me
     axes = list((sweep.get("grid") or {}).keys())
     metric_columns = sorted({key for row in rows for key in row if key.endswith((" mean", " std"))})
     first = [f"{metric} mean", f"{metric} std"]
-    return axes + [c for c in first if c in metric_columns] + ["seeds", "failed"] + \
+    return axes + [c for c in first if c in metric_columns] + ["seeds", "stopped", "failed"] + \
         [c for c in metric_columns if c not in first]
 
 
