@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from cluster.distributed import DistEnv, barrier, device_for, init_process_group
+from cluster.distributed import (DistEnv, barrier, device_for, init_process_group,
+                                 rendezvous_environment)
 from components.core.checkpoint import Checkpointer
 from components.core.config import (config_hash, config_to_yaml, load_yaml, overrides_to_tree, resolve_config,
                                     validate)
@@ -264,12 +265,13 @@ def execute(request: RunRequest, run_dir: Path | None = None, *, run_root: Path 
         run_dir = new_run_dir(run_root, request)
     run_dir = Path(run_dir)
     device = device_for(dist, use_gpu)
-    if dist.distributed or strategy == "deepspeed":
-        # Kept for the life of the process: DeepSpeed caches its groups, so a later run here reuses this one.
-        init_process_group(dist, device)
-    return _execute(component, request, run_dir, dist, device, data_dir=data_dir, threads=threads, sinks=sinks,
-                    checkpoint_every=checkpoint_every, show_progress=show_progress, replace=replace,
-                    strategy=strategy, strategy_options=strategy_options, backend=backend)
+    with rendezvous_environment(dist):
+        if dist.distributed or strategy == "deepspeed":
+            # Kept for the life of the process: DeepSpeed caches its groups, so a later run here reuses this one.
+            init_process_group(dist, device)
+        return _execute(component, request, run_dir, dist, device, data_dir=data_dir, threads=threads, sinks=sinks,
+                        checkpoint_every=checkpoint_every, show_progress=show_progress, replace=replace,
+                        strategy=strategy, strategy_options=strategy_options, backend=backend)
 
 
 def _execute(component, request: RunRequest, run_dir: Path, dist: DistEnv, device: str, *, data_dir: Path,

@@ -105,7 +105,12 @@ def test_job_array_of_a_sweep_matches_the_local_backend(slurm, params, data_root
     diverged, diverged_locally = on_slurm[3], local[3]
     assert diverged.status == diverged_locally.status == "failed"
     assert "loss diverged at step" in diverged.error and diverged.error == diverged_locally.error
-    states = shim_states(array_ids[0][0])
+    deadline = time.monotonic() + 30  # slurmctld settles a finished task's state a moment after submitit sees it
+    while True:
+        states = shim_states(array_ids[0][0])
+        if time.monotonic() > deadline or not {"RUNNING", "COMPLETING", "PENDING"} & set(states.values()):
+            break
+        time.sleep(0.5)
     assert sorted(states) == sorted(f"{job}_{task}" for job, task in array_ids)
     assert [states[f"{job}_{task}"] for job, task in array_ids] == ["COMPLETED"] * 3 + ["FAILED"]
 

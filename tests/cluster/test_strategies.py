@@ -4,12 +4,18 @@ size 1 loss curve with the same global batch; DeepSpeed ZeRO stages and its chec
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from cluster.backends import get_backend
+from cluster.backends.torchrun import torchrun_command
 from cluster.launch import LaunchSpec
 from cluster.profiles import Profile, load_profile
 from cluster.runner import execute, load_request, plan_run
@@ -57,6 +63,7 @@ def test_deepspeed_zero_stages_match_plain_at_world_size_one(stage, reference, d
                      strategy_options=options)
     np.testing.assert_allclose(step_losses(result.run_dir), step_losses(single.run_dir), rtol=PARITY_RTOL)
     assert (result.run_dir / "model.safetensors").is_file()
+    assert "RANK" not in os.environ and "MASTER_PORT" not in os.environ  # nothing stale for jobs started later
 
 
 def test_deepspeed_checkpoint_resumes_exactly(reference, data_root, tmp_path, preempt_at):
@@ -73,40 +80,42 @@ def test_deepspeed_checkpoint_resumes_exactly(reference, data_root, tmp_path, pr
     np.testing.assert_array_equal(step_losses(tmp_path / "cut"), step_losses(tmp_path / "whole"))
 
 
-def _rank_until_preempted(rank: int, port: int, request, run_dir: Path, data_root: Path, queue, preempt_at) -> None:
-    from cluster.distributed import DistEnv
-
-    dist = DistEnv(rank, 2, 0, "127.0.0.1", port)
-    try:
-        execute(request, run_dir, data_dir=data_root, show_progress=False, strategy="ddp", dist=dist,
-                sinks=[preempt_at(12)] if rank == 0 else [])  # only rank 0 is signalled
-        queue.put((rank, "completed"))
-    except Preempted:
-        queue.put((rank, "preempted"))
+def rank_zero_of(launcher: subprocess.Popen) -> psutil.Process | None:
+    for child in psutil.Process(launcher.pid).children(recursive=True):
+        try:
+            if child.environ().get("RANK") == "0" and "cluster.launch" in " ".join(child.cmdline()):
+                return child
+        except psutil.Error:
+            continue
+    return None
 
 
-def test_a_signal_to_one_rank_stops_all_ranks_at_one_checkpoint(reference, data_root, tmp_path, preempt_at):
-    import multiprocessing
-
-    from cluster.distributed import free_port
-
-    request, _ = reference
-    context = multiprocessing.get_context("fork")
-    queue, port = context.Queue(), free_port()
-    ranks = [context.Process(target=_rank_until_preempted, args=(rank, port, request, tmp_path / "cut", data_root,
-                                                                  queue, preempt_at)) for rank in (0, 1)]
-    for process in ranks:
-        process.start()
-    for process in ranks:
-        process.join(timeout=120)
-    assert all(process.exitcode == 0 for process in ranks), "a rank hung or crashed"
-    assert sorted(queue.get(timeout=5) for _ in ranks) == [(0, "preempted"), (1, "preempted")]
-    assert [p.name for p in (tmp_path / "cut" / "checkpoints").glob("step_*")] == ["step_000000013"]
-
+def test_a_signal_to_one_rank_stops_all_ranks_at_one_checkpoint(data_root, tmp_path, params):
+    """SLURM signals one task first; if only that rank stopped, the other would wait in a collective forever."""
+    request = plan_run("uba", params, preset="test", overrides=["budget=3000"], seed=5, data_dir=data_root)
     profile = load_profile("cpu-ddp2")
-    whole_spec = LaunchSpec.from_request(request, tmp_path / "whole", data_root, profile, backend="torchrun")
-    cut_spec = LaunchSpec.from_request(request, tmp_path / "cut", data_root, profile, backend="torchrun")
-    whole, resumed = get_backend("torchrun")([whole_spec, cut_spec], profile, workdir=tmp_path / "launch")
-    assert resumed.status == whole.status == "completed"
-    assert resumed.metrics == whole.metrics
+    cut = LaunchSpec.from_request(request, tmp_path / "cut", data_root, profile, backend="torchrun")
+    (tmp_path / "cut.json").write_text(cut.to_json())
+    launcher = subprocess.Popen(torchrun_command(tmp_path / "cut.json", 2), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        log = tmp_path / "cut" / "metrics.jsonl"
+        while time.monotonic() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 20):
+            time.sleep(0.05)
+        rank_zero_of(launcher).send_signal(signal.SIGTERM)  # rank 0 only
+        launcher.wait(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    info = json.loads((tmp_path / "cut" / "run.json").read_text())
+    assert info["status"] == "preempted", info
+    (checkpoint,) = (tmp_path / "cut" / "checkpoints").glob("step_*")  # one checkpoint, written by both ranks
+    stopped_at = int(checkpoint.name.split("_")[1])
+    assert 20 <= stopped_at < 3000
+
+    whole = LaunchSpec.from_request(request, tmp_path / "whole", data_root, profile, backend="torchrun")
+    finished, resumed = get_backend("torchrun")([whole, cut], profile, workdir=tmp_path / "launch")
+    assert resumed.status == finished.status == "completed", resumed.error
+    assert resumed.metrics == finished.metrics
     np.testing.assert_array_equal(step_losses(tmp_path / "cut"), step_losses(tmp_path / "whole"))
