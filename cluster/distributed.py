@@ -11,11 +11,12 @@ import re
 import socket
 import subprocess
 from collections.abc import Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
+
+from cluster.environ import temporary_environment
 
 
 @dataclass(frozen=True)
@@ -79,26 +80,14 @@ def init_process_group(dist: DistEnv, device: str) -> None:
                                          timeout=timedelta(minutes=10))
 
 
-RENDEZVOUS_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-@contextmanager
 def rendezvous_environment(dist: DistEnv):
     """The rendezvous variables of `dist` for the length of one run (torch's env:// rendezvous and DeepSpeed
     read them), then the previous values back, or every process this one starts later (a SLURM job,
     torchrun) would inherit a stale rank 0 of a world of 1."""
-    saved = {name: os.environ.get(name) for name in RENDEZVOUS_VARIABLES}
     port = dist.master_port if dist.distributed else free_port()
-    os.environ.update(RANK=str(dist.rank), WORLD_SIZE=str(dist.world_size), LOCAL_RANK=str(dist.local_rank),
-                      MASTER_ADDR=dist.master_addr, MASTER_PORT=str(port))
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return temporary_environment({"RANK": str(dist.rank), "WORLD_SIZE": str(dist.world_size),
+                                  "LOCAL_RANK": str(dist.local_rank), "MASTER_ADDR": dist.master_addr,
+                                  "MASTER_PORT": str(port)})
 
 
 def barrier() -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 import submitit
 
+from cluster.environ import temporary_environment
 from cluster.launch import LaunchSpec, TrialOutcome, outcome_from_run_dir, run_spec
 from cluster.profiles import Profile
 from components.core.errors import Preempted, RunError
@@ -91,23 +92,14 @@ def sacct_works() -> bool:
     return probe.returncode == 0
 
 
-@contextlib.contextmanager
-def submission_environment(profile: Profile) -> Iterator[None]:
+def submission_environment(profile: Profile):
     """What submitit's subprocesses (sbatch, sacct, local workers) and the jobs they start should see."""
-    saved = {key: os.environ.get(key) for key in ("PATH", "PYTHONPATH", "OMP_NUM_THREADS")}
-    try:
-        if slurm_available() and not sacct_works():
-            os.environ["PATH"] = f"{SACCT_SHIM_DIR}{os.pathsep}{os.environ.get('PATH', '')}"
-        # the job imports cluster/ and components/ wherever it starts, installed or not
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), saved["PYTHONPATH"]]))
-        os.environ["OMP_NUM_THREADS"] = str(profile.threads)
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    updates = {"OMP_NUM_THREADS": str(profile.threads),
+               # the job imports cluster/ and components/ wherever it starts, installed or not
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    if slurm_available() and not sacct_works():
+        updates["PATH"] = f"{SACCT_SHIM_DIR}{os.pathsep}{os.environ.get('PATH', '')}"
+    return temporary_environment(updates)
 
 
 def make_executor(folder: Path, profile: Profile, name: str) -> submitit.AutoExecutor:
