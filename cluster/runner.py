@@ -175,7 +175,8 @@ class StopFlag:
     """SIGTERM/SIGUSR1 (what SLURM sends before preemption) set the flag behind ctx.should_stop."""
 
     def __init__(self, synchronised: bool = False, device: str = "cpu") -> None:
-        self.stopped = False
+        self.signalled = False  # written only by the handler: a reduction result must never clear it
+        self.agreed = False  # synchronised: some rank was signalled, so every rank stops at the same step
         self.device = device
         self.synchronised = synchronised  # several ranks: stop together, or one waits in a collective forever
         self.previous: dict[int, Any] = {}
@@ -187,7 +188,7 @@ class StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.stopped = True
+        self.signalled = True
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self.previous.items():
@@ -196,11 +197,12 @@ class StopFlag:
     def __call__(self) -> bool:
         """Every rank calls this at the same points (components are SPMD), so the reduction lines up."""
         if not self.synchronised:
-            return self.stopped
-        flag = torch.tensor([1.0 if self.stopped else 0.0], device=self.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        self.stopped = bool(flag.item())
-        return self.stopped
+            return self.signalled
+        if not self.agreed:
+            flag = torch.tensor([1.0 if self.signalled else 0.0], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            self.agreed = bool(flag.item())
+        return self.agreed
 
 
 def threading_is_main() -> bool:

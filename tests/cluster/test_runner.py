@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 
 import pytest
+import torch
 import yaml
 
-from cluster.runner import execute, load_request, plan_run
+from cluster.runner import StopFlag, execute, load_request, plan_run
 from components.core.errors import DataError, Preempted, RunError
 
 
@@ -82,3 +84,15 @@ def test_bad_shards_are_caught_at_the_start(params, data_root, tmp_path):
     shard.unlink()
     with pytest.raises(DataError, match=shard.name):
         plan_run("uba", params, preset="test", data_dir=broken)
+
+
+def test_a_signal_during_the_stop_reduction_is_not_lost(monkeypatch):
+    """A rank waits inside all_reduce most of the time; a signal landing there must still stop the next check."""
+    flag = StopFlag(synchronised=True)
+
+    def reduce_while_signal_arrives(tensor, op=None):
+        flag._handle(signal.SIGTERM, None)  # arrives after this rank contributed 0 to the reduction
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", reduce_while_signal_arrives)
+    assert flag() is False  # nobody had been signalled when the ranks agreed
+    assert flag() is True  # the next agreement carries this rank's signal
