@@ -7,6 +7,8 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --constraint requirements.lock --editable ".[dev]"
+	# SNN parity tests only: spikingjelly declares torchvision/torchaudio (no CPU build here), its neurons need neither
+	$(BIN)/pip install --quiet --no-deps spikingjelly==2.0.0
 	touch $@
 
 .PHONY: setup smoke test bench
