@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 REGISTRY: dict[str, str] = {
     "uba": "components.uba.component:component",
+    "sei_bwsnn": "components.sei_bwsnn.component:component",
 }
 
 
