@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cluster.runner import execute, plan_run
-from components.core.errors import ConfigError
+from cluster.runner import execute, load_request, plan_run
+from components.core.errors import ConfigError, Preempted
 from components.sei_bwsnn.binary import BinaryLinear, binarise, channel_scale, sign
 from components.sei_bwsnn.config import Config
 from components.sei_bwsnn.distill import sei_loss
@@ -156,6 +156,19 @@ def test_teacher_is_reused_from_a_run_directory(params, data_root, tmp_path):
                        data_dir=data_root)
     with pytest.raises(ConfigError, match="kd.teacher: no teacher weights at"):
         execute(missing, run_root=tmp_path / "bad", data_dir=data_root, show_progress=False)
+
+
+def test_resume_after_preemption_reuses_the_teacher_and_is_bit_exact(params, data_root, tmp_path, preempt_at):
+    request = plan_run("sei_bwsnn", params, preset="test", overrides={"epochs": 3}, seed=1, data_dir=data_root)
+    common = dict(data_dir=data_root, show_progress=False, checkpoint_every=4)
+    whole = execute(request, run_root=tmp_path / "whole", **common)
+    with pytest.raises(Preempted):
+        execute(request, run_root=tmp_path / "cut", sinks=[preempt_at(20)], **common)
+    (cut_dir,) = (tmp_path / "cut" / "sei_bwsnn").iterdir()
+    written = (cut_dir / "teacher.safetensors").stat().st_mtime_ns
+    resumed = execute(load_request(cut_dir), cut_dir, **common)
+    assert resumed.metrics == whole.metrics
+    assert (cut_dir / "teacher.safetensors").stat().st_mtime_ns == written  # loaded, not trained again
 
 
 def test_kd_without_teacher_is_a_config_error(params, data_root):
