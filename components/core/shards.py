@@ -151,6 +151,13 @@ def write_image_dataset(
     return manifest
 
 
+def dataset_files(manifest: dict) -> list[dict]:
+    """Every file a manifest vouches for ({file, bytes, sha256}): image shards per split, plus `files`
+    (a series' Parquet table)."""
+    shards = [shard for split in manifest["splits"].values() for shard in split["shards"]]
+    return shards + list(manifest.get("files", []))
+
+
 def _not_prepared(name: str, problem: str) -> DataError:
     return DataError(f"dataset '{name}' {problem}: prepare it with `{prepare_command(name)}`")
 
@@ -163,8 +170,7 @@ def check_dataset(data_root: Path, name: str) -> dict:
         raise _not_prepared(name, f"not found in {dataset_dir}")
     try:
         manifest = json.loads(manifest_path.read_text())
-        splits = manifest["splits"]
-        shard_entries = [(shard["file"], int(shard["bytes"])) for split in splits.values() for shard in split["shards"]]
+        shard_entries = [(entry["file"], int(entry["bytes"])) for entry in dataset_files(manifest)]
     except (ValueError, KeyError, TypeError) as error:
         raise _not_prepared(name, f"has a malformed {manifest_path} ({error!r})") from None
     for file_name, expected_bytes in shard_entries:

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Callable
 
 from components.core.errors import ConfigError, DataError, did_you_mean
-from components.core.shards import MANIFEST, check_dataset, prepare_command, sha256_file
+from components.core.shards import MANIFEST, check_dataset, dataset_files, prepare_command, sha256_file
 
 # source name -> "module:function"; imported only when used, so listing sources stays cheap
 SOURCES: dict[str, str] = {
     "sklearn-digits": "pipelines.datasets.images:prepare_digits",
     "imagefolder": "pipelines.datasets.images:prepare_imagefolder",
+    "statsmodels-co2": "pipelines.datasets.series:prepare_co2",
+    "csv": "pipelines.datasets.series:prepare_csv",
+    "two-sine": "pipelines.datasets.series:prepare_two_sine",
 }
 
 
@@ -96,13 +99,12 @@ def verify(data_root: Path, name: str | None = None) -> list[str]:
     names = [name] if name is not None else _dataset_names(data_root)
     for dataset in names:
         manifest = check_dataset(data_root, dataset)
-        for split in manifest["splits"].values():
-            for shard in split["shards"]:
-                path = data_root / dataset / shard["file"]
-                if sha256_file(path) != shard["sha256"]:
-                    raise DataError(
-                        f"shard {path} does not match its sha256 in the manifest: "
-                        f"re-prepare it with `{prepare_command(dataset)}` (or `dvc pull` it)"
-                    )
+        for entry in dataset_files(manifest):
+            path = data_root / dataset / entry["file"]
+            if sha256_file(path) != entry["sha256"]:
+                raise DataError(
+                    f"shard {path} does not match its sha256 in the manifest: "
+                    f"re-prepare it with `{prepare_command(dataset)}` (or `dvc pull` it)"
+                )
     return names
 
