@@ -25,12 +25,12 @@ os.environ["DO_NOT_TRACK"] = "1"
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
-    """A data root with images/digits prepared exactly as params.yaml asks."""
+    """A data root with every dataset of params.yaml prepared exactly as it asks (all embedded, seconds)."""
     from pipelines.datasets import prepare
 
     root = tmp_path_factory.mktemp("data")
-    spec = load_params(ROOT / "params.yaml")["datasets"]["images/digits"]
-    prepare("images/digits", dict(spec), root)
+    for name, spec in load_params(ROOT / "params.yaml")["datasets"].items():
+        prepare(name, dict(spec), root)
     return root
 
 
