@@ -20,7 +20,9 @@ NO_DECAY_RULES = ("none", "ndim<2", "ndim<2+embeddings")
 
 
 def _params_with_buffers(optimizer: torch.optim.Optimizer, group: dict, key: str):
-    """(parameter, its one state buffer) for every parameter of the group that has a dense gradient."""
+    """(parameter, its one state buffer) for every parameter of the group that has a dense gradient.
+
+    The buffer is at least fp32: a bf16 momentum rounds away the (1 - beta) g increments (lion.md §5)."""
     for param in group["params"]:
         if param.grad is None:
             continue
@@ -28,7 +30,8 @@ def _params_with_buffers(optimizer: torch.optim.Optimizer, group: dict, key: str
             raise RuntimeError(f"{type(optimizer).__name__} does not support sparse gradients")
         state = optimizer.state[param]
         if key not in state:
-            state[key] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            dtype = torch.promote_types(param.dtype, torch.float32)
+            state[key] = torch.zeros_like(param, dtype=dtype, memory_format=torch.preserve_format)
         yield param, state[key]
 
 
@@ -65,10 +68,10 @@ class Lion(torch.optim.Optimizer):
             lr, weight_decay = group["lr"], group["weight_decay"]
             beta1, beta2 = group["betas"]
             for param, momentum in _params_with_buffers(self, group, "exp_avg"):
-                grad = param.grad
+                grad = param.grad.to(momentum.dtype)
                 direction = torch.sign(momentum * beta1 + grad * (1.0 - beta1))
                 param.mul_(1.0 - lr * weight_decay)
-                param.add_(direction, alpha=-lr)
+                param.add_(direction.to(param.dtype), alpha=-lr)
                 momentum.mul_(beta2).add_(grad, alpha=1.0 - beta2)
         return loss
 
@@ -100,9 +103,9 @@ class MSGDW(torch.optim.Optimizer):
         for group in self.param_groups:
             lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
             for param, buffer in _params_with_buffers(self, group, "momentum_buffer"):
-                buffer.mul_(momentum).add_(param.grad)
+                buffer.mul_(momentum).add_(param.grad.to(buffer.dtype))
                 param.mul_(1.0 - lr * weight_decay)
-                param.add_(buffer, alpha=-lr)
+                param.add_(buffer.to(param.dtype), alpha=-lr)
         return loss
 
 

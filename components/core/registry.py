@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "uba": "components.uba.component:component",
     "sei_bwsnn": "components.sei_bwsnn.component:component",
+    "transdf": "components.transdf.component:component",
+    "lion": "components.lion.component:component",
+    "dnt": "components.dnt.component:component",
+    "adamw_l1": "components.adamw_l1.component:component",
 }
 
 

@@ -1,0 +1,1 @@
+"""DNT: a Deeply Normalized Transformer trainable with momentum SGDW (arXiv 2507.17501)."""
