@@ -69,6 +69,14 @@ def test_every_prefect_yaml_deployment_names_a_flow():
         assert deployment["enforce_parameter_schema"] is True
 
 
+def test_every_component_and_sweep_has_a_deployment(params):
+    deployments = deployments_from_prefect_yaml()
+    trained = {d["parameters"]["component"] for d in deployments if d["entrypoint"].endswith(":train_flow")}
+    swept = {d["parameters"]["sweep"] for d in deployments if d["entrypoint"].endswith(":sweep_flow")}
+    assert trained == set(params["components"])
+    assert swept == set(params["sweeps"])
+
+
 def test_deployment_run_trains_uba(prefect_env, data_root, tmp_path):
     started = time.perf_counter()
     done = prefect("deployment", "run", "train/uba", "--param", "preset=test", "--param", f"run_root={tmp_path}",
