@@ -80,19 +80,21 @@ class MSGDW(torch.optim.Optimizer):
     """Momentum SGD with decoupled weight decay (the DNT paper's mSGDW):
 
         b <- mu b + g                        PyTorch's form: dampening 0, no Nesterov
+        b <- mu b + (1 - mu) g               ema=True: the EMA form (lr 1.0 here is lr 0.1 in PyTorch's form)
         x <- x - lr b - lr wd x              the decay never enters b, and uses the pre-step x
 
     torch.optim.SGD(weight_decay=...) adds wd x to g, so there the decay goes through the momentum.
     """
 
-    def __init__(self, params: Iterable, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0):
+    def __init__(self, params: Iterable, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0,
+                 ema: bool = False):
         if lr < 0:
             raise ValueError(f"MSGDW: lr must be non-negative, got {lr}")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"MSGDW: momentum must lie in [0, 1), got {momentum}")
         if weight_decay < 0:
             raise ValueError(f"MSGDW: weight_decay must be non-negative, got {weight_decay}")
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, ema=ema))
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -102,8 +104,9 @@ class MSGDW(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+            gain = 1.0 - momentum if group.get("ema", False) else 1.0
             for param, buffer in _params_with_buffers(self, group, "momentum_buffer"):
-                buffer.mul_(momentum).add_(param.grad.to(buffer.dtype))
+                buffer.mul_(momentum).add_(param.grad.to(buffer.dtype), alpha=gain)
                 param.mul_(1.0 - lr * weight_decay)
                 param.add_(buffer.to(param.dtype), alpha=-lr)
         return loss
@@ -155,6 +158,10 @@ def _msgdw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
     return MSGDW(groups, lr=lr, momentum=0.9)
 
 
+def _msgdw_ema(groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    return MSGDW(groups, lr=lr, momentum=0.9, ema=True)
+
+
 def _adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
 
@@ -180,6 +187,14 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         build=_msgdw,
         reason="DNT's mSGDW: momentum 0.9, decoupled decay on matrices only, at the sgd scale",
     ),
+    "msgdw_ema": OptimizerSpec(
+        name="msgdw_ema",
+        lr=1.0,  # the EMA form's step is (1 - mu) = 0.1 of PyTorch's: lr 1.0 here is msgdw at 0.1
+        weight_decay=5e-5,  # lr * wd equal to msgdw's 0.1 * 5e-4, so the decay per step matches too
+        no_decay="ndim<2+embeddings",  # as msgdw
+        build=_msgdw_ema,
+        reason="mSGDW with EMA momentum b = 0.9 b + 0.1 g, the form in which DNT's peak lr 1.0 is meaningful",
+    ),
     "adamw": OptimizerSpec(
         name="adamw",
         lr=1e-3,  # torch's default, a safe peak for small models
@@ -198,7 +213,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     ),
 }
 
-OptimizerName = Literal["sgd", "msgdw", "adamw", "lion"]
+OptimizerName = Literal["sgd", "msgdw", "msgdw_ema", "adamw", "lion"]
 
 
 def build_optimizer(

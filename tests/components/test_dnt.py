@@ -254,6 +254,13 @@ def test_dnt_at_lr_one_stays_finite(params, data_root, tmp_path):
     assert train_digits(params, data_root, tmp_path, "dnt", 1.0, divergence_limit=1e300) is not None
 
 
+def test_dnt_at_lr_one_in_the_ema_momentum_form_stays_finite(params, data_root, tmp_path):
+    # dnt.md §8: "if training diverges at the paper's LRs, the EMA form is the alternative to test"
+    metrics = train_digits(params, data_root, tmp_path, "dnt", 1.0, optimizer="msgdw_ema", weight_decay=1e-5,
+                           divergence_limit=1e300)
+    assert metrics is not None and metrics["test/acc"] > 0.8, metrics
+
+
 # Check 5 is report-only; its statistic must still be right: quantiles over all matrix-gradient entries.
 def test_gradient_stats_match_numpy():
     torch.manual_seed(0)

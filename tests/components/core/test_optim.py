@@ -89,6 +89,7 @@ def test_every_spec_is_consistent_and_builds_on_a_small_model(name):
     [
         ("sgd", 0.1, 5e-4, "none"),
         ("msgdw", 0.1, 5e-4, "ndim<2+embeddings"),
+        ("msgdw_ema", 1.0, 5e-5, "ndim<2+embeddings"),
         ("adamw", 1e-3, 0.01, "ndim<2+embeddings"),
         ("lion", 3e-4, 0.03, "ndim<2+embeddings"),
     ],
@@ -124,7 +125,7 @@ def test_unknown_optimizer_suggests_the_closest_name():
     with pytest.raises(ConfigError) as error:
         build_optimizer("lino", tiny_model())
     assert str(error.value) == (
-        "unknown optimizer 'lino' (did you mean 'lion'?); choose from sgd, msgdw, adamw, lion"
+        "unknown optimizer 'lino' (did you mean 'lion'?); choose from sgd, msgdw, msgdw_ema, adamw, lion"
     )
 
 
@@ -278,6 +279,21 @@ def test_msgdw_two_hand_computed_steps():
     scalar_step(optimizer, x, [2.0])
     assert x.item() == -0.921875
     assert optimizer.state[x]["momentum_buffer"].item() == 2.5
+
+
+def test_msgdw_ema_is_torch_form_at_a_tenth_of_the_lr():
+    # b_ema = (1 - mu) b_torch exactly, so lr 1.0 in the EMA form moves like lr 0.1 in PyTorch's form
+    torch.manual_seed(0)
+    start, grads = torch.randn(5, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64)
+    ema, torch_form = start.clone().requires_grad_(True), start.clone().requires_grad_(True)
+    optimizers = [MSGDW([ema], lr=1.0, momentum=0.9, weight_decay=1e-3, ema=True),
+                  MSGDW([torch_form], lr=0.1, momentum=0.9, weight_decay=1e-2)]
+    for grad in grads:
+        for param, optimizer in zip((ema, torch_form), optimizers):
+            param.grad = grad.clone()
+            optimizer.step()
+    torch.testing.assert_close(ema, torch_form, rtol=1e-12, atol=1e-12)
+    assert type(build_optimizer("msgdw_ema", tiny_model())) is MSGDW
 
 
 def test_msgdw_without_decay_matches_torch_sgd_momentum():
