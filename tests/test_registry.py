@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cluster.runner import execute, plan_run
 from components.core.config import resolve_config
@@ -26,8 +27,9 @@ def test_registry_matches_folders_and_params(params):
 @pytest.mark.parametrize("slug", SLUGS)
 def test_component_has_tests_paper_yaml_and_readme(slug):
     assert (ROOT / "tests" / "components" / f"test_{slug}.py").is_file()
-    assert (ROOT / "components" / slug / "paper.yaml").is_file()
     assert (ROOT / "components" / slug / "README.md").is_file()
+    paper = yaml.safe_load((ROOT / "components" / slug / "paper.yaml").read_text())  # the report reads it
+    assert {"paper", "results"} <= set(paper) and all({"metric", "value"} <= set(r) for r in paper["results"])
 
 
 @pytest.mark.parametrize("slug", SLUGS)

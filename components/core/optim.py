@@ -1,12 +1,13 @@
 """The optimizer table: named specs, each with its own default LR, weight decay and no-decay rule.
 
 Sweeping the optimizer name then compares every optimizer at a sane scale of its own instead of forcing
-one learning rate on all of them. Lion and mSGDW are written out here because their exact update order
+one learning rate on all of them. Lion, mSGDW and Adan are written out here because their exact update order
 and decoupled decay are what the papers test.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -112,6 +113,65 @@ class MSGDW(torch.optim.Optimizer):
         return loss
 
 
+class Adan(torch.optim.Optimizer):
+    """Adan (Xie et al. 2022, "Adaptive Nesterov Momentum"), the optimizer of every EKAN run script.
+    
+    Written from the paper's algorithm in the form of the sail-sg reference (betas are "keep" factors,
+    bias-corrected, decay as a proximal step). With g_0 := g_1 the first step has no gradient difference:
+    
+        m <- b1 m + (1 - b1) g                       first moment
+        v <- b2 v + (1 - b2) (g - g_prev)            moment of the gradient difference
+        n <- b3 n + (1 - b3) (g + b2 (g - g_prev))^2 second moment of the Nesterov-corrected gradient
+        x <- x - lr (m / c1 + b2 v / c2) / (sqrt(n / c3) + eps),   c_i = 1 - b_i^t
+        x <- x / (1 + lr wd)
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float, float] = (0.98, 0.92, 0.99),
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        if lr <= 0:
+            raise ValueError(f"Adan: lr must be positive, got {lr}")
+        if not all(0.0 <= beta < 1.0 for beta in betas) or len(betas) != 3:
+            raise ValueError(f"Adan: three betas in [0, 1) are needed, got {betas}")
+        if weight_decay < 0:
+            raise ValueError(f"Adan: weight_decay must be non-negative, got {weight_decay}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, eps, decay = group["lr"], group["eps"], group["weight_decay"]
+            beta1, beta2, beta3 = group["betas"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                grad = param.grad
+                state = self.state[param]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(param)
+                    state["exp_avg_diff"] = torch.zeros_like(param)
+                    state["exp_avg_sq"] = torch.zeros_like(param)
+                    state["prev_grad"] = grad.clone()
+                state["step"] += 1
+                step = state["step"]
+                diff = grad - state["prev_grad"]
+                state["exp_avg"].mul_(beta1).add_(grad, alpha=1 - beta1)
+                state["exp_avg_diff"].mul_(beta2).add_(diff, alpha=1 - beta2)
+                corrected = grad + beta2 * diff
+                state["exp_avg_sq"].mul_(beta3).addcmul_(corrected, corrected, value=1 - beta3)
+                denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta3**step)).add_(eps)
+                param.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - beta1**step))
+                param.addcdiv_(state["exp_avg_diff"], denom, value=-lr * beta2 / (1 - beta2**step))
+                if decay:
+                    param.div_(1 + lr * decay)
+                state["prev_grad"].copy_(grad)
+        return loss
+
+
 def param_groups(model: nn.Module, rule: str, weight_decay: float) -> list[dict]:
     """A decay group and a no-decay (weight_decay = 0) group; an empty group is left out.
 
@@ -162,6 +222,10 @@ def _msgdw_ema(groups: list[dict], lr: float) -> torch.optim.Optimizer:
     return MSGDW(groups, lr=lr, momentum=0.9, ema=True)
 
 
+def _adan(groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    return Adan(groups, lr=lr)
+
+
 def _adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
 
@@ -203,6 +267,14 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         build=_adamw,
         reason="torch defaults: lr 1e-3, betas (0.9, 0.999), wd 0.01 on matrices",
     ),
+    "adan": OptimizerSpec(
+        name="adan",
+        lr=1e-3,  # the EKAN and LieSD run scripts' rate
+        weight_decay=0.0,  # none of their runs decays
+        no_decay="ndim<2+embeddings",  # as adamw, should a sweep turn decay on
+        build=_adan,
+        reason="Adan (Xie et al. 2022) at the sail-sg defaults: betas (0.98, 0.92, 0.99), eps 1e-8",
+    ),
     "lion": OptimizerSpec(
         name="lion",
         lr=3e-4,  # ~3x below adamw (Chen et al.: 3-10x): every coordinate moves by the full lr each step
@@ -213,7 +285,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     ),
 }
 
-OptimizerName = Literal["sgd", "msgdw", "msgdw_ema", "adamw", "lion"]
+OptimizerName = Literal["sgd", "msgdw", "msgdw_ema", "adamw", "adan", "lion"]
 
 
 def build_optimizer(

@@ -21,6 +21,10 @@ REGISTRY: dict[str, str] = {
     "lion": "components.lion.component:component",
     "dnt": "components.dnt.component:component",
     "adamw_l1": "components.adamw_l1.component:component",
+    "liesd": "components.liesd.component:component",
+    "pyramid_flow": "components.pyramid_flow.component:component",
+    "ekan": "components.ekan.component:component",
+    "ict": "components.ict.component:component",
 }
 
 

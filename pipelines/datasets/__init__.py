@@ -21,6 +21,9 @@ SOURCES: dict[str, str] = {
     "statsmodels-co2": "pipelines.datasets.series:prepare_co2",
     "csv": "pipelines.datasets.series:prepare_csv",
     "two-sine": "pipelines.datasets.series:prepare_two_sine",
+    "moving-squares": "pipelines.datasets.video:prepare_moving_squares",
+    "video-folder": "pipelines.datasets.video:prepare_video_folder",
+    "three-body": "pipelines.datasets.procedural:prepare_three_body",
 }
 
 

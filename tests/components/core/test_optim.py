@@ -125,7 +125,7 @@ def test_unknown_optimizer_suggests_the_closest_name():
     with pytest.raises(ConfigError) as error:
         build_optimizer("lino", tiny_model())
     assert str(error.value) == (
-        "unknown optimizer 'lino' (did you mean 'lion'?); choose from sgd, msgdw, msgdw_ema, adamw, lion"
+        "unknown optimizer 'lino' (did you mean 'lion'?); choose from sgd, msgdw, msgdw_ema, adamw, adan, lion"
     )
 
 

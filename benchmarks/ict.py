@@ -1,0 +1,204 @@
+"""ICT at speed: every per-path decomposition matrix (and path matrices, isotypic projectors) by rank n, with
+wall time and peak resident memory, beside the naive reference and, when it is installed beside, the
+official code (ShihaoShao-GH/ICT-decomposition-and-equivariant-bases, `ICT_decomp.py`, run read-only).
+
+Each case runs in a fresh Python process (peak RSS is per case; imports are not timed). Cases:
+  naive       components/ict/reference.py: one einsum per path, every dense D_p kept (n <= 6)
+  official    ICT_decomposition(n) from --official DIR, its default float32 (and float64 with --official-fp64);
+              skipped when its dense list would not fit in the memory available now
+  path_mats   batched Cartesian path matrices, streamed by end weight (nothing written)
+  projectors  every D_p, upper triangles materialised panel by panel and reduced to checksums, per layout:
+              spherical (blocks by total M, rank one), cartesian (column-support blocks), dense (3^n x 3^n)
+  isotypic    every Pi_l (spherical blocks)
+
+    python benchmarks/ict.py --ranks 5 6 7 8 9 --threads 2 --official /tmp/ict_official
+    python benchmarks/ict.py --ranks 7 --official /tmp/ict_official --repeats 3   # the side-by-side at n = 7
+
+To install the official code beside without copying it into the project:
+    git clone https://github.com/ShihaoShao-GH/ICT-decomposition-and-equivariant-bases /tmp/ict_official
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PAPER = {6: "1 s", 7: "3 s", 8: "11 s", 9: "4 min 32 s"}  # README / ADS abstract, 28-core Xeon Gold 6330
+
+
+def child(case: dict) -> dict:
+    """Run one case in this process and report seconds, peak RSS and what it checked."""
+    import resource
+
+    import torch
+
+    torch.set_num_threads(case["threads"])
+    sys.path.insert(0, str(ROOT))
+    import e3nn.o3  # noqa: F401  (imported before the clock starts, on both sides)
+
+    from components.ict import reference, stream
+
+    n, kind = case["n"], case["kind"]
+    info: dict = {}
+    start = time.perf_counter()
+    if kind == "official":
+        sys.path.insert(0, case["official"])
+        if case.get("fp64"):
+            torch.set_default_dtype(torch.float64)
+        import ICT_decomp  # its tqdm bar is off: TQDM_DISABLE=1 in this process's environment
+
+        paths, decomps = ICT_decomp.ICT_decomposition(n)
+        info["count"] = len(decomps)
+        elapsed = time.perf_counter() - start
+        if n <= 6:  # parity: their D_p against ours, same depth-first order
+            ours = reference.decomposition_matrices(n)
+            info["max_diff_vs_ours"] = max((d.double() - o).abs().max().item() for d, (_, o) in zip(decomps, ours))
+    elif kind == "naive":
+        decomps = reference.decomposition_matrices(n)
+        info["count"] = len(decomps)
+        elapsed = time.perf_counter() - start
+    elif kind == "path_mats":
+        count = 0
+        for _, paths, _ in stream.cartesian_path_matrices(n):
+            count += len(paths)
+        info["count"] = count
+        elapsed = time.perf_counter() - start
+    elif kind in ("projectors", "isotypic"):
+        make = stream.projector_matrices if kind == "projectors" else stream.isotypic_matrices
+        entries, worst = 0, 0.0
+        count = 0
+        for matrix in make(n, case["layout"]):
+            found = stream.stream_matrix(matrix, case["panel"])
+            entries += found.entries
+            rank = found.trace  # checked below against the rank it must have
+            expected = 2 * matrix.weight + 1 if kind == "projectors" else round(rank)
+            worst = max(worst, abs(found.frobenius2 - expected), abs(found.trace - expected))
+            count += 1
+        elapsed = time.perf_counter() - start
+        info.update(count=count, entries=entries, max_frobenius_trace_err=worst)
+    else:
+        raise SystemExit(f"unknown case {kind}")
+    info["seconds"] = elapsed
+    info["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return info
+
+
+def run_case(case: dict, timeout: float) -> dict:
+    env = dict(os.environ, TQDM_DISABLE="1")
+    if case["threads"] > 1:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"  # spinning OpenMP workers stall when the 2 cores are shared
+    try:
+        done = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout {timeout:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        reason = "killed (out of memory?)" if done.returncode < 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
+        return {"error": reason[:80]}
+    return json.loads(lines[-1])
+
+
+def official_bytes(n: int, fp64: bool) -> int:
+    from math import comb
+
+    paths = sum(comb(n, k) * comb(n - k, k) for k in range(n // 2 + 1))  # central trinomial
+    return paths * 9 ** n * (8 if fp64 else 4)
+
+
+def available_bytes() -> int:
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ranks", type=int, nargs="+", default=[5, 6, 7, 8, 9])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="runs per case; the table shows the fastest")
+    parser.add_argument("--official", type=str, default=None, help="a folder holding the official ICT_decomp.py")
+    parser.add_argument("--official-fp64", action="store_true", help="also time the official code in float64")
+    parser.add_argument("--panel", type=int, default=2 ** 18)
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+
+    cases = []
+    for n in args.ranks:
+        if n <= 6:
+            cases.append({"kind": "naive", "layout": "-"})
+        if args.official:
+            cases.append({"kind": "official", "layout": "fp32", "official": args.official})
+            if args.official_fp64:
+                cases.append({"kind": "official", "layout": "fp64", "official": args.official, "fp64": True})
+        cases.append({"kind": "path_mats", "layout": "cartesian"})
+        cases.append({"kind": "projectors", "layout": "spherical"})
+        if n <= 8:
+            cases.append({"kind": "projectors", "layout": "cartesian"})
+        if n <= 8:
+            cases.append({"kind": "projectors", "layout": "dense"})
+        cases.append({"kind": "isotypic", "layout": "spherical"})
+        for case in cases:
+            case.setdefault("n", n)
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = float("nan")
+    print(f"{os.cpu_count()} CPUs, torch threads {args.threads}, load average {load:.1f} at start; "
+          f"float64 unless noted; best of {args.repeats}")
+    header = f"{'n':>2} | {'mode':<10} | {'layout':<9} | {'seconds':>9} | {'peak MB':>8} | {'entries':>9} | note"
+    print(header)
+    print("-" * len(header))
+    results = []
+    for case in cases:
+        case = {**case, "threads": args.threads, "panel": args.panel}
+        if case["kind"] == "official":
+            need, have = official_bytes(case["n"], case.get("fp64", False)), available_bytes()
+            if need > 0.8 * have:
+                print(f"{case['n']:>2} | {'official':<10} | {case['layout']:<9} | {'skipped':>9} | {'':>8} | {'':>9} | "
+                      f"keeps {need / 1e9:.1f} GB of dense D_p, {have / 1e9:.1f} GB available")
+                continue
+        best = None
+        for _ in range(args.repeats):
+            found = run_case(case, args.timeout)
+            if "error" in found:
+                best = found
+                break
+            if best is None or found["seconds"] < best["seconds"]:
+                best = found
+        results.append((case, best))
+        if "error" in best:
+            print(f"{case['n']:>2} | {case['kind']:<10} | {case['layout']:<9} | {'failed':>9} | {'':>8} | {'':>9} | "
+                  f"{best['error']}")
+            continue
+        note = []
+        if "max_frobenius_trace_err" in best:
+            note.append(f"max |tr-r|,|F^2-r| {best['max_frobenius_trace_err']:.1e}")
+        if "max_diff_vs_ours" in best:
+            note.append(f"max |D_official - D_ours| {best['max_diff_vs_ours']:.1e}")
+        if case["kind"] == "projectors" and case["layout"] == "spherical" and case["n"] in PAPER:
+            note.append(f"paper (28 cores): {PAPER[case['n']]}")
+        entries = f"{best['entries']:.3g}" if "entries" in best else ""
+        print(f"{case['n']:>2} | {case['kind']:<10} | {case['layout']:<9} | {best['seconds']:>9.2f} | "
+              f"{best['peak_rss_mb']:>8.0f} | {entries:>9} | {'; '.join(note)}", flush=True)
+    for n in args.ranks:
+        official = [r for c, r in results if c["n"] == n and c["kind"] == "official" and "seconds" in r]
+        ours = {c["layout"]: r for c, r in results if c["n"] == n and c["kind"] == "projectors" and "seconds" in r}
+        for o in official:
+            ratios = ", ".join(f"{layout} {o['seconds'] / r['seconds']:.1f}x" for layout, r in ours.items())
+            print(f"n={n}: official {o['seconds']:.2f} s / ours -> {ratios}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pyramid Flow: Pyramidal Flow Matching for efficient video generation (arXiv 2410.05954)."""

@@ -1,0 +1,268 @@
+"""Video-latent sources: procedurally rendered moving squares (embedded, no download) and a folder of videos.
+
+Both render or read pixel clips, pass them through a latent encoder (components.core.latents) and write
+WebDataset shards of latent arrays plus a manifest through `write_latent_dataset`, atomically and
+byte-for-byte reproducibly. `encoder: unshuffle` is the spec's fixed invertible stand-in; `encoder: vae`
+runs a video VAE whose code and weights the user provides (nothing is downloaded):
+
+    paperzoo prepare video webvid --set source=video-folder --set src=/data/clips --set encoder=vae \\
+        --set vae_factory=video_vae.modeling_causal_vae:CausalVideoVAE.from_pretrained \\
+        --set vae_weights=/models/pyramid-flow-sd3/causal_video_vae --set frames=121 --set height=384 --set width=640
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from components.core.errors import ConfigError, DataError
+from components.core.latents import LatentEncoder, UnshuffleEncoder, write_latent_dataset
+
+GENERATOR_VERSION = 1  # bump when a source's output bytes change for the same options
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi")
+CLIP_SUFFIXES = (".npy",) + VIDEO_SUFFIXES
+# Pyramid Flow's SD3-variant latent normalisation (pyramid_flow.md §3.1): (z - shift) * scale, where the first
+# latent frame (encoded alone by the causal VAE) has its own statistics
+SD3_NORMALISATION = {"first_shift": 0.1490, "first_scale": 1 / 1.8415, "shift": -0.2343, "scale": 1 / 3.0986}
+
+
+def render_moving_squares(count: int, *, frames: int, size: int, square: int, max_speed: int,
+                          rng: np.random.Generator) -> np.ndarray:
+    """Clips [count, frames, 1, size, size] of one white square on black (pyramid_flow.md §6).
+
+    The top-left corner starts uniformly on the integer grid [0, size - square]^2 and moves by an integer
+    velocity drawn uniformly from [-max_speed, max_speed]^2 per frame; a corner that would leave the grid is
+    reflected back (p -> -p below 0, p -> 2 (size - square) - p above) and that velocity component flips.
+    Integer positions keep every frame exactly binary (assumption: the spec does not say integer)."""
+    limit = size - square
+    position = rng.integers(0, limit + 1, size=(count, 2))
+    velocity = rng.integers(-max_speed, max_speed + 1, size=(count, 2))
+    clips = np.zeros((count, frames, 1, size, size), dtype=np.float32)
+    rows = np.arange(count)
+    offsets = np.arange(square)
+    for t in range(frames):
+        ys = position[:, :1] + offsets  # [count, square]
+        xs = position[:, 1:] + offsets
+        clips[rows[:, None, None], t, 0, ys[:, :, None], xs[:, None, :]] = 1.0
+        position = position + velocity
+        low, high = position < 0, position > limit
+        position = np.where(low, -position, np.where(high, 2 * limit - position, position))
+        velocity = np.where(low | high, -velocity, velocity)
+    return clips
+
+
+def _check_shard_option(source: str, samples_per_shard: int) -> None:
+    if int(samples_per_shard) != samples_per_shard or samples_per_shard < 1:
+        raise ConfigError(f"{source}: option samples_per_shard must be an integer >= 1, got {samples_per_shard}")
+
+
+def prepare_moving_squares(out_dir: Path, *, train_clips: int = 512, val_clips: int = 64, frames: int = 5,
+                           size: int = 16, square: int = 4, max_speed: int = 2, seed: int = 0, patch: int = 2,
+                           samples_per_shard: int = 4096) -> dict:
+    """pyramid_flow.md §6: 512 train clips (seed 0) and 64 val clips (seed 1) of 5 frames of 16x16, through
+    the unshuffle stand-in (pixel_unshuffle by 2, standardised by the train split's mean and std)."""
+    source = "moving-squares"
+    _check_shard_option(source, samples_per_shard)
+    for key, value, low in (("train_clips", train_clips, 1), ("val_clips", val_clips, 1), ("frames", frames, 1),
+                            ("square", square, 1), ("max_speed", max_speed, 0), ("patch", patch, 1)):
+        if int(value) != value or value < low:
+            raise ConfigError(f"{source}: option {key} must be an integer >= {low}, got {value}")
+    if not 0 < square <= size:
+        raise ConfigError(f"{source}: option square ({square}) must lie in 1..size ({size})")
+    if max_speed > size - square:
+        raise ConfigError(f"{source}: option max_speed ({max_speed}) exceeds the free range size - square "
+                          f"({size - square}); one reflection could not bring the square back")
+    common = dict(frames=int(frames), size=int(size), square=int(square), max_speed=int(max_speed))
+    train = render_moving_squares(int(train_clips), rng=np.random.default_rng(seed), **common)
+    val = render_moving_squares(int(val_clips), rng=np.random.default_rng(seed + 1), **common)
+    encoder = UnshuffleEncoder.fitted(train, int(patch))
+    pixel_shape = train.shape[1:]
+    return write_latent_dataset(
+        out_dir, source=source, generator_version=GENERATOR_VERSION,
+        options={**common, "train_clips": int(train_clips), "val_clips": int(val_clips), "seed": int(seed),
+                 "patch": int(patch), "samples_per_shard": int(samples_per_shard)},
+        encoder=encoder.describe(), pixel_shape=list(pixel_shape), latent_shape=list(encoder.latent_shape(pixel_shape)),
+        splits={"train": (len(train), iter(encoder.encode(train))), "val": (len(val), iter(encoder.encode(val)))},
+        samples_per_shard=int(samples_per_shard))
+
+
+def load_factory(spec: str) -> Callable[..., Any]:
+    """'package.module:attr.path' or '/path/to/file.py:attr.path' -> the callable it names."""
+    target, sep, attribute = spec.partition(":")
+    if not sep or not target or not attribute:
+        raise ConfigError(f"video-folder: option vae_factory '{spec}' must look like 'module:callable' or "
+                          f"'/path/file.py:callable'")
+    try:
+        if target.endswith(".py"):
+            path = Path(target).expanduser()
+            if not path.is_file():
+                raise DataError(f"video-folder: vae_factory file {path} does not exist")
+            module_spec = importlib.util.spec_from_file_location(f"_paperzoo_vae_{path.stem}", path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except ImportError as error:
+        raise DataError(f"video-folder: cannot import the VAE code '{target}' ({error}): install or check out the "
+                        f"VAE's code (e.g. the Pyramid-Flow repository's video_vae package) on PYTHONPATH") from None
+    factory: Any = module
+    for part in attribute.split("."):
+        if not hasattr(factory, part):
+            raise DataError(f"video-folder: '{target}' has no attribute '{attribute}' (option vae_factory)")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise DataError(f"video-folder: vae_factory '{spec}' is not callable")
+    return factory
+
+
+class VAEEncoder:
+    """A user-provided video VAE behind the LatentEncoder interface.
+
+    `factory(weights)` must return a torch module whose `encode(video)` takes [B, 3, T, H, W] pixels in [-1, 1]
+    (Pyramid Flow's convention) and returns latents [B, C, T', h, w], either as a tensor or as an object with
+    `.latent_dist` (diffusers style; its mode, the mean, is used so preparing twice gives the same bytes).
+    The SD3-variant normalisation (z - shift) * scale is applied, with separate first-frame statistics."""
+
+    name = "video-vae"
+    version = 1
+
+    def __init__(self, factory: str, weights: str, normalisation: dict[str, float], device: str = "cpu"):
+        import torch
+
+        path = Path(weights).expanduser()
+        if not path.exists():
+            raise DataError(f"video-folder: VAE weights not found at {path} (option vae_weights): download them "
+                            f"yourself (e.g. the causal_video_vae folder of rain1011/pyramid-flow-sd3) and point "
+                            f"vae_weights at them; nothing is downloaded at prepare time")
+        self.factory, self.weights, self.normalisation, self.device = factory, str(weights), normalisation, device
+        self.model = load_factory(factory)(str(path))
+        if not hasattr(self.model, "encode"):
+            raise DataError(f"video-folder: the object built by {factory} has no encode() method")
+        if hasattr(self.model, "eval"):
+            self.model = self.model.eval().to(device)
+        self._torch = torch
+        self._shape: tuple[int, ...] | None = None
+
+    def _encode_tensor(self, video):
+        with self._torch.no_grad():
+            out = self.model.encode(video)
+        dist = getattr(out, "latent_dist", out)
+        if hasattr(dist, "mode"):
+            out = dist.mode()
+        elif hasattr(dist, "mean") and not isinstance(dist, self._torch.Tensor):
+            out = dist.mean
+        if not isinstance(out, self._torch.Tensor) or out.ndim != 5:
+            raise DataError(f"video-folder: {self.factory}'s encode() must give latents [B, C, T', h, w], got "
+                            f"{getattr(out, 'shape', type(out).__name__)}")
+        return out.float()
+
+    def latent_shape(self, pixel_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if self._shape is None:
+            probe = np.zeros((1, *pixel_shape), dtype=np.float32)
+            self._shape = tuple(self.encode(probe).shape[1:])
+        return self._shape
+
+    def encode(self, clips: np.ndarray) -> np.ndarray:
+        video = self._torch.from_numpy(np.asarray(clips, dtype=np.float32)).to(self.device)
+        video = video.permute(0, 2, 1, 3, 4) * 2 - 1  # [N, T, 3, H, W] in [0, 1] -> [N, 3, T, H, W] in [-1, 1]
+        z = self._encode_tensor(video)
+        n = self.normalisation
+        z = self._torch.cat([(z[:, :, :1] - n["first_shift"]) * n["first_scale"],
+                             (z[:, :, 1:] - n["shift"]) * n["scale"]], dim=2)
+        return z.permute(0, 2, 1, 3, 4).cpu().numpy()  # [N, T', C, h, w]
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "factory": self.factory,
+                "weights": Path(self.weights).name, "normalisation": self.normalisation}
+
+
+def _read_clip(path: Path, frames: int, height: int, width: int) -> np.ndarray:
+    """One clip as float32 [frames, 3, height, width] in [0, 1]: the first `frames` frames, resized if needed."""
+    if path.suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise DataError(f"cannot read clip {path} ({error}): fix or remove the file") from None
+        if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
+            raise DataError(f"clip {path}: a .npy clip must be uint8 [T, H, W, 3], got {array.dtype} {array.shape}")
+    else:
+        try:
+            import av
+        except ImportError:
+            raise DataError(f"reading {path.suffix} videos needs PyAV (pip install av), or convert the clips to "
+                            f".npy uint8 [T, H, W, 3] arrays") from None
+        try:
+            with av.open(str(path)) as container:
+                decoded = []
+                for frame in container.decode(video=0):
+                    decoded.append(frame.to_ndarray(format="rgb24"))
+                    if len(decoded) == frames:
+                        break
+        except (OSError, ValueError, av.error.FFmpegError) as error:
+            raise DataError(f"cannot decode video {path} ({error}): fix or remove the file") from None
+        array = np.stack(decoded) if decoded else np.zeros((0, 1, 1, 3), np.uint8)
+    if len(array) < frames:
+        raise DataError(f"clip {path} has {len(array)} frames, fewer than the {frames} asked (option frames)")
+    array = array[:frames]
+    if array.shape[1:3] != (height, width):
+        from PIL import Image
+
+        array = np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.BICUBIC))
+                          for f in array])
+    return (array.astype(np.float32) / 255.0).transpose(0, 3, 1, 2)
+
+
+def prepare_video_folder(out_dir: Path, *, src: str, encoder: Literal["vae", "unshuffle"] = "vae",
+                         vae_factory: str = "", vae_weights: str = "", frames: int = 121, height: int = 384,
+                         width: int = 640, val_fraction: float = 0.05, seed: int = 0, patch: int = 2,
+                         device: str = "cpu", dtype: Literal["float32", "float16"] = "float32",
+                         samples_per_shard: int = 256) -> dict:
+    """A folder of clips (`*.mp4|webm|mkv|mov|avi` through PyAV, or `*.npy` uint8 [T, H, W, 3]) searched
+    recursively in sorted order, cut to `frames` frames (1 + 8m for the causal VAE: 121 = 5 s at 24 fps),
+    resized to height x width, split train/val with a seeded permutation, and encoded to latents."""
+    source = "video-folder"
+    _check_shard_option(source, samples_per_shard)
+    root = Path(src).expanduser()
+    if not root.is_dir():
+        raise DataError(f"video folder {root} (option src) does not exist: point src at a folder of video clips")
+    files = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in CLIP_SUFFIXES),
+                   key=lambda p: p.relative_to(root).as_posix())
+    if not files:
+        raise DataError(f"video folder {root} has no clips ({', '.join(CLIP_SUFFIXES)})")
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(f"{source}: option val_fraction must be in [0, 1), got {val_fraction}")
+    if encoder == "vae":
+        if not vae_weights:
+            raise ConfigError(f"{source}: encoder vae needs option vae_weights (the VAE's weights you downloaded) "
+                              f"and vae_factory (module:callable building the VAE from them)")
+        if not vae_factory:
+            raise ConfigError(f"{source}: encoder vae needs option vae_factory, e.g. "
+                              f"video_vae.modeling_causal_vae:CausalVideoVAE.from_pretrained")
+        chosen: LatentEncoder = VAEEncoder(vae_factory, vae_weights, SD3_NORMALISATION, device)
+    elif encoder == "unshuffle":
+        chosen = UnshuffleEncoder.fitted(np.stack([_read_clip(f, frames, height, width) for f in files]), patch)
+    else:
+        raise ConfigError(f"{source}: option encoder must be 'vae' or 'unshuffle', got '{encoder}'")
+    order = np.random.default_rng(seed).permutation(len(files))
+    num_val = round(len(files) * val_fraction)
+    split_files = {"train": [files[i] for i in order[num_val:]], "val": [files[i] for i in order[:num_val]]}
+    pixel_shape = (int(frames), 3, int(height), int(width))
+
+    def latents(paths: list[Path]) -> Iterator[np.ndarray]:
+        for path in paths:
+            yield chosen.encode(_read_clip(path, frames, height, width)[None])[0]
+
+    return write_latent_dataset(
+        out_dir, source=source, generator_version=GENERATOR_VERSION,
+        options={"src": str(src), "encoder": encoder, "vae_factory": vae_factory, "vae_weights": str(vae_weights),
+                 "frames": int(frames), "height": int(height), "width": int(width), "val_fraction": float(val_fraction),
+                 "seed": int(seed), "patch": int(patch), "device": device, "dtype": dtype,
+                 "samples_per_shard": int(samples_per_shard)},
+        encoder=chosen.describe(), pixel_shape=list(pixel_shape), latent_shape=list(chosen.latent_shape(pixel_shape)),
+        splits={split: (len(paths), latents(paths)) for split, paths in split_files.items()},
+        samples_per_shard=int(samples_per_shard), dtype=dtype)

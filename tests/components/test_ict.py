@@ -1,0 +1,364 @@
+"""ict.md §6 checks 1-7, the fast path's parity with the naive reference, the streamed files, Hom bases and the
+Algorithm-4 layer. Each test says which wrong implementation it catches."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+
+import pytest
+import torch
+
+from cluster.runner import execute, plan_run
+from components.core.config import resolve_config
+from components.core.errors import ConfigError
+from components.ict import checks, reference, stream
+from components.ict.cg import real_cg, real_to_complex, vector_cg, vector_permutation, wigner_d
+from components.ict.component import component
+from components.ict.hom import EquivariantLinear, Space, hom_basis, hom_dimension, multiplicities as space_mult
+from components.ict.paths import (cartesian_paths, central_trinomial, end_dimension, multiplicities, num_paths,
+                                  trinomial)
+
+# ict.md §3.2's table: m_0..m_n, #paths, sum m_l (2l+1), dim End.
+TABLE = {
+    2: ((1, 1, 1), 3, 9, 3),
+    3: ((1, 3, 2, 1), 7, 27, 15),
+    4: ((3, 6, 6, 3, 1), 19, 81, 91),
+    5: ((6, 15, 15, 10, 4, 1), 51, 243, 603),
+    6: ((15, 36, 40, 29, 15, 5, 1), 141, 729, 4213),
+    7: ((36, 91, 105, 84, 49, 21, 6, 1), 393, 2187, 30537),
+    8: ((91, 232, 280, 238, 154, 76, 28, 7, 1), 1107, 6561, 227475),
+    9: ((232, 603, 750, 672, 468, 258, 111, 36, 8, 1), 3139, 19683, 1730787),
+}
+
+
+def generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def rank_errors():
+    """Checks 1-3 and the fast/naive parity for n = 1..5, computed once (about 3 s)."""
+    return {n: checks.rank_errors(n, "e3nn", generator(n)) for n in range(1, 6)}
+
+
+# Conventions -----------------------------------------------------------------------------------------------
+
+def test_e3nn_vector_basis_is_cartesian():
+    # ict.md §3.1: D^1(R) == R in e3nn 0.6.0; a permuted basis would silently mix x, y, z in every path matrix
+    assert vector_permutation() == (0, 1, 2)
+    for rotation in checks.random_rotations(3, generator()):
+        assert (wigner_d(1, rotation, -1) - rotation).abs().max() < 1e-12
+
+
+def test_spin_one_coupling_matches_sympy():
+    # the fast path's closed-form Condon-Shortley <j m; 1 mu | J M>: a sign or a swapped m/M fails here
+    from sympy.physics.wigner import clebsch_gordan
+
+    worst = 0.0
+    for j in range(6):
+        for big_j in (j - 1, j, j + 1):
+            for m, mu in itertools.product(range(-j, j + 1), (-1, 0, 1)):
+                if big_j >= 0 and abs(m + mu) <= big_j:
+                    exact = float(clebsch_gordan(j, 1, big_j, m, mu, m + mu))
+                    worst = max(worst, abs(vector_cg(j, m, mu, big_j) - exact))
+    assert worst < 1e-14
+
+
+def test_sympy_real_cg_equals_e3nn():
+    # cg_source=sympy: exact CS coefficients through the real basis change; a wrong Q_l (or a missing (-i)^l)
+    # gives complex or different tensors
+    from e3nn.o3._wigner import change_basis_real_to_complex
+
+    for l in range(5):
+        assert (real_to_complex(l) - change_basis_real_to_complex(l, dtype=torch.float64)).abs().max() < 1e-15
+    for j in range(5):
+        for j2 in (j + 1, j, j - 1):
+            if j2 >= 0 and not (j == 0 and j2 != 1):
+                assert (real_cg(1, j, j2, "sympy") - real_cg(1, j, j2, "e3nn")).abs().max() < 1e-14
+
+
+# Paths and multiplicities (check 6, first half) ---------------------------------------------------------
+
+@pytest.mark.parametrize("n", sorted(TABLE))
+def test_multiplicities_match_the_table(n):
+    mult, count, dim, end = TABLE[n]
+    assert multiplicities(n) == mult and num_paths(n) == count == central_trinomial(n)
+    assert sum(m * (2 * l + 1) for l, m in enumerate(mult)) == dim == 3 ** n and end_dimension(n) == end
+    if n <= 6:  # the enumeration agrees with the walk count, in depth-first order starting with the top path
+        paths = cartesian_paths(n)
+        assert len(paths) == count and paths[0] == tuple(range(n + 1)) and len(set(paths)) == count
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_multiplicities_match_e3nn(n):
+    assert checks.e3nn_multiplicities(n) == multiplicities(n)
+
+
+# Checks 1-3 (n = 1..5) ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_orthogonality(rank_errors, n):
+    # check 1: a stub, a missing normalisation or a missing/duplicated path fails max|Q^T Q - I|, |Q Q^T - I|
+    assert rank_errors[n]["orth_err"] < 1e-10
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_projector_algebra(rank_errors, n):
+    # check 2: idempotent, trace 2j+1, sum to I, mutually orthogonal; a wrong recursion breaks at least one
+    e = rank_errors[n]
+    assert e["idem_err"] < 1e-10 and e["trace_err"] < 1e-9 and e["sum_err"] < 1e-10 and e["cross_err"] < 1e-10
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_equivariance(rank_errors, n):
+    # check 3: 5 Haar rotations; a transposed CG or a basis other than x, y, z breaks both identities
+    assert rank_errors[n]["equiv_err"] < 1e-10 and rank_errors[n]["path_equiv_err"] < 1e-9
+
+
+def test_missing_normalisation_is_caught():
+    # the check has teeth: chaining e3nn's unit-Frobenius CG without rescaling shrinks every column
+    mats = reference.path_matrices(3)
+    unnormalised = torch.cat([m * m[:, 0].norm() / math.prod(math.sqrt(2 * j + 1) for j in p[1:])
+                              for p, m in mats], 1)
+    assert (unnormalised.T @ unnormalised - torch.eye(27, dtype=torch.float64)).abs().max() > 0.1
+
+
+# Check 4: n = 2 ground truth ---------------------------------------------------------------------------
+
+def test_rank_two_is_trace_antisymmetric_symmetric_traceless():
+    assert checks.rank2_ground_truth_error() < 1e-12
+
+
+# Check 5: the top path is the natural-form ICT ----------------------------------------------------------
+
+def test_top_path_is_symmetric_traceless():
+    # a wrong coupling order at the top (or a path matrix that is not the weight-n part) breaks symmetry
+    e = checks.top_path_errors(4, generator(5))
+    assert e["top_sym_err"] < 1e-12 and e["top_trace_err"] < 1e-12
+    assert e["nontop_sym_violation"] > 0.1  # a path ending at n - 1 is not symmetric, so the test can fail
+
+
+# Check 6: isotypic projectors against e3nn ReducedTensorProducts ------------------------------------------
+
+def test_isotypic_projectors_match_e3nn():
+    # independent numerical construction; a missing path or a wrong weight assignment changes some Pi_l
+    assert checks.isotypic_vs_e3nn_error(4) < 1e-10
+
+
+# Check 7: End basis -------------------------------------------------------------------------------------
+
+def test_end_basis_is_complete_and_orthogonal():
+    e = checks.end_basis_errors(3)
+    assert e["end_count"] == 15 == e["end_expected_count"] == e["commutant_dim"] == e["end_rank"]
+    assert e["end_gram_diag_err"] < 1e-12 and e["end_gram_offdiag"] < 1e-12
+
+
+def test_end_basis_keeps_the_projectors():
+    # ict.md §8: the official equivariant_bases_end.py skips p == q and spans only 15 - 7 = 8 dimensions
+    basis = reference.end_basis(3)
+    diagonal = [b for (p, q), b in basis if p == q]
+    assert len(diagonal) == num_paths(3) == 7 and len(basis) - len(diagonal) == 8 < reference.commutant_dimension(3)
+
+
+# Slot order: D_p is the joint eigenspace of the nested Casimirs of slots 1..k ----------------------------
+
+def test_path_projectors_equal_nested_casimir_projectors():
+    # no CG involved: pins the slot order (new slot most significant) and every intermediate weight
+    assert checks.casimir_error(4) < 1e-12
+
+
+def test_reversed_slot_order_is_caught():
+    # the check has teeth: building with the new slot least significant keeps Pi_l but changes individual D_p
+    def reversed_paths(n):
+        out = []
+        def visit(path, m):
+            if len(path) == n + 1:
+                out.append((path, m))
+                return
+            for j2 in ((1,) if path[-1] == 0 else (path[-1] + 1, path[-1], path[-1] - 1)):
+                if j2 >= 0:
+                    c = real_cg(1, path[-1], j2) * math.sqrt(2 * j2 + 1)
+                    visit(path + (j2,), torch.einsum("am,bmn->abn", m, c).reshape(-1, 2 * j2 + 1))
+        visit((0,), torch.ones(1, 1, dtype=torch.float64))
+        return out
+
+    worst = max((reference.path_projector_from_casimirs(p) - m @ m.T).abs().max().item() for p, m in reversed_paths(3))
+    assert worst > 0.1
+
+
+# Fast path against the naive reference (n <= 5) ---------------------------------------------------------
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_fast_path_matches_naive_reference(rank_errors, n):
+    # batched Cartesian path matrices and every layout of the streamed D_p (spherical blocks go through the
+    # Condon-Shortley construction, independent of e3nn) equal the naive P_p P_p^T
+    e = rank_errors[n]
+    assert e["fast_paths_err"] < 1e-13
+    assert max(e["fast_spherical_err"], e["fast_cartesian_err"], e["fast_dense_err"]) < 1e-12
+
+
+@pytest.mark.parametrize("layout", stream.LAYOUTS)
+def test_fast_isotypic_matches_naive(layout):
+    naive = reference.isotypic_projectors(4)
+    found = {bm.label: stream.to_dense(bm, 4, layout) for bm in stream.isotypic_matrices(4, layout)}
+    assert sorted(found) == sorted(naive)
+    assert max((found[l] - naive[l]).abs().max().item() for l in naive) < 1e-12
+
+
+def test_spherical_blocks_are_rank_one_per_magnetic_number():
+    # the block structure the speed comes from: 2j+1 blocks, disjoint rows, each rank one
+    for bm in stream.projector_matrices(5, "spherical"):
+        assert len(bm.blocks) == 2 * bm.weight + 1
+        rows = torch.cat([b.rows for b in bm.blocks])
+        assert rows.unique().numel() == rows.numel() and all(b.factor.shape[1] == 1 for b in bm.blocks)
+
+
+@pytest.mark.parametrize("layout", stream.LAYOUTS)
+def test_stream_checksums_equal_the_dense_upper_triangle(layout):
+    # small panels force several tiles per block: a panel that double-counts or skips the corner fails here
+    n = 4
+    naive = dict(reference.decomposition_matrices(n))
+    for bm in stream.projector_matrices(n, layout):
+        found = stream.stream_matrix(bm, panel_entries=1024)
+        dense = stream.to_dense(bm, n, "dense") if layout == "spherical" else naive[bm.label]
+        upper = dense[torch.ones_like(dense, dtype=torch.bool).triu()]
+        nonzero_rows = sum(b.rows.numel() for b in bm.blocks)
+        assert found.entries == sum(b.rows.numel() * (b.rows.numel() + 1) // 2 for b in bm.blocks) <= upper.numel()
+        assert abs(found.total - upper.sum().item()) < 1e-12 and abs(found.squares - (upper ** 2).sum().item()) < 1e-12
+        assert abs(found.trace - (2 * bm.weight + 1)) < 1e-12 and abs(found.frobenius2 - (2 * bm.weight + 1)) < 1e-12
+        assert nonzero_rows <= 3 ** n
+
+
+@pytest.mark.parametrize("layout", ["spherical", "dense"])
+def test_written_stream_reads_back_with_matching_sha256(tmp_path, layout):
+    n = 4
+    naive = dict(reference.decomposition_matrices(n))
+    records, _ = stream.write_matrices(stream.projector_matrices(n, layout), tmp_path, n, layout, "projectors",
+                                       panel_entries=2048)
+    manifest = json.loads((tmp_path / "projectors.json").read_text())
+    for shard in manifest["shards"].values():
+        assert hashlib.sha256((tmp_path / shard["values"]).read_bytes()).hexdigest() == shard["values_sha256"]
+        assert hashlib.sha256((tmp_path / shard["rows"]).read_bytes()).hexdigest() == shard["rows_sha256"]
+    assert len(records) == num_paths(n)
+    for index, record in enumerate(records):
+        assert (stream.read_matrix(tmp_path, "projectors", index) - naive[tuple(record["label"])]).abs().max() < 1e-12
+
+
+def test_spherical_orthogonality_is_exact_and_square():
+    assert stream.spherical_orthogonality_error(6) < 1e-12
+    assert sum(trinomial(6, m) ** 2 for m in range(-6, 7)) == central_trinomial(12)  # sum of block sizes squared
+
+
+def test_cartesian_orthogonality_probe():
+    probes = torch.randn(3 ** 5, 3, generator=generator(), dtype=torch.float64)
+    assert stream.cartesian_orthogonality_probe(5, probes / probes.norm(dim=0)) < 1e-12
+
+
+# Hom(S, S') and the Algorithm-4 layer -------------------------------------------------------------------
+
+def o3_commutant_dimension(space_in: Space, space_out: Space) -> int:
+    """dim {X : X D_in(g) = D_out(g) X} from three generic rotations and the inversion (row-major vec)."""
+    rows = []
+    elements = [(r, False) for r in checks.random_rotations(3, generator(7))]
+    elements.append((torch.eye(3, dtype=torch.float64), True))
+    for rotation, improper in elements:
+        d_in, d_out = space_in.representation(rotation, improper), space_out.representation(rotation, improper)
+        rows.append(torch.kron(torch.eye(space_out.dim, dtype=torch.float64), d_in.T.contiguous())
+                    - torch.kron(d_out, torch.eye(space_in.dim, dtype=torch.float64)))
+    singular = torch.linalg.svdvals(torch.cat(rows))
+    return int((singular < 1e-9).sum())
+
+
+@pytest.mark.parametrize("pair", [("1o x 1o", "1o x 1o"), ("1o x 2e + 3o", "1o + 2o x 1e + 3o"),
+                                  ("1o x 1o", "2e + 0e"), ("1o x 1o", "2o + 1o"), ("1o", "1e"),
+                                  ("2e x 1o", "1o x 2e")])
+def test_hom_basis_is_equivariant_orthogonal_and_complete(pair):
+    # parity per space: the official equivariant_bases.py gives S' the parity of S, so (1o x 1o -> 2o + 1o)
+    # and (1o -> 1e) would get elements that fail the inversion below; both must be empty here
+    space_in, space_out = Space.parse(pair[0]), Space.parse(pair[1])
+    basis = hom_basis(space_in, space_out)
+    assert len(basis) == hom_dimension(space_in, space_out) == o3_commutant_dimension(space_in, space_out)
+    for rotation in checks.random_rotations(2, generator(3)):
+        for improper in (False, True):
+            d_in, d_out = space_in.representation(rotation, improper), space_out.representation(rotation, improper)
+            assert all((b @ d_in - d_out @ b).abs().max() < 1e-10 for _, b in basis)
+    if basis:
+        flat = torch.stack([b.reshape(-1) for _, b in basis])
+        expected = torch.tensor([2 * p.weights[-1] + 1 for (p, _), _ in basis], dtype=torch.float64)
+        assert (flat @ flat.T - torch.diag(expected)).abs().max() < 1e-12
+
+
+def test_hom_of_cartesian_spaces_is_the_end_basis():
+    assert space_mult(Space.cartesian(4)) == {(l, 1): m for l, m in enumerate(multiplicities(4)) if m}
+    assert len(hom_basis(Space.cartesian(3), Space.cartesian(3))) == end_dimension(3)
+
+
+def test_algo4_layer_spans_hom_with_one_weight_per_basis_element():
+    # the layer equals sum_pq W[q, p] P'_q P_p^T, is O(3)-equivariant and has dim Hom weights
+    space_in, space_out = Space.parse("1o x 1o + 2e"), Space.parse("1o x 1o x 1o + 1e")
+    layer = EquivariantLinear(space_in, space_out, generator=generator(1))
+    assert layer.num_weights == hom_dimension(space_in, space_out)
+    from components.ict.hom import space_path_matrix
+
+    expected = sum(layer.mix[g][qi, pi].detach() * space_path_matrix(space_out, q) @ space_path_matrix(space_in, p).T
+                   for g, (ins, outs) in enumerate(zip(layer.paths_in, layer.paths_out))
+                   for qi, q in enumerate(outs) for pi, p in enumerate(ins))
+    assert (layer.as_matrix() - expected).abs().max() < 1e-12
+    x = torch.randn(4, space_in.dim, generator=generator(2), dtype=torch.float64)
+    rotation = checks.random_rotations(1, generator(4))[0]
+    for improper in (False, True):
+        d_in, d_out = space_in.representation(rotation, improper), space_out.representation(rotation, improper)
+        assert (layer(x @ d_in.T) - layer(x) @ d_out.T).abs().max() < 1e-10
+
+
+# The component ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", ["test", "smoke", "paper"])
+def test_every_preset_validates(preset, params):
+    cfg = resolve_config(component, preset, params.get("ict"))
+    assert isinstance(cfg, component.Config)
+
+
+def test_paper_preset_is_the_papers_largest_rank(params):
+    cfg = resolve_config(component, "paper", params.get("ict"))
+    assert cfg.n == 9 and cfg.mode == "projectors" and cfg.dtype == "float64" and not cfg.write
+    assert component.random_step(cfg) is None
+
+
+@pytest.mark.parametrize("overrides, key", [({"n": 9, "write": True}, "write"), ({"mode": "algo4_layer", "n": 9}, "n"),
+                                            ({"mode": "projectors", "layout": "dense", "n": 9}, "layout"),
+                                            ({"mode": "spherical"}, "mode")])
+def test_bad_config_names_the_key(params, overrides, key):
+    with pytest.raises(ConfigError, match=key):
+        resolve_config(component, "smoke", params.get("ict"), overrides)
+
+
+def test_test_preset_is_deterministic_and_writes_its_files(params, tmp_path):
+    request = plan_run("ict", params, preset="test", seed=1, data_dir=tmp_path)
+    first = execute(request, run_root=tmp_path / "a", data_dir=tmp_path, show_progress=False)
+    second = execute(request, run_root=tmp_path / "b", data_dir=tmp_path, show_progress=False)
+    assert first.metrics == second.metrics
+    assert first.metrics["projectors/count"] == num_paths(3) and first.metrics["projectors/max_frobenius_err"] < 1e-12
+    assert (first.run_dir / "summary.md").is_file() and (first.run_dir / "projectors" / "projectors.json").is_file()
+    assert json.loads((first.run_dir / "projectors_checksums.json").read_text())["fingerprint"] == \
+        json.loads((second.run_dir / "projectors_checksums.json").read_text())["fingerprint"]
+
+
+@pytest.mark.parametrize("mode", ["path_mats", "isotypic", "end_basis", "algo4_layer"])
+def test_every_mode_runs(params, tmp_path, mode):
+    overrides = {"mode": mode, "n": 4, "check_ranks": 0}
+    request = plan_run("ict", params, preset="test", overrides=overrides, data_dir=tmp_path)
+    metrics = execute(request, run_root=tmp_path, data_dir=tmp_path, show_progress=False).metrics
+    assert metrics["orth_err"] < 1e-12
+    if mode == "path_mats":
+        assert metrics["path_mats/count"] == 19 and metrics["path_mats/orth_probe_err"] < 1e-12
+    if mode == "isotypic":
+        assert metrics["isotypic/count"] == 5 and metrics["isotypic/max_frobenius_err"] < 1e-10
+    if mode == "end_basis":
+        assert metrics["end/count"] == 91 == metrics["end/rank"] and metrics["end/gram_offdiag"] < 1e-12
+    if mode == "algo4_layer":
+        assert metrics["layer/num_weights"] == 91 and metrics["layer/equiv_err"] < 1e-10
+        assert metrics["layer/vs_basis_err"] < 1e-12
