@@ -65,7 +65,9 @@ class RunContext:
     checkpoint: Checkpointer | None = None  # save/restore of model, optimizer, schedule, data position, RNG
     log: Callable[..., None] = _no_log  # log(metrics, step): the launcher plugs in JSONL, DVCLive, Tune, ...
     progress: Callable[..., Iterable] = _plain_iteration  # progress(iterable, total=, desc=): a bar on a terminal
-    should_stop: Callable[[], bool] = _never  # True once the job is being preempted: checkpoint and return
+    should_stop: Callable[[], bool] = _never  # True once the job is being preempted: checkpoint and return. Call it
+    # once per step and act on that one answer: across ranks every call is a collective, and a second call may
+    # already say True where the first said False (then the step would stop without its checkpoint)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property

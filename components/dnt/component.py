@@ -243,10 +243,11 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
             state["history"]["steps"].append(step)
             state["history"]["loss"].append(value)
         state["data_position"] = done
-        if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or ctx.should_stop()):
+        stop = ctx.should_stop()  # once per step: the answer acted on is the one every rank agreed
+        if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or stop):
             state["histograms"] = {name: counts.tolist() for name, counts in histograms.items()}
             ctx.checkpoint.save(done, {"state": state})
-        if ctx.should_stop() and done < cfg.steps:
+        if stop and done < cfg.steps:
             raise Preempted(f"stopped at step {done} of {cfg.steps}; resume continues from its checkpoint")
 
     final = task.evaluate(model, autocast, final=True)

@@ -173,9 +173,10 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
             evals.append((step + 1, metrics["test/mse"]))
         ctx.log(metrics, step=step)
         done = step + 1
-        if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or ctx.should_stop()):
+        stop = ctx.should_stop()  # once per step: the answer acted on is the one every rank agreed
+        if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or stop):
             ctx.checkpoint.save(done, {"data_position": done, "losses": losses, "evals": evals})
-        if ctx.should_stop() and done < steps:
+        if stop and done < steps:
             raise Preempted(f"stopped at step {done} of {steps}; resume continues from its checkpoint")
 
     net.eval()

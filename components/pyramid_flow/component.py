@@ -213,9 +213,10 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
             metrics.update(evaluate(net, val_set, cfg, ctx.device))
         ctx.log(metrics, step=step)
-        if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or ctx.should_stop()):
+        stop = ctx.should_stop()  # once per step: the answer acted on is the one every rank agreed
+        if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or stop):
             ctx.checkpoint.save(done, {**state, "data_position": done, "history": history})
-        if ctx.should_stop() and done < cfg.steps:
+        if stop and done < cfg.steps:
             raise Preempted(f"stopped at step {done} of {cfg.steps}; resume continues from its checkpoint")
 
     final = evaluate(net, val_set, cfg, ctx.device)

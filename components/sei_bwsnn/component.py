@@ -187,9 +187,10 @@ def train_student(cfg: Config, ctx: RunContext) -> dict[str, float]:
         if done % steps_per_epoch == 0 and done < budget:
             metrics |= evaluate(raw_model, val, cfg, ctx.device, "val")
         ctx.log(metrics, step=step)
-        if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or ctx.should_stop()):
+        stop = ctx.should_stop()  # once per step: the answer acted on is the one every rank agreed
+        if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or stop):
             ctx.checkpoint.save(done, {"data_position": done})
-        if ctx.should_stop() and done < budget:
+        if stop and done < budget:
             raise Preempted(f"stopped at step {done} of {budget}; resume continues from its checkpoint")
 
     final = evaluate(raw_model, val, cfg, ctx.device, "val") | evaluate(raw_model, test, cfg, ctx.device, "test",

@@ -156,9 +156,10 @@ def train_forecaster(cfg: Config, ctx: RunContext) -> dict[str, float]:
                 state["bad_epochs"] += 1
                 state["stopped_early"] = bool(cfg.patience) and state["bad_epochs"] >= cfg.patience
         ctx.log(metrics, step=step)
-        if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or ctx.should_stop() or state["stopped_early"]):
+        stop = ctx.should_stop()  # once per step: the answer acted on is the one every rank agreed
+        if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or stop or state["stopped_early"]):
             ctx.checkpoint.save(done, {**state, "data_position": done, "best_state": best_state})
-        if ctx.should_stop() and done < budget and not state["stopped_early"]:
+        if stop and done < budget and not state["stopped_early"]:
             raise Preempted(f"stopped at step {done} of {budget}; resume continues from its checkpoint")
 
     if best_state is not None:  # test the best-validation model, as the official loop does

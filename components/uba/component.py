@@ -112,9 +112,10 @@ def train_classifier(cfg: Config, ctx: RunContext) -> dict[str, float]:
             metrics["val/loss"], metrics["val/acc"] = evaluate(model, val, cfg, ctx.device)
         ctx.log(metrics, step=step)
         done = step + 1
-        if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or ctx.should_stop()):
+        stop = ctx.should_stop()  # once per step: the answer acted on is the one every rank agreed
+        if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or stop):
             ctx.checkpoint.save(done, {"data_position": done})
-        if ctx.should_stop() and done < cfg.budget:
+        if stop and done < cfg.budget:
             raise Preempted(f"stopped at step {done} of {cfg.budget}; resume continues from its checkpoint")
 
     train_loss, train_acc = evaluate(model, train, cfg, ctx.device)
