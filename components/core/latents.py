@@ -14,7 +14,6 @@ through the same interface (pipelines/datasets/video.py wraps user-provided VAE 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,8 +24,8 @@ import torch.nn.functional as F
 
 from components.core.errors import DataError, did_you_mean
 from components.core.files import atomic_directory
-from components.core.shards import (MANIFEST, _ShardMembers, check_dataset, encode_npy, manifest_bytes,
-                                    prepare_command, write_split)
+from components.core.shards import (MANIFEST, ShardMembers, check_dataset, encode_npy, first_npy_header,
+                                    manifest_bytes, prepare_command, write_split)
 
 KIND = "video"
 LATENT_DTYPES = ("float32", "float16")
@@ -169,7 +168,7 @@ class LatentShards:
         shard_ids, offsets = [], []
         first = 0
         for shard_id, (path, shard) in enumerate(zip(self._paths, splits[split]["shards"])):
-            members = _ShardMembers(path, name, "npy", first, int(shard["count"]), 1)
+            members = ShardMembers(path, name, "npy", first, int(shard["count"]), 1)
             if len(members.labels):
                 offsets.append(members.payload_offsets + self._npy_header_length(path, members))
                 shard_ids.append(np.full(len(members.labels), shard_id, dtype=np.int32))
@@ -181,18 +180,10 @@ class LatentShards:
             raise DataError(f"dataset '{name}' split '{split}' holds {self.num_clips} clips, manifest says "
                             f"{splits[split]['count']}: {self._fix}")
 
-    def _npy_header_length(self, path: Path, members: _ShardMembers) -> int:
+    def _npy_header_length(self, path: Path, members: ShardMembers) -> int:
         """Every member must carry the manifest's shape and dtype in the same header, so a clip is a fixed slice."""
         data = np.memmap(path, dtype=np.uint8, mode="r")
-        first = int(members.payload_offsets[0])
-        stream = io.BytesIO(data[first:first + int(members.payload_sizes[0])].tobytes())
-        try:
-            version = np.lib.format.read_magic(stream)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran_order, dtype = read(stream)
-        except (ValueError, SyntaxError):
-            raise DataError(f"shard {path} has a corrupt .npy member: {self._fix}") from None
-        header = stream.tell()
+        shape, fortran_order, dtype, header = first_npy_header(path, data, members, self._fix)
         if tuple(shape) != self.shape or dtype != self.dtype or fortran_order:
             raise DataError(f"shard {path} stores {dtype} latents of shape {tuple(shape)}, manifest says "
                             f"{self.dtype} {self.shape}: {self._fix}")

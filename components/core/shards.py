@@ -190,7 +190,20 @@ def _octal(field: bytes) -> int:
     return int(text, 8)
 
 
-class _ShardMembers:
+def first_npy_header(path: Path, data: np.ndarray, members: ShardMembers, fix: str) -> tuple:
+    """(shape, fortran_order, dtype, header bytes) of a shard's first .npy member; a corrupt one names the shard."""
+    first = int(members.payload_offsets[0])
+    stream = io.BytesIO(data[first : first + int(members.payload_sizes[0])].tobytes())
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(stream)
+    except (ValueError, SyntaxError):
+        raise DataError(f"shard {path} has a corrupt .npy member: {fix}") from None
+    return shape, fortran_order, dtype, stream.tell()
+
+
+class ShardMembers:
     """Payload offsets, payload sizes and labels of one shard, read from its tar headers."""
 
     def __init__(self, path: Path, name: str, extension: str, first_index: int, expected_count: int, num_classes: int):
@@ -320,7 +333,7 @@ class ImageShards:
         shard_ids, offsets, sizes, labels = [], [], [], []
         first_index = 0
         for shard_id, (path, shard) in enumerate(zip(self._shard_paths, split_entry["shards"])):
-            members = _ShardMembers(path, self.name, self.format, first_index, int(shard["count"]), len(self.classes))
+            members = ShardMembers(path, self.name, self.format, first_index, int(shard["count"]), len(self.classes))
             shard_ids.append(np.full(len(members.labels), shard_id, dtype=np.int32))
             offsets.append(members.payload_offsets)
             sizes.append(members.payload_sizes)
@@ -338,19 +351,11 @@ class ImageShards:
                 self.name, f"split '{self.split}' holds {self.num_samples} samples, manifest says {split_entry['count']}"
             )
 
-    def _check_npy_headers(self, path: Path, members: _ShardMembers) -> None:
+    def _check_npy_headers(self, path: Path, members: ShardMembers) -> None:
         """Every .npy member must carry the same header, so a batch is one gather of fixed-size payloads."""
         fix = f"re-prepare it with `{prepare_command(self.name)}`"
         data = np.memmap(path, dtype=np.uint8, mode="r")
-        first = members.payload_offsets[0]
-        stream = io.BytesIO(data[first : first + members.payload_sizes[0]].tobytes())
-        try:
-            version = np.lib.format.read_magic(stream)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran_order, dtype = read_header(stream)
-        except (ValueError, SyntaxError):
-            raise DataError(f"shard {path} has a corrupt .npy member: {fix}") from None
-        header_length = stream.tell()
+        shape, fortran_order, dtype, header_length = first_npy_header(path, data, members, fix)
         payload_bytes = int(np.prod(self.shape))
         if tuple(shape) != self.shape or dtype != np.uint8 or fortran_order:
             raise DataError(
