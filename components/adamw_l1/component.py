@@ -21,10 +21,11 @@ import torch.nn.functional as F
 
 from components.adamw_l1 import plots, quadratic
 from components.adamw_l1.config import Config
-from components.adamw_l1.models import build_model, to_input
+from components.adamw_l1.models import to_input
 from components.adamw_l1.probe import NormStats, gradient_norms, loglog_slope, vector_stats
 from components.core.contract import RunContext
 from components.core.errors import Preempted, RunError
+from components.core.models import build_classifier
 from components.core.optim import build_optimizer
 from components.core.schedules import make_scheduler
 from components.core.shards import ImageShards
@@ -125,7 +126,7 @@ def train_width(cfg: Config, ctx: RunContext, data: dict[str, Any], index: int, 
     """Train widths[index] for `budget` steps, probing the gradient; returns done_widths plus this width."""
     width, budget = cfg.widths[index], cfg.budget
     torch.manual_seed(ctx.seed)  # every width starts from the same seed and reads the same batches
-    model = build_model(cfg.task, width, len(data["classes"])).to(ctx.device)
+    model = build_classifier(cfg.task, len(data["classes"]), width).to(ctx.device)
     named = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
     d = sum(param.numel() for _, param in named)
     optimizer = build_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -299,7 +300,7 @@ class AdamWL1:
         if cfg.task == "quadratic":
             return None
         torch.manual_seed(0)
-        model = build_model(cfg.task, cfg.widths[-1], 10)
+        model = build_classifier(cfg.task, 10, cfg.widths[-1])
         optimizer = build_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
         shape = (2, 8, 8) if cfg.task == "digits_mlp" else (2, 32, 32, 3)
         loss = F.cross_entropy(model(to_input(torch.randint(0, 256, shape, dtype=torch.uint8))),

@@ -1,20 +1,9 @@
-"""The model families whose width is swept: the spec's digits MLP (smoke) and a CIFAR ResNet-18 (paper)."""
+"""How the width-swept networks (core.models.build_classifier: digits MLP, CIFAR ResNet-18) see images: [0, 1]."""
 
 from __future__ import annotations
 
 import torch
 from einops import rearrange
-from torch import nn
-
-from components.core.models import digits_mlp, resnet18
-
-
-def build_model(task: str, width: int, num_classes: int) -> nn.Module:
-    if task == "digits_mlp":
-        return digits_mlp(width, num_classes)
-    if task == "resnet18":
-        return resnet18(width, num_classes)
-    raise ValueError(f"task '{task}' has no model")
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:

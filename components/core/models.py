@@ -58,3 +58,12 @@ class ResNet(nn.Module):
 def resnet18(width: int = 64, num_classes: int = 10, in_channels: int = 3) -> ResNet:
     """Basic blocks (2, 2, 2, 2), stage widths w, 2w, 4w, 8w (w = 64: 11.2M parameters)."""
     return ResNet((2, 2, 2, 2), width, in_channels, num_classes)
+
+
+def build_classifier(task: str, num_classes: int, width: int) -> nn.Module:
+    """The classifier a task name stands for in uba, lion and adamw_l1: digits_mlp or resnet18 (CIFAR)."""
+    if task == "digits_mlp":
+        return digits_mlp(width, num_classes)
+    if task == "resnet18":
+        return resnet18(width, num_classes)
+    raise ValueError(f"task '{task}' has no classifier")

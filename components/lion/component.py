@@ -13,11 +13,12 @@ import torch.nn.functional as F
 
 from components.core.contract import RunContext
 from components.core.errors import Preempted, RunError
+from components.core.models import build_classifier
 from components.core.schedules import ScheduleConfig, make_scheduler
 from components.core.shards import ImageShards
 from components.lion import box, probe, quadratic
 from components.lion.config import Config
-from components.lion.models import build_model, to_input
+from components.lion.models import to_input
 from components.lion.optimizers import make_optimizer
 
 DIGITS = {"task": "digits_mlp", "dataset": "images/digits"}
@@ -99,7 +100,7 @@ def train_network(cfg: Config, ctx: RunContext) -> dict[str, float]:
         raise RunError(f"batch_size {cfg.batch_size} is not divisible by the world size {ctx.world_size}")
 
     torch.manual_seed(ctx.seed)
-    net = build_model(cfg.task, len(train.classes), cfg.width).to(ctx.device)
+    net = build_classifier(cfg.task, len(train.classes), cfg.width).to(ctx.device)
     optimizer = make_optimizer(cfg, net)
     decay = box.lambdas(optimizer.param_groups)  # the module's tensors and their lambdas, for the box statistics
     schedule = ScheduleConfig(name="constant") if cfg.theory is not None else cfg.schedule
@@ -198,7 +199,7 @@ class LionComponent:
         if cfg.task == "box_quadratic":
             return None
         torch.manual_seed(0)
-        model = build_model(cfg.task, 10, cfg.width)
+        model = build_classifier(cfg.task, 10, cfg.width)
         optimizer = make_optimizer(cfg, model)
         shape = (2, 8, 8) if cfg.task == "digits_mlp" else (2, 32, 32, 3)
         images = torch.randint(0, 256, shape, dtype=torch.uint8)

@@ -1,20 +1,9 @@
-"""The networks LION is compared on: the spec's digits MLP (smoke) and a CIFAR ResNet-18 (full scale)."""
+"""How LION's networks (core.models.build_classifier: digits MLP, CIFAR ResNet-18) see images: [-1, 1]."""
 
 from __future__ import annotations
 
 import torch
 from einops import rearrange
-from torch import nn
-
-from components.core.models import digits_mlp, resnet18
-
-
-def build_model(task: str, num_classes: int, width: int) -> nn.Module:
-    if task == "digits_mlp":
-        return digits_mlp(width, num_classes)
-    if task == "resnet18":
-        return resnet18(width, num_classes)
-    raise ValueError(f"task '{task}' has no network")
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from components.core.models import digits_mlp, resnet18
+from components.core.models import build_classifier
 
 
 def digits_cnn(width: int = 16, num_classes: int = 10) -> nn.Module:
@@ -20,13 +20,9 @@ def digits_cnn(width: int = 16, num_classes: int = 10) -> nn.Module:
 
 
 def build_model(task: str, num_classes: int, width: int) -> nn.Module:
-    if task == "digits_mlp":
-        return digits_mlp(width, num_classes)
     if task == "digits_cnn":
         return digits_cnn(width, num_classes)
-    if task == "resnet18":
-        return resnet18(width, num_classes)
-    raise ValueError(f"task '{task}' has no model")
+    return build_classifier(task, num_classes, width)
 
 
 def to_input(images: torch.Tensor, task: str) -> torch.Tensor:

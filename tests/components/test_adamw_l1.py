@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from cluster.runner import execute, load_request, plan_run
-from components.adamw_l1.models import build_model, digits_mlp, to_input
+from components.adamw_l1.models import to_input
+from components.core.models import build_classifier, digits_mlp
 from components.adamw_l1.probe import gradient_norms, loglog_slope, partial_sums, stats_from_sums, vector_stats
 from components.adamw_l1.reference import ReferenceAdamW
 from components.core.errors import ConfigError, Preempted
@@ -95,7 +96,7 @@ def test_logged_norms_are_the_raw_gradient_before_clipping(params, data_root, tm
 
     # the step-0 record equals the norms of a gradient computed here by hand from the same seed and batch
     torch.manual_seed(5)
-    model = build_model("digits_mlp", 8, 10)
+    model = build_classifier("digits_mlp", 10, 8)
     images, labels = next(ImageShards(data_root, "images/digits", "train").batches(32, seed=5))
     F.cross_entropy(model(to_input(torch.from_numpy(images))), torch.from_numpy(labels)).backward()
     flat = torch.cat([p.grad.flatten() for p in model.parameters()]).double()
