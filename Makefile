@@ -11,15 +11,23 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps spikingjelly==2.0.0
 	touch $@
 
-.PHONY: setup smoke test bench
+.PHONY: setup smoke test lint format bench
 setup: $(BIN)/.installed
 
 smoke: setup
 	PATH="$(abspath $(BIN)):$$PATH" dvc repro
 	@echo "report: reports/index.html"
 
-test: setup
-	PATH="$(abspath $(BIN)):$$PATH" pytest
+test: setup lint
+	PATH="$(abspath $(BIN)):$$PATH" pytest --durations=25
+
+lint: setup  # ruff's rules and format (pyproject.toml); `make format` applies both
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 bench: setup
 	PATH="$(abspath $(BIN)):$$PATH" python benchmarks/data.py

@@ -56,7 +56,7 @@ def time_epoch(batches, num_batches: int, batch_size: int) -> float:
     """Samples per second over one epoch, loader start-up (worker processes) included."""
     start = time.perf_counter()
     seen = 0
-    for images, labels in itertools.islice(batches, num_batches):
+    for _images, labels in itertools.islice(batches, num_batches):
         seen += len(labels)
     elapsed = time.perf_counter() - start
     assert seen == num_batches * batch_size
@@ -87,12 +87,16 @@ def main() -> int:
         loose = LooseNpyFiles(loose_dir)
 
         num_batches = shards.num_samples // args.batch_size
-        table = Table(title=f"one epoch of {shards.num_samples} digits, batch {args.batch_size} ({num_batches} batches)")
+        table = Table(
+            title=f"one epoch of {shards.num_samples} digits, batch {args.batch_size} ({num_batches} batches)"
+        )
         for column in ("workers", "shards samples/s", "loose .npy samples/s", "ratio shard/loose"):
             table.add_column(column, justify="right")
         for num_workers in args.workers:
             shard_rate = time_epoch(
-                iter(shards.loader(args.batch_size, seed=args.seed, num_workers=num_workers)), num_batches, args.batch_size
+                iter(shards.loader(args.batch_size, seed=args.seed, num_workers=num_workers)),
+                num_batches,
+                args.batch_size,
             )
             reference = torch.utils.data.DataLoader(
                 loose,
@@ -103,7 +107,9 @@ def main() -> int:
                 generator=torch.Generator().manual_seed(args.seed),
             )
             loose_rate = time_epoch(iter(reference), num_batches, args.batch_size)
-            table.add_row(str(num_workers), f"{shard_rate:,.0f}", f"{loose_rate:,.0f}", f"{shard_rate / loose_rate:.1f}x")
+            table.add_row(
+                str(num_workers), f"{shard_rate:,.0f}", f"{loose_rate:,.0f}", f"{shard_rate / loose_rate:.1f}x"
+            )
         console.print(table)
         console.print(f"prepare (shards + manifest): {prepare_seconds:.1f} s; shard index build: {index_seconds:.2f} s")
     return 0

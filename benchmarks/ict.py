@@ -95,8 +95,13 @@ def run_case(case: dict, timeout: float) -> dict:
     if case["threads"] > 1:
         env["OMP_WAIT_POLICY"] = "PASSIVE"  # spinning OpenMP workers stall when the 2 cores are shared
     try:
-        done = subprocess.run([sys.executable, __file__, "--child", json.dumps(case)], capture_output=True, text=True,
-                              timeout=timeout, env=env)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(case)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timeout {timeout:.0f} s"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -110,7 +115,7 @@ def official_bytes(n: int, fp64: bool) -> int:
     from math import comb
 
     paths = sum(comb(n, k) * comb(n - k, k) for k in range(n // 2 + 1))  # central trinomial
-    return paths * 9 ** n * (8 if fp64 else 4)
+    return paths * 9**n * (8 if fp64 else 4)
 
 
 def available_bytes() -> int:
@@ -126,7 +131,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs per case; the table shows the fastest")
     parser.add_argument("--official", type=str, default=None, help="a folder holding the official ICT_decomp.py")
     parser.add_argument("--official-fp64", action="store_true", help="also time the official code in float64")
-    parser.add_argument("--panel", type=int, default=2 ** 18)
+    parser.add_argument("--panel", type=int, default=2**18)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -155,8 +160,10 @@ def main() -> None:
         load = os.getloadavg()[0]
     except OSError:
         load = float("nan")
-    print(f"{os.cpu_count()} CPUs, torch threads {args.threads}, load average {load:.1f} at start; "
-          f"float64 unless noted; best of {args.repeats}")
+    print(
+        f"{os.cpu_count()} CPUs, torch threads {args.threads}, load average {load:.1f} at start; "
+        f"float64 unless noted; best of {args.repeats}"
+    )
     header = f"{'n':>2} | {'mode':<10} | {'layout':<9} | {'seconds':>9} | {'peak MB':>8} | {'entries':>9} | note"
     print(header)
     print("-" * len(header))
@@ -166,8 +173,10 @@ def main() -> None:
         if case["kind"] == "official":
             need, have = official_bytes(case["n"], case.get("fp64", False)), available_bytes()
             if need > 0.8 * have:
-                print(f"{case['n']:>2} | {'official':<10} | {case['layout']:<9} | {'skipped':>9} | {'':>8} | {'':>9} | "
-                      f"keeps {need / 1e9:.1f} GB of dense D_p, {have / 1e9:.1f} GB available")
+                print(
+                    f"{case['n']:>2} | {'official':<10} | {case['layout']:<9} | {'skipped':>9} | {'':>8} | {'':>9} | "
+                    f"keeps {need / 1e9:.1f} GB of dense D_p, {have / 1e9:.1f} GB available"
+                )
                 continue
         best = None
         for _ in range(args.repeats):
@@ -179,8 +188,10 @@ def main() -> None:
                 best = found
         results.append((case, best))
         if "error" in best:
-            print(f"{case['n']:>2} | {case['kind']:<10} | {case['layout']:<9} | {'failed':>9} | {'':>8} | {'':>9} | "
-                  f"{best['error']}")
+            print(
+                f"{case['n']:>2} | {case['kind']:<10} | {case['layout']:<9} | {'failed':>9} | {'':>8} | {'':>9} | "
+                f"{best['error']}"
+            )
             continue
         note = []
         if "max_frobenius_trace_err" in best:
@@ -190,8 +201,11 @@ def main() -> None:
         if case["kind"] == "projectors" and case["layout"] == "spherical" and case["n"] in PAPER:
             note.append(f"paper (28 cores): {PAPER[case['n']]}")
         entries = f"{best['entries']:.3g}" if "entries" in best else ""
-        print(f"{case['n']:>2} | {case['kind']:<10} | {case['layout']:<9} | {best['seconds']:>9.2f} | "
-              f"{best['peak_rss_mb']:>8.0f} | {entries:>9} | {'; '.join(note)}", flush=True)
+        print(
+            f"{case['n']:>2} | {case['kind']:<10} | {case['layout']:<9} | {best['seconds']:>9.2f} | "
+            f"{best['peak_rss_mb']:>8.0f} | {entries:>9} | {'; '.join(note)}",
+            flush=True,
+        )
     for n in args.ranks:
         official = [r for c, r in results if c["n"] == n and c["kind"] == "official" and "seconds" in r]
         ours = {c["layout"]: r for c, r in results if c["n"] == n and c["kind"] == "projectors" and "seconds" in r}

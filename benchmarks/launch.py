@@ -77,7 +77,7 @@ def measured() -> Iterator[dict[str, float]]:
         result["seconds"] = time.perf_counter() - start
         sample.done.set()
         sample.join()
-        result["peak_mb"] = sample.peak / 2 ** 20
+        result["peak_mb"] = sample.peak / 2**20
 
 
 def slurm_up() -> bool:
@@ -115,12 +115,16 @@ def main() -> None:
         data = root / "data"
         prepare("images/digits", dict(params["datasets"]["images/digits"]), data)
         request = plan_run("uba", params, preset="test", seed=0, data_dir=data)
-        counter = iter(range(10 ** 6))
+        counter = iter(range(10**6))
         profile = Profile(name="bench")
 
         def specs(count: int, backend: str) -> list[LaunchSpec]:
-            return [LaunchSpec.from_request(request, root / "runs" / f"{backend}-{next(counter):04d}", data, profile,
-                                            backend=backend) for _ in range(count)]
+            return [
+                LaunchSpec.from_request(
+                    request, root / "runs" / f"{backend}-{next(counter):04d}", data, profile, backend=backend
+                )
+                for _ in range(count)
+            ]
 
         run_spec(specs(1, "direct")[0])  # warm-up: imports and first-call costs are not the reference's
         direct = []
@@ -130,7 +134,8 @@ def main() -> None:
             direct.append(m["seconds"])
         reference = min(direct)
         rows: list[tuple[str, int, float | None, float | None, str]] = [
-            ("direct run_spec (in-process)", 1, reference, 0.0, "reference, best of %d" % args.repeats)]
+            ("direct run_spec (in-process)", 1, reference, 0.0, f"reference, best of {args.repeats}")
+        ]
 
         backends: list[tuple[str, str, Callable[[], contextlib.AbstractContextManager]]] = [
             ("local", "local", contextlib.nullcontext),
@@ -143,8 +148,13 @@ def main() -> None:
             backends.append(("submitit (SLURM)", "submitit", contextlib.nullcontext))
 
         def launch(name: str, count: int) -> list:
-            return get_backend(name)(specs(count, name), profile, metric="val/loss", mode="min",
-                                     workdir=root / "work" / f"{name}-{next(counter):04d}")
+            return get_backend(name)(
+                specs(count, name),
+                profile,
+                metric="val/loss",
+                mode="min",
+                workdir=root / "work" / f"{name}-{next(counter):04d}",
+            )
 
         for label, name, context in backends:
             print(f"{label}: warm-up", flush=True)
@@ -160,8 +170,9 @@ def main() -> None:
                     m["peak_mb"], note = None, note or "memory: the jobs run under slurmd, not here"
                 rows.append((label, count, m["seconds"], m["peak_mb"], note))
         if not slurm:
-            rows.append(("submitit (SLURM)", 0, None, None,
-                         "skipped: --skip-slurm" if args.skip_slurm else "skipped: no SLURM"))
+            rows.append(
+                ("submitit (SLURM)", 0, None, None, "skipped: --skip-slurm" if args.skip_slurm else "skipped: no SLURM")
+            )
 
     print()
     print(f"{'backend':32} {'trials':>6} {'wall s':>8} {'s/trial':>8} {'x direct':>9} {'peak MB':>8}  note")

@@ -46,8 +46,9 @@ def timed(args: list[str], cwd: Path) -> float:
 
 
 def copy_project(target: Path) -> None:
-    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.split("\n")
+    names = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split("\n")
     for name in filter(None, names):
         if (ROOT / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
@@ -66,14 +67,20 @@ def main() -> None:
         rows.append(("dvc repro (smoke pipeline, fresh)", timed(["dvc", "repro"], repo), ""))
         noop = min(timed(["dvc", "repro"], repo) for _ in range(3))
         rows.append(("dvc repro (nothing changed, best of 3)", noop, "aim < 2 s"))
-        paperzoo = [timed(["paperzoo", "run", "uba", "--run-root", str(Path(tmp) / f"runs{i}")], repo)
-                    for i in range(3)]
+        paperzoo = [
+            timed(["paperzoo", "run", "uba", "--run-root", str(Path(tmp) / f"runs{i}")], repo) for i in range(3)
+        ]
         direct = [timed([sys.executable, "-c", DIRECT, str(Path(tmp) / f"direct{i}")], repo) for i in range(3)]
         best_paperzoo, best_direct = min(paperzoo), min(direct)
         rows.append(("python -c component.run (uba smoke, best of 3)", best_direct, "reference"))
-        rows.append(("paperzoo run uba (smoke, best of 3)", best_paperzoo,
-                     f"{best_paperzoo / best_direct:.3f}x, +{best_paperzoo - best_direct:.2f} s; "
-                     f"aim <= {1.05 * best_direct + 0.5:.2f} s"))
+        rows.append(
+            (
+                "paperzoo run uba (smoke, best of 3)",
+                best_paperzoo,
+                f"{best_paperzoo / best_direct:.3f}x, +{best_paperzoo - best_direct:.2f} s; "
+                f"aim <= {1.05 * best_direct + 0.5:.2f} s",
+            )
+        )
     width = max(len(name) for name, _, _ in rows)
     print(f"{'measurement':{width}}  {'wall s':>8}  note")
     for name, seconds, note in rows:

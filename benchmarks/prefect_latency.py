@@ -32,21 +32,33 @@ def timed(args: list[str], env: dict[str, str]) -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pzprefect-") as tmp:
         home, port = Path(tmp) / "home", free_port()
-        env = {**os.environ, **prefect_environment(home, port), "CI": "1",
-               "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        env = {
+            **os.environ,
+            **prefect_environment(home, port),
+            "CI": "1",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        }
         server = start_server(home, port)
         prefect = [sys.executable, "-m", "prefect"]
         worker = None
         try:
             timed(prefect + ["work-pool", "create", "paperzoo", "--type", "process"], env)
             timed(prefect + ["--no-prompt", "deploy", "--all"], env)
-            worker = subprocess.Popen(prefect + ["worker", "start", "--pool", "paperzoo"], cwd=ROOT, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            worker = subprocess.Popen(
+                prefect + ["worker", "start", "--pool", "paperzoo"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             rows = []
             for attempt in range(2):
                 cli = timed(["paperzoo", "run", "uba", "--run-root", f"{tmp}/cli{attempt}"], env)
-                flow = timed(prefect + ["deployment", "run", "train/uba", "--param", f"run_root={tmp}/flow{attempt}",
-                                        "--watch"], env)
+                flow = timed(
+                    prefect + ["deployment", "run", "train/uba", "--param", f"run_root={tmp}/flow{attempt}", "--watch"],
+                    env,
+                )
                 rows.append((attempt + 1, cli, flow))
         finally:
             for process in (worker, server):

@@ -22,8 +22,15 @@ from components.snn import LIF
 def spikingjelly_lif():
     from spikingjelly.activation_based import neuron, surrogate
 
-    return neuron.LIFNode(tau=2.0, decay_input=False, v_threshold=1.0, v_reset=None, detach_reset=True,
-                          surrogate_function=surrogate.Sigmoid(alpha=4.0), step_mode="m")
+    return neuron.LIFNode(
+        tau=2.0,
+        decay_input=False,
+        v_threshold=1.0,
+        v_reset=None,
+        detach_reset=True,
+        surrogate_function=surrogate.Sigmoid(alpha=4.0),
+        step_mode="m",
+    )
 
 
 def ours():
@@ -67,8 +74,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"device {args.device}, batch {args.batch}, neurons {args.neurons}, {args.repeats} repeats (median)")
-    print(f"{'T':>3} | {'ours ms':>8} | {'SpikingJelly ms':>15} | {'ours/SJ':>7} | {'saved MB ours/SJ':>16} | "
-          f"{'spike diff':>10} | {'max grad diff':>13}")
+    print(
+        f"{'T':>3} | {'ours ms':>8} | {'SpikingJelly ms':>15} | {'ours/SJ':>7} | {'saved MB ours/SJ':>16} | "
+        f"{'spike diff':>10} | {'max grad diff':>13}"
+    )
     for steps in (1, 2, 4, 8):
         x = 1.5 * torch.randn(steps, args.batch, args.neurons, device=args.device)
         weights = torch.randn_like(x)
@@ -85,8 +94,10 @@ def main() -> None:
         saved = "/".join(f"{saved_bytes(make, x, args.device) / 2**20:.0f}" for make in makers.values())
         spike_diff = int((results["ours"][1] != results["sj"][1]).sum())
         grad_diff = float((results["ours"][2] - results["sj"][2]).abs().max())
-        print(f"{steps:>3} | {ours_ms:>8.3f} | {sj_ms:>15.3f} | {ours_ms / sj_ms:>7.2f} | {saved:>16} | "
-              f"{spike_diff:>10} | {grad_diff:>13.2e}")
+        print(
+            f"{steps:>3} | {ours_ms:>8.3f} | {sj_ms:>15.3f} | {ours_ms / sj_ms:>7.2f} | {saved:>16} | "
+            f"{spike_diff:>10} | {grad_diff:>13.2e}"
+        )
 
 
 if __name__ == "__main__":

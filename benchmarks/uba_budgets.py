@@ -17,11 +17,22 @@ from pathlib import Path
 from cluster.runner import execute, plan_run
 from pipelines.params import load_params
 
-SCHEDULES = {"constant": {"schedule.name": "constant"}, "step": {"schedule.name": "step"},
-             "cosine": {"schedule.name": "cosine"}, "uba phi=0.5": {"schedule.name": "uba", "schedule.phi": 0.5},
-             "uba phi=5": {"schedule.name": "uba", "schedule.phi": 5.0}}
-COMMON = {"task": "digits_mlp", "optimizer": "sgd", "lr": 0.1, "weight_decay": 0.0, "batch_size": 64,
-          "schedule.min_ratio": 0.0, "schedule.warmup": 0}
+SCHEDULES = {
+    "constant": {"schedule.name": "constant"},
+    "step": {"schedule.name": "step"},
+    "cosine": {"schedule.name": "cosine"},
+    "uba phi=0.5": {"schedule.name": "uba", "schedule.phi": 0.5},
+    "uba phi=5": {"schedule.name": "uba", "schedule.phi": 5.0},
+}
+COMMON = {
+    "task": "digits_mlp",
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "weight_decay": 0.0,
+    "batch_size": 64,
+    "schedule.min_ratio": 0.0,
+    "schedule.warmup": 0,
+}
 
 
 def main() -> None:
@@ -37,18 +48,33 @@ def main() -> None:
             for name, schedule in SCHEDULES.items():
                 losses, accs = [], []
                 for seed in range(args.seeds):
-                    request = plan_run("uba", params, preset="smoke", seed=seed, data_dir=args.data_dir,
-                                       overrides={**COMMON, **schedule, "budget": budget})
-                    metrics = execute(request, run_root=Path(run_root), data_dir=args.data_dir,
-                                      show_progress=False).metrics
+                    request = plan_run(
+                        "uba",
+                        params,
+                        preset="smoke",
+                        seed=seed,
+                        data_dir=args.data_dir,
+                        overrides={**COMMON, **schedule, "budget": budget},
+                    )
+                    metrics = execute(
+                        request, run_root=Path(run_root), data_dir=args.data_dir, show_progress=False
+                    ).metrics
                     losses.append(metrics["final/train_loss"])
                     accs.append(metrics["test/acc"])
                 if name == "constant":
                     constant_losses = losses
                 beats = sum(loss < base for loss, base in zip(losses, constant_losses))
-                rows.append((budget, name, statistics.fmean(losses), statistics.stdev(losses),
-                             statistics.fmean(accs), statistics.stdev(accs),
-                             "-" if name == "constant" else f"{beats}/{args.seeds}"))
+                rows.append(
+                    (
+                        budget,
+                        name,
+                        statistics.fmean(losses),
+                        statistics.stdev(losses),
+                        statistics.fmean(accs),
+                        statistics.stdev(accs),
+                        "-" if name == "constant" else f"{beats}/{args.seeds}",
+                    )
+                )
     print("| budget | schedule | train loss (mean) | (std) | test acc (mean) | (std) | seeds below constant |")
     print("|---|---|---|---|---|---|---|")
     for budget, name, loss, loss_sd, acc, acc_sd, beats in rows:

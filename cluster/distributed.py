@@ -35,8 +35,9 @@ class DistEnv:
 def first_slurm_host(nodelist: str) -> str:
     """'node[03-05,09],gpu1' -> 'node03' (scontrol expands it when available)."""
     try:
-        hosts = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
-                               timeout=10, check=True).stdout.split()
+        hosts = subprocess.run(
+            ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.split()
         if hosts:
             return hosts[0]
     except (OSError, subprocess.SubprocessError):
@@ -48,13 +49,23 @@ def first_slurm_host(nodelist: str) -> str:
 def from_environment(environ: Mapping[str, str] | None = None) -> DistEnv:
     env = os.environ if environ is None else environ
     if "RANK" in env and "WORLD_SIZE" in env:  # torchrun, or submitit's TorchDistributedEnvironment
-        return DistEnv(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)),
-                       env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT", 29500)))
+        return DistEnv(
+            int(env["RANK"]),
+            int(env["WORLD_SIZE"]),
+            int(env.get("LOCAL_RANK", 0)),
+            env.get("MASTER_ADDR", "127.0.0.1"),
+            int(env.get("MASTER_PORT", 29500)),
+        )
     if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
         job = int(env.get("SLURM_JOB_ID", "0"))
         host = first_slurm_host(env.get("SLURM_JOB_NODELIST", env.get("SLURM_NODELIST", "127.0.0.1")))
-        return DistEnv(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0)),
-                       host, 20000 + job % 20000)  # one port per job, so two jobs on a node do not collide
+        return DistEnv(
+            int(env["SLURM_PROCID"]),
+            int(env["SLURM_NTASKS"]),
+            int(env.get("SLURM_LOCALID", 0)),
+            host,
+            20000 + job % 20000,
+        )  # one port per job, so two jobs on a node do not collide
     return DistEnv()
 
 
@@ -76,8 +87,9 @@ def init_process_group(dist: DistEnv, device: str) -> None:
     if torch.distributed.is_initialized():
         return
     backend = "nccl" if device.startswith("cuda") else "gloo"
-    torch.distributed.init_process_group(backend, rank=dist.rank, world_size=dist.world_size,
-                                         timeout=timedelta(minutes=10))
+    torch.distributed.init_process_group(
+        backend, rank=dist.rank, world_size=dist.world_size, timeout=timedelta(minutes=10)
+    )
 
 
 def rendezvous_environment(dist: DistEnv):
@@ -85,9 +97,15 @@ def rendezvous_environment(dist: DistEnv):
     read them), then the previous values back, or every process this one starts later (a SLURM job,
     torchrun) would inherit a stale rank 0 of a world of 1."""
     port = dist.master_port if dist.distributed else free_port()
-    return temporary_environment({"RANK": str(dist.rank), "WORLD_SIZE": str(dist.world_size),
-                                  "LOCAL_RANK": str(dist.local_rank), "MASTER_ADDR": dist.master_addr,
-                                  "MASTER_PORT": str(port)})
+    return temporary_environment(
+        {
+            "RANK": str(dist.rank),
+            "WORLD_SIZE": str(dist.world_size),
+            "LOCAL_RANK": str(dist.local_rank),
+            "MASTER_ADDR": dist.master_addr,
+            "MASTER_PORT": str(port),
+        }
+    )
 
 
 def barrier() -> None:

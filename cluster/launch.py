@@ -44,19 +44,39 @@ class LaunchSpec:
     use_gpu: bool = False
 
     @classmethod
-    def from_request(cls, request: RunRequest, run_dir: Path, data_dir: Path, profile: Profile | None = None,
-                     checkpoint_every: int = 0, replace: bool = False, backend: str = "local") -> LaunchSpec:
+    def from_request(
+        cls,
+        request: RunRequest,
+        run_dir: Path,
+        data_dir: Path,
+        profile: Profile | None = None,
+        checkpoint_every: int = 0,
+        replace: bool = False,
+        backend: str = "local",
+    ) -> LaunchSpec:
         profile = profile or Profile()
-        return cls(slug=request.slug, preset=request.preset, config=request.config.model_dump(mode="json"),
-                   seed=request.seed, overrides=dict(request.overrides), run_dir=str(Path(run_dir).absolute()),
-                   data_dir=str(Path(data_dir).absolute()), threads=profile.threads, strategy=profile.strategy,
-                   strategy_options=profile.strategy_options(), checkpoint_every=checkpoint_every,
-                   replace=replace, backend=backend, use_gpu=profile.gpus_per_node > 0)
+        return cls(
+            slug=request.slug,
+            preset=request.preset,
+            config=request.config.model_dump(mode="json"),
+            seed=request.seed,
+            overrides=dict(request.overrides),
+            run_dir=str(Path(run_dir).absolute()),
+            data_dir=str(Path(data_dir).absolute()),
+            threads=profile.threads,
+            strategy=profile.strategy,
+            strategy_options=profile.strategy_options(),
+            checkpoint_every=checkpoint_every,
+            replace=replace,
+            backend=backend,
+            use_gpu=profile.gpus_per_node > 0,
+        )
 
     def request(self) -> RunRequest:
         component = get_component(self.slug)
-        return RunRequest(self.slug, self.preset, validate(component.Config, self.config, scope=self.slug),
-                          self.seed, self.overrides)
+        return RunRequest(
+            self.slug, self.preset, validate(component.Config, self.config, scope=self.slug), self.seed, self.overrides
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -69,10 +89,21 @@ class LaunchSpec:
 def run_spec(spec: LaunchSpec, sinks: Sequence[Sink] = (), dist: DistEnv | None = None) -> RunResult:
     """Run one spec in this process, as the rank torchrun's or SLURM's variables say it is (or as `dist` says:
     a Ray trial inside an srun step is one process, whatever SLURM's variables claim)."""
-    return execute(spec.request(), Path(spec.run_dir), data_dir=Path(spec.data_dir), threads=spec.threads,
-                   sinks=sinks, checkpoint_every=spec.checkpoint_every, show_progress=False, replace=spec.replace,
-                   strategy=spec.strategy, strategy_options=spec.strategy_options,
-                   dist=from_environment() if dist is None else dist, use_gpu=spec.use_gpu, backend=spec.backend)
+    return execute(
+        spec.request(),
+        Path(spec.run_dir),
+        data_dir=Path(spec.data_dir),
+        threads=spec.threads,
+        sinks=sinks,
+        checkpoint_every=spec.checkpoint_every,
+        show_progress=False,
+        replace=spec.replace,
+        strategy=spec.strategy,
+        strategy_options=spec.strategy_options,
+        dist=from_environment() if dist is None else dist,
+        use_gpu=spec.use_gpu,
+        backend=spec.backend,
+    )
 
 
 @dataclass

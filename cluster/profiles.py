@@ -46,8 +46,9 @@ class Profile(BaseModel):
         if not path.is_absolute() and not path.exists():
             path = DEEPSPEED_DIR / path
         if not path.is_file():
-            raise ConfigError(f"profile {self.name}: deepspeed_config '{self.deepspeed_config}' not found "
-                              f"(looked in {DEEPSPEED_DIR})")
+            raise ConfigError(
+                f"profile {self.name}: deepspeed_config '{self.deepspeed_config}' not found (looked in {DEEPSPEED_DIR})"
+            )
         import json
 
         try:
@@ -68,8 +69,10 @@ def load_profile(name_or_path: str | Path | None = None) -> Profile:
     if not path.suffix:
         path = PROFILES_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise ConfigError(f"unknown profile '{name_or_path}'{did_you_mean(str(name_or_path), available_profiles())}; "
-                          f"profiles: {', '.join(available_profiles())}")
+        raise ConfigError(
+            f"unknown profile '{name_or_path}'{did_you_mean(str(name_or_path), available_profiles())}; "
+            f"profiles: {', '.join(available_profiles())}"
+        )
     data = load_yaml(path)
     data.setdefault("name", path.stem)
     profile = validate(Profile, data, scope=f"profile {path.stem}")

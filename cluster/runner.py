@@ -26,11 +26,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from cluster.distributed import (DistEnv, barrier, device_for, init_process_group,
-                                 rendezvous_environment)
+from cluster.distributed import DistEnv, barrier, device_for, init_process_group, rendezvous_environment
 from components.core.checkpoint import Checkpointer
-from components.core.config import (config_hash, config_to_yaml, load_yaml, overrides_to_tree, resolve_config,
-                                    validate)
+from components.core.config import config_hash, config_to_yaml, load_yaml, overrides_to_tree, resolve_config, validate
 from components.core.contract import RunContext
 from components.core.errors import PaperzooError, Preempted, RunError
 from components.core.files import atomic_write_json, atomic_write_text
@@ -61,9 +59,16 @@ class RunResult:
     status: str
 
 
-def plan_run(slug: str, params: Mapping[str, Any], *, preset: str | None = None,
-             overrides: Iterable[str] | Mapping[str, Any] = (), seed: int = 0, data_dir: Path = Path("data"),
-             check_data: bool = True) -> RunRequest:
+def plan_run(
+    slug: str,
+    params: Mapping[str, Any],
+    *,
+    preset: str | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    seed: int = 0,
+    data_dir: Path = Path("data"),
+    check_data: bool = True,
+) -> RunRequest:
     """Resolve and validate everything a run needs, before anything is launched or written."""
     component = get_component(slug)
     preset = preset or params.get("preset", "smoke")
@@ -78,10 +83,18 @@ def plan_run(slug: str, params: Mapping[str, Any], *, preset: str | None = None,
 def code_version() -> dict[str, Any]:
     root = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True, timeout=10).stdout.strip())
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.SubprocessError):
         sha, dirty = "", False
     return {"git_sha": sha or "unknown", "dirty": dirty}
@@ -101,8 +114,12 @@ def environment() -> dict[str, Any]:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = "not installed"
-    return {"python": sys.version.split()[0], "platform": sys.platform, "torch_threads": torch.get_num_threads(),
-            "packages": packages}
+    return {
+        "python": sys.version.split()[0],
+        "platform": sys.platform,
+        "torch_threads": torch.get_num_threads(),
+        "packages": packages,
+    }
 
 
 def new_run_dir(run_root: Path, request: RunRequest) -> Path:
@@ -215,8 +232,11 @@ def truncate_jsonl(path: Path, before_step: int) -> None:
     """On resume, drop records the resumed run will log again (steps at or after its checkpoint)."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines()
-            if line and (json.loads(line).get("step") is None or json.loads(line)["step"] < before_step)]
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line and (json.loads(line).get("step") is None or json.loads(line)["step"] < before_step)
+    ]
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
@@ -227,8 +247,13 @@ def read_run_info(run_dir: Path) -> dict[str, Any] | None:
 
 def is_unfinished_run_of(info: dict[str, Any] | None, request: RunRequest) -> bool:
     """An earlier attempt at this very run (same config and seed) that did not complete: resume it."""
-    return (info is not None and info.get("status") != "completed" and info.get("config_hash") == request.config_hash
-            and info.get("seed") == request.seed and info.get("component") == request.slug)
+    return (
+        info is not None
+        and info.get("status") != "completed"
+        and info.get("config_hash") == request.config_hash
+        and info.get("seed") == request.seed
+        and info.get("component") == request.slug
+    )
 
 
 def prepare_work_dir(request: RunRequest, run_dir: Path, replace: bool) -> tuple[Path, bool]:
@@ -242,16 +267,30 @@ def prepare_work_dir(request: RunRequest, run_dir: Path, replace: bool) -> tuple
     elif info is not None and info.get("status") == "completed":
         raise RunError(f"{run_dir} already holds a completed run; start a new run instead of resuming it")
     elif work_dir.exists() and any(work_dir.iterdir()):
-        raise RunError(f"{run_dir} already holds another run (config {info and info.get('config_hash')}); "
-                       "choose another run directory")
+        raise RunError(
+            f"{run_dir} already holds another run (config {info and info.get('config_hash')}); "
+            "choose another run directory"
+        )
     return work_dir, False
 
 
-def execute(request: RunRequest, run_dir: Path | None = None, *, run_root: Path = Path("runs"),
-            data_dir: Path = Path("data"), threads: int = 1, sinks: Sequence[Sink] = (), checkpoint_every: int = 0,
-            show_progress: bool | None = None, replace: bool = False, strategy: str = "plain",
-            strategy_options: Mapping[str, Any] | None = None, dist: DistEnv | None = None, use_gpu: bool = False,
-            backend: str = "local") -> RunResult:
+def execute(
+    request: RunRequest,
+    run_dir: Path | None = None,
+    *,
+    run_root: Path = Path("runs"),
+    data_dir: Path = Path("data"),
+    threads: int = 1,
+    sinks: Sequence[Sink] = (),
+    checkpoint_every: int = 0,
+    show_progress: bool | None = None,
+    replace: bool = False,
+    strategy: str = "plain",
+    strategy_options: Mapping[str, Any] | None = None,
+    dist: DistEnv | None = None,
+    use_gpu: bool = False,
+    backend: str = "local",
+) -> RunResult:
     """Run one component in this process (one rank of it, under torchrun or SLURM).
 
     run_dir=None makes runs/<slug>/<time>-<hash8>-s<seed>. With replace=True (DVC's stable
@@ -271,24 +310,63 @@ def execute(request: RunRequest, run_dir: Path | None = None, *, run_root: Path 
         if dist.distributed or strategy == "deepspeed":
             # Kept for the life of the process: DeepSpeed caches its groups, so a later run here reuses this one.
             init_process_group(dist, device)
-        return _execute(component, request, run_dir, dist, device, data_dir=data_dir, threads=threads, sinks=sinks,
-                        checkpoint_every=checkpoint_every, show_progress=show_progress, replace=replace,
-                        strategy=strategy, strategy_options=strategy_options, backend=backend)
+        return _execute(
+            component,
+            request,
+            run_dir,
+            dist,
+            device,
+            data_dir=data_dir,
+            threads=threads,
+            sinks=sinks,
+            checkpoint_every=checkpoint_every,
+            show_progress=show_progress,
+            replace=replace,
+            strategy=strategy,
+            strategy_options=strategy_options,
+            backend=backend,
+        )
 
 
-def _execute(component, request: RunRequest, run_dir: Path, dist: DistEnv, device: str, *, data_dir: Path,
-             threads: int, sinks: Sequence[Sink], checkpoint_every: int, show_progress: bool | None, replace: bool,
-             strategy: str, strategy_options: Mapping[str, Any] | None, backend: str) -> RunResult:
+def _execute(
+    component,
+    request: RunRequest,
+    run_dir: Path,
+    dist: DistEnv,
+    device: str,
+    *,
+    data_dir: Path,
+    threads: int,
+    sinks: Sequence[Sink],
+    checkpoint_every: int,
+    show_progress: bool | None,
+    replace: bool,
+    strategy: str,
+    strategy_options: Mapping[str, Any] | None,
+    backend: str,
+) -> RunResult:
     is_main = dist.rank == 0
-    work_dir, resuming = prepare_work_dir(request, run_dir, replace) if is_main else (
-        run_dir.with_name(f".{run_dir.name}.partial") if replace else run_dir, True)
+    work_dir, resuming = (
+        prepare_work_dir(request, run_dir, replace)
+        if is_main
+        else (run_dir.with_name(f".{run_dir.name}.partial") if replace else run_dir, True)
+    )
 
     info: dict[str, Any] = {
-        "component": request.slug, "preset": request.preset, "seed": request.seed,
-        "config_hash": request.config_hash, "overrides": dict(request.overrides), "status": "running",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "code": code_version() if is_main else {},
-        "backend": backend, "strategy": strategy, "world_size": dist.world_size, "threads": threads,
-        "device": device, "command": sys.argv,
+        "component": request.slug,
+        "preset": request.preset,
+        "seed": request.seed,
+        "config_hash": request.config_hash,
+        "overrides": dict(request.overrides),
+        "status": "running",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "code": code_version() if is_main else {},
+        "backend": backend,
+        "strategy": strategy,
+        "world_size": dist.world_size,
+        "threads": threads,
+        "device": device,
+        "command": sys.argv,
     }
     if is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -301,8 +379,9 @@ def _execute(component, request: RunRequest, run_dir: Path, dist: DistEnv, devic
     barrier()
 
     chosen = make_strategy(strategy, device, dict(strategy_options or {}))
-    checkpointer = Checkpointer(work_dir / "checkpoints", chosen, every=checkpoint_every, rank=dist.rank,
-                                barrier=barrier)
+    checkpointer = Checkpointer(
+        work_dir / "checkpoints", chosen, every=checkpoint_every, rank=dist.rank, barrier=barrier
+    )
     all_sinks: list[Sink] = []
     closers: list[Callable[[], None]] = []
     if is_main:
@@ -326,10 +405,19 @@ def _execute(component, request: RunRequest, run_dir: Path, dist: DistEnv, devic
     pin_determinism(request.seed, threads)
     started = time.perf_counter()
     with StopFlag(synchronised=dist.distributed, device=device) as stop:
-        ctx = RunContext(run_dir=work_dir, data_dir=Path(data_dir), seed=request.seed, device=device,
-                         rank=dist.rank, world_size=dist.world_size, strategy=chosen, checkpoint=checkpointer,
-                         log=log, should_stop=stop,
-                         progress=progress_bar(is_main and (interactive() if show_progress is None else show_progress)))
+        ctx = RunContext(
+            run_dir=work_dir,
+            data_dir=Path(data_dir),
+            seed=request.seed,
+            device=device,
+            rank=dist.rank,
+            world_size=dist.world_size,
+            strategy=chosen,
+            checkpoint=checkpointer,
+            log=log,
+            should_stop=stop,
+            progress=progress_bar(is_main and (interactive() if show_progress is None else show_progress)),
+        )
         try:
             metrics = {key: float(value) for key, value in component.run(request.config, ctx).items()}
         except Preempted as err:
@@ -341,8 +429,9 @@ def _execute(component, request: RunRequest, run_dir: Path, dist: DistEnv, devic
         else:
             info.update(status="completed")
         finally:
-            info.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                        wall_seconds=round(time.perf_counter() - started, 3))
+            info.update(
+                finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_seconds=round(time.perf_counter() - started, 3)
+            )
             for close in closers:
                 close()
             if is_main:
@@ -371,10 +460,23 @@ def load_request(run_dir: Path) -> RunRequest:
     return RunRequest(info["component"], info["preset"], cfg, int(info["seed"]), info.get("overrides", {}))
 
 
-def run_component(slug: str, params: Mapping[str, Any], *, preset: str | None = None,
-                  overrides: Iterable[str] | Mapping[str, Any] = (), seed: int = 0, **execute_options: Any) -> RunResult:
-    request = plan_run(slug, params, preset=preset, overrides=overrides, seed=seed,
-                       data_dir=execute_options.get("data_dir", Path("data")))
+def run_component(
+    slug: str,
+    params: Mapping[str, Any],
+    *,
+    preset: str | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    seed: int = 0,
+    **execute_options: Any,
+) -> RunResult:
+    request = plan_run(
+        slug,
+        params,
+        preset=preset,
+        overrides=overrides,
+        seed=seed,
+        data_dir=execute_options.get("data_dir", Path("data")),
+    )
     return execute(request, **execute_options)
 
 

@@ -31,38 +31,66 @@ def build_parser() -> argparse.ArgumentParser:
         """--params, --data-dir and --run-root, accepted before or after the verb."""
         shared = argparse.ArgumentParser(add_help=False)
         default = (lambda value: value) if defaults else (lambda value: argparse.SUPPRESS)
-        shared.add_argument("--params", type=Path, default=default(Path("params.yaml")),
-                            help="experiment choices (params.yaml)")
+        shared.add_argument(
+            "--params", type=Path, default=default(Path("params.yaml")), help="experiment choices (params.yaml)"
+        )
         shared.add_argument("--data-dir", type=Path, default=default(Path("data")), help="prepared-data root (data/)")
-        shared.add_argument("--run-root", type=Path, default=default(Path("runs")),
-                            help="where run directories go (runs/)")
+        shared.add_argument(
+            "--run-root", type=Path, default=default(Path("runs")), help="where run directories go (runs/)"
+        )
         return shared
 
-    parser = argparse.ArgumentParser(prog="paperzoo", description=__doc__, epilog=EXAMPLES, parents=[common(True)],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="paperzoo",
+        description=__doc__,
+        epilog=EXAMPLES,
+        parents=[common(True)],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     after_verb = [common(False)]
 
     prepare = verbs.add_parser("prepare", parents=after_verb, help="prepare a dataset: paperzoo prepare images digits")
     prepare.add_argument("kind", help="images, tokens, series, video, ... (or the full name images/digits)")
     prepare.add_argument("name", nargs="?", help="a dataset named in params.yaml's datasets (e.g. digits)")
-    prepare.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a prepare option, e.g. --set repeat=40")
+    prepare.add_argument(
+        "--set",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a prepare option, e.g. --set repeat=40",
+    )
 
     verify = verbs.add_parser("verify", parents=after_verb, help="check every shard's sha256 against its manifest")
     verify.add_argument("name", nargs="?", help="one dataset, e.g. images/digits (default: all)")
 
     def add_run_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--preset", help="test, smoke or paper (default: params.yaml's preset)")
-        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a config key, e.g. --set schedule.phi=0.7 (repeatable)")
+        sub.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. --set schedule.phi=0.7 (repeatable)",
+        )
 
     def add_compute_options(sub: argparse.ArgumentParser, backends: tuple[str, ...]) -> None:
-        sub.add_argument("--backend", default="local", choices=backends,
-                         help="local: this process; torchrun: N processes here; submitit: SLURM; ray: Ray Tune")
+        sub.add_argument(
+            "--backend",
+            default="local",
+            choices=backends,
+            help="local: this process; torchrun: N processes here; submitit: SLURM; ray: Ray Tune",
+        )
         sub.add_argument("--profile", help="cluster/profiles/NAME.yaml or a path: processes, strategy, resources")
-        sub.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
-                         help="checkpoint every N optimizer steps (0: only when preempted)")
+        sub.add_argument(
+            "--checkpoint-every",
+            type=int,
+            default=0,
+            metavar="STEPS",
+            help="checkpoint every N optimizer steps (0: only when preempted)",
+        )
 
     run = verbs.add_parser("run", parents=after_verb, help="run one component")
     run.add_argument("slug", nargs="?", help="the component (see `paperzoo list`)")
@@ -79,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1")
     sweep.add_argument("--preset", help="test, smoke or paper (default: params.yaml's preset)")
 
-    report = verbs.add_parser("report", parents=after_verb, help="write reports/index.html from the latest runs and sweeps")
+    report = verbs.add_parser(
+        "report", parents=after_verb, help="write reports/index.html from the latest runs and sweeps"
+    )
     report.add_argument("--out", type=Path, default=Path("reports"))
     report.add_argument("--dvc-only", action="store_true", help="read only DVC's stage outputs (the report stage)")
 
@@ -89,8 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = verbs.add_parser("serve", parents=after_verb, help="a Prefect server and the deployments, on loopback")
     serve.add_argument("--port", type=int, default=4200)
-    serve.add_argument("--home", type=Path, default=Path.home() / ".paperzoo" / "prefect",
-                       help="Prefect's home: its SQLite database and logs")
+    serve.add_argument(
+        "--home",
+        type=Path,
+        default=Path.home() / ".paperzoo" / "prefect",
+        help="Prefect's home: its SQLite database and logs",
+    )
 
     verbs.add_parser("list", parents=after_verb, help="components, presets, sweeps and datasets")
     config = verbs.add_parser("config", parents=after_verb, help="print a component's resolved config")
@@ -117,10 +151,20 @@ def cmd_verify(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from pipelines.operations import run_component
 
-    outcome = run_component(args.slug, preset=args.preset, overrides=args.overrides, seed=args.seed,
-                            backend=args.backend, profile=args.profile, params_file=args.params,
-                            data_dir=args.data_dir, run_root=args.run_root, out=args.out, resume=args.resume,
-                            checkpoint_every=args.checkpoint_every)
+    outcome = run_component(
+        args.slug,
+        preset=args.preset,
+        overrides=args.overrides,
+        seed=args.seed,
+        backend=args.backend,
+        profile=args.profile,
+        params_file=args.params,
+        data_dir=args.data_dir,
+        run_root=args.run_root,
+        out=args.out,
+        resume=args.resume,
+        checkpoint_every=args.checkpoint_every,
+    )
     print(json.dumps(outcome.metrics, indent=2, sort_keys=True))
     print(f"run directory: {outcome.run_dir}")
 
@@ -130,9 +174,18 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from pipelines.sweep import parse_grid
 
     seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else None
-    outcome = run_named_sweep(args.name, backend=args.backend, profile=args.profile, grid=parse_grid(args.grid),
-                              seeds=seeds, preset=args.preset, params_file=args.params, data_dir=args.data_dir,
-                              run_root=args.run_root, checkpoint_every=args.checkpoint_every)
+    outcome = run_named_sweep(
+        args.name,
+        backend=args.backend,
+        profile=args.profile,
+        grid=parse_grid(args.grid),
+        seeds=seeds,
+        preset=args.preset,
+        params_file=args.params,
+        data_dir=args.data_dir,
+        run_root=args.run_root,
+        checkpoint_every=args.checkpoint_every,
+    )
     print(outcome.markdown)
     print(f"sweep directory: {outcome.directory} (summary.csv, summary.md, trials.jsonl)")
     failed = sum(r.status != "completed" for r in outcome.results)
@@ -186,13 +239,21 @@ def cmd_config(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     component = get_component(args.slug)
-    cfg = resolve_config(component, args.preset or params.get("preset", "smoke"), params.get(args.slug),
-                         args.overrides)
+    cfg = resolve_config(component, args.preset or params.get("preset", "smoke"), params.get(args.slug), args.overrides)
     print(config_to_yaml(cfg), end="")
 
 
-COMMANDS = {"prepare": cmd_prepare, "verify": cmd_verify, "run": cmd_run, "sweep": cmd_sweep,
-            "report": cmd_report, "publish": cmd_publish, "serve": cmd_serve, "list": cmd_list, "config": cmd_config}
+COMMANDS = {
+    "prepare": cmd_prepare,
+    "verify": cmd_verify,
+    "run": cmd_run,
+    "sweep": cmd_sweep,
+    "report": cmd_report,
+    "publish": cmd_publish,
+    "serve": cmd_serve,
+    "list": cmd_list,
+    "config": cmd_config,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

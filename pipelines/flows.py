@@ -28,22 +28,61 @@ def prepare_task(dataset: str, options: dict[str, Any], params_file: str, data_d
 
 
 @task(name="run-component", **CLUSTER_RETRIES)
-def run_task(component: str, preset: Preset | None, overrides: dict[str, Any], seed: int, backend: Backend,
-             profile: str | None, params_file: str, data_dir: str, run_root: str, checkpoint_every: int) -> dict:
-    outcome = operations.run_component(component, preset=preset, overrides=overrides, seed=seed, backend=backend,
-                                       profile=profile, params_file=Path(params_file), data_dir=Path(data_dir),
-                                       run_root=Path(run_root), checkpoint_every=checkpoint_every)
+def run_task(
+    component: str,
+    preset: Preset | None,
+    overrides: dict[str, Any],
+    seed: int,
+    backend: Backend,
+    profile: str | None,
+    params_file: str,
+    data_dir: str,
+    run_root: str,
+    checkpoint_every: int,
+) -> dict:
+    outcome = operations.run_component(
+        component,
+        preset=preset,
+        overrides=overrides,
+        seed=seed,
+        backend=backend,
+        profile=profile,
+        params_file=Path(params_file),
+        data_dir=Path(data_dir),
+        run_root=Path(run_root),
+        checkpoint_every=checkpoint_every,
+    )
     return {"run_dir": str(outcome.run_dir), "metrics": outcome.metrics}
 
 
 @task(name="run-sweep", **CLUSTER_RETRIES)
-def sweep_task(sweep: str, backend: Backend, profile: str | None, grid: dict[str, list[Any]] | None,
-               seeds: list[int] | None, preset: Preset | None, params_file: str, data_dir: str, run_root: str) -> dict:
-    outcome = operations.run_named_sweep(sweep, backend=backend, profile=profile, grid=grid, seeds=seeds,
-                                         preset=preset, params_file=Path(params_file), data_dir=Path(data_dir),
-                                         run_root=Path(run_root))
-    return {"directory": str(outcome.directory), "summary": outcome.markdown,
-            "failed": sum(r.status != "completed" for r in outcome.results)}
+def sweep_task(
+    sweep: str,
+    backend: Backend,
+    profile: str | None,
+    grid: dict[str, list[Any]] | None,
+    seeds: list[int] | None,
+    preset: Preset | None,
+    params_file: str,
+    data_dir: str,
+    run_root: str,
+) -> dict:
+    outcome = operations.run_named_sweep(
+        sweep,
+        backend=backend,
+        profile=profile,
+        grid=grid,
+        seeds=seeds,
+        preset=preset,
+        params_file=Path(params_file),
+        data_dir=Path(data_dir),
+        run_root=Path(run_root),
+    )
+    return {
+        "directory": str(outcome.directory),
+        "summary": outcome.markdown,
+        "failed": sum(r.status != "completed" for r in outcome.results),
+    }
 
 
 @task(name="publish-run", **NETWORK_RETRIES)
@@ -64,27 +103,49 @@ def reproduce_task(root: str, targets: list[str] | None, force: bool) -> list[st
 
 
 @flow(name="prepare", log_prints=True)
-def prepare_flow(dataset: str = "images/digits", options: dict[str, Any] | None = None,
-                 params_file: str = "params.yaml", data_dir: str = "data") -> str:
+def prepare_flow(
+    dataset: str = "images/digits",
+    options: dict[str, Any] | None = None,
+    params_file: str = "params.yaml",
+    data_dir: str = "data",
+) -> str:
     """Prepare one dataset named in params.yaml (options override its entry)."""
     return prepare_task(dataset, options or {}, params_file, data_dir)
 
 
 @flow(name="train", log_prints=True)
-def train_flow(component: str, preset: Preset | None = None, overrides: dict[str, Any] | None = None, seed: int = 0,
-               backend: Backend = "local", profile: str | None = None, params_file: str = "params.yaml",
-               data_dir: str = "data", run_root: str = "runs", checkpoint_every: int = 0) -> dict:
+def train_flow(
+    component: str,
+    preset: Preset | None = None,
+    overrides: dict[str, Any] | None = None,
+    seed: int = 0,
+    backend: Backend = "local",
+    profile: str | None = None,
+    params_file: str = "params.yaml",
+    data_dir: str = "data",
+    run_root: str = "runs",
+    checkpoint_every: int = 0,
+) -> dict:
     """Train one component with one config: overrides are {"schedule.phi": 0.7, ...}, as --set on the CLI."""
-    result = run_task(component, preset, overrides or {}, seed, backend, profile, params_file, data_dir, run_root,
-                      checkpoint_every)
+    result = run_task(
+        component, preset, overrides or {}, seed, backend, profile, params_file, data_dir, run_root, checkpoint_every
+    )
     get_run_logger().info("run directory: %s; metrics: %s", result["run_dir"], result["metrics"])
     return result
 
 
 @flow(name="sweep", log_prints=True)
-def sweep_flow(sweep: str, backend: Backend = "local", profile: str | None = None,
-               grid: dict[str, list[Any]] | None = None, seeds: list[int] | None = None, preset: Preset | None = None,
-               params_file: str = "params.yaml", data_dir: str = "data", run_root: str = "runs") -> dict:
+def sweep_flow(
+    sweep: str,
+    backend: Backend = "local",
+    profile: str | None = None,
+    grid: dict[str, list[Any]] | None = None,
+    seeds: list[int] | None = None,
+    preset: Preset | None = None,
+    params_file: str = "params.yaml",
+    data_dir: str = "data",
+    run_root: str = "runs",
+) -> dict:
     """Run a named sweep from params.yaml on one backend (inside one task); grid/seeds narrow it."""
     result = sweep_task(sweep, backend, profile, grid, seeds, preset, params_file, data_dir, run_root)
     get_run_logger().info("sweep directory: %s\n%s", result["directory"], result["summary"])
@@ -107,5 +168,10 @@ def reproduce_flow(root: str = ".", targets: list[str] | None = None, force: boo
     return ran
 
 
-FLOWS = {"prepare": prepare_flow, "train": train_flow, "sweep": sweep_flow, "publish": publish_flow,
-         "reproduce": reproduce_flow}
+FLOWS = {
+    "prepare": prepare_flow,
+    "train": train_flow,
+    "sweep": sweep_flow,
+    "publish": publish_flow,
+    "reproduce": reproduce_flow,
+}

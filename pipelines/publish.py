@@ -30,8 +30,14 @@ RUN_FILES = ("config.yaml", "metrics.json", "metrics.jsonl", "run.json", "enviro
 ARTEFACT_PATTERNS = ("*.png", "*.csv")
 WEIGHTS = "model.safetensors"
 TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)  # the statuses huggingface_hub's own backoff retries
-DATA_KINDS = {"images": "image-classification", "tokens": "text-generation", "series": "time-series-forecasting",
-              "video": "text-to-video", "graphs": "graph-ml", "tables": "tabular-classification"}
+DATA_KINDS = {
+    "images": "image-classification",
+    "tokens": "text-generation",
+    "series": "time-series-forecasting",
+    "video": "text-to-video",
+    "graphs": "graph-ml",
+    "tables": "tabular-classification",
+}
 
 
 class PublishError(PaperzooError):
@@ -60,8 +66,12 @@ class CardTask:
 def uba_task(config: Mapping[str, Any]) -> CardTask:
     if config.get("task") == "quadratic":
         q = config.get("quadratic") or {}
-        return CardTask("other", "Worst-case residual of gradient descent", "synthetic/diagonal-quadratic",
-                        f"diagonal quadratic, {q.get('eigenvalues')} eigenvalues in [{q.get('mu')}, {q.get('L')}]")
+        return CardTask(
+            "other",
+            "Worst-case residual of gradient descent",
+            "synthetic/diagonal-quadratic",
+            f"diagonal quadratic, {q.get('eigenvalues')} eigenvalues in [{q.get('mu')}, {q.get('L')}]",
+        )
     return CardTask("image-classification", "Image classification", config["dataset"], config["dataset"])
 
 
@@ -106,16 +116,20 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, float]]:
         raise PublishError(f"{run_dir} is not a directory; pass a run directory such as runs/uba/<time>-<hash>-s0")
     missing = [name for name in ("run.json", "metrics.json", "config.yaml") if not (run_dir / name).is_file()]
     if missing:
-        raise PublishError(f"{run_dir} is not a finished run (no {', '.join(missing)}); "
-                           "publish a directory that `paperzoo run` completed")
+        raise PublishError(
+            f"{run_dir} is not a finished run (no {', '.join(missing)}); "
+            "publish a directory that `paperzoo run` completed"
+        )
     try:
         info = json.loads((run_dir / "run.json").read_text())
         metrics = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError) as err:
         raise PublishError(f"{run_dir}: cannot read run.json/metrics.json ({err})") from err
     if info.get("status") != "completed":
-        raise PublishError(f"{run_dir} is not a finished run (status '{info.get('status')}'); "
-                           f"finish it first with `paperzoo run --resume {run_dir}`")
+        raise PublishError(
+            f"{run_dir} is not a finished run (status '{info.get('status')}'); "
+            f"finish it first with `paperzoo run --resume {run_dir}`"
+        )
     return info, metrics
 
 
@@ -123,10 +137,20 @@ def eval_results(slug: str, config: Mapping[str, Any], metrics: Mapping[str, flo
     from huggingface_hub import EvalResult
 
     task = CARD_TASKS.get(slug, default_task)(config)
-    return [EvalResult(task_type=task.task_type, task_name=task.task_name, dataset_type=task.dataset_type,
-                       dataset_name=task.dataset_name, dataset_split=metric_split(key), metric_type=metric_type(key),
-                       metric_name=key, metric_value=float(value))
-            for key, value in sorted(metrics.items()) if isinstance(value, (int, float)) and math.isfinite(value)]
+    return [
+        EvalResult(
+            task_type=task.task_type,
+            task_name=task.task_name,
+            dataset_type=task.dataset_type,
+            dataset_name=task.dataset_name,
+            dataset_split=metric_split(key),
+            metric_type=metric_type(key),
+            metric_name=key,
+            metric_value=float(value),
+        )
+        for key, value in sorted(metrics.items())
+        if isinstance(value, (int, float)) and math.isfinite(value)
+    ]
 
 
 def paper_of(slug: str) -> dict[str, Any]:
@@ -147,8 +171,10 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def reproduce_command(info: Mapping[str, Any]) -> str:
-    sets = "".join(" --set " + shlex.quote(f"{key}={value if isinstance(value, str) else json.dumps(value)}")
-                   for key, value in flatten(info.get("overrides") or {}).items())
+    sets = "".join(
+        " --set " + shlex.quote(f"{key}={value if isinstance(value, str) else json.dumps(value)}")
+        for key, value in flatten(info.get("overrides") or {}).items()
+    )
     return f"paperzoo run {info.get('component')} --preset {info.get('preset')} --seed {info.get('seed', 0)}{sets}"
 
 
@@ -157,8 +183,14 @@ def cell(value: Any) -> str:
     return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def model_card(run_dir: Path, repo_id: str, info: Mapping[str, Any], config: Mapping[str, Any],
-               metrics: Mapping[str, float], files: list[str]):
+def model_card(
+    run_dir: Path,
+    repo_id: str,
+    info: Mapping[str, Any],
+    config: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    files: list[str],
+):
     """The README.md: model-index results (task, dataset, split, metric) in the metadata, the run in the body."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -170,31 +202,59 @@ def model_card(run_dir: Path, repo_id: str, info: Mapping[str, Any], config: Map
     results = eval_results(slug, config, metrics)
     tags = ["paperzoo", slug] + ([f"arxiv:{about['arxiv']}"] if about.get("arxiv") else [])
     data = ModelCardData(model_name=f"paperzoo-{slug}", eval_results=results or None, tags=tags)
-    rows = [("run", run_id), ("component", slug), ("preset", info.get("preset")), ("seed", info.get("seed")),
-            ("config hash", info.get("config_hash")),
-            ("code", f"{code.get('git_sha', 'unknown')} ({'dirty' if code.get('dirty') else 'clean'})"),
-            ("backend / strategy / world size",
-             f"{info.get('backend')} / {info.get('strategy')} / {info.get('world_size')}"),
-            ("started", info.get("started")), ("wall time", f"{info.get('wall_seconds')} s")]
+    rows = [
+        ("run", run_id),
+        ("component", slug),
+        ("preset", info.get("preset")),
+        ("seed", info.get("seed")),
+        ("config hash", info.get("config_hash")),
+        ("code", f"{code.get('git_sha', 'unknown')} ({'dirty' if code.get('dirty') else 'clean'})"),
+        (
+            "backend / strategy / world size",
+            f"{info.get('backend')} / {info.get('strategy')} / {info.get('world_size')}",
+        ),
+        ("started", info.get("started")),
+        ("wall time", f"{info.get('wall_seconds')} s"),
+    ]
     lines = [f"# {slug}: {run_id}", ""]
     if about.get("title"):
         arxiv = f" ([arXiv {about['arxiv']}](https://arxiv.org/abs/{about['arxiv']}))" if about.get("arxiv") else ""
         lines += [f"One run of paperzoo's `{slug}` component, which reproduces *{about['title']}*{arxiv}.", ""]
-    lines += ["| | |", "|---|---|", *(f"| {key} | {cell(value)} |" for key, value in rows), "", "## Results", "",
-              "| metric | split | value |", "|---|---|---|",
-              *(f"| {r.metric_name} | {r.dataset_split or ''} | {r.metric_value:.6g} |" for r in results), ""]
+    lines += [
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {cell(value)} |" for key, value in rows),
+        "",
+        "## Results",
+        "",
+        "| metric | split | value |",
+        "|---|---|---|",
+        *(f"| {r.metric_name} | {r.dataset_split or ''} | {r.metric_value:.6g} |" for r in results),
+        "",
+    ]
     claims = paper.get("results") or []
     if claims:
-        lines += ["## The paper's numbers", "", "From the component's paper.yaml; an empty value is not yet known.", "",
-                  "| metric | value | dataset | setting | source |", "|---|---|---|---|---|"]
+        lines += [
+            "## The paper's numbers",
+            "",
+            "From the component's paper.yaml; an empty value is not yet known.",
+            "",
+            "| metric | value | dataset | setting | source |",
+            "|---|---|---|---|---|",
+        ]
         columns = ("metric", "value", "dataset", "setting", "source")
         lines += ["| " + " | ".join(cell(c.get(key)) for key in columns) + " |" for c in claims]
         lines += [""]
     checkout = [f"git checkout {code['git_sha']}"] if code.get("git_sha", "unknown") != "unknown" else []
     lines += ["## Reproduce", "", "```bash", *checkout, reproduce_command(info), "```", "", "## Files", ""]
-    described = {"config.yaml": "the resolved config", "metrics.json": "final metrics",
-                 "metrics.jsonl": "metrics per step", "run.json": "status, seed, code version, timing",
-                 "environment.json": "Python and package versions", WEIGHTS: "the trained weights (safetensors)"}
+    described = {
+        "config.yaml": "the resolved config",
+        "metrics.json": "final metrics",
+        "metrics.jsonl": "metrics per step",
+        "run.json": "status, seed, code version, timing",
+        "environment.json": "Python and package versions",
+        WEIGHTS: "the trained weights (safetensors)",
+    }
     lines += [f"- `{name}`" + (f": {described[name]}" if name in described else "") for name in files]
     plots = [name for name in files if name.endswith(".png")]
     if plots:
@@ -203,8 +263,9 @@ def model_card(run_dir: Path, repo_id: str, info: Mapping[str, Any], config: Map
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
-def build_folder(run_dir: Path, repo_id: str, info: Mapping[str, Any], metrics: Mapping[str, float],
-                 target: Path) -> list[str]:
+def build_folder(
+    run_dir: Path, repo_id: str, info: Mapping[str, Any], metrics: Mapping[str, float], target: Path
+) -> list[str]:
     """Write the Hub folder at `target` atomically (a temporary sibling renamed over it); returns its file names."""
     names = [name for name in RUN_FILES if (run_dir / name).is_file()]
     names += sorted({path.name for pattern in ARTEFACT_PATTERNS for path in run_dir.glob(pattern) if path.is_file()})
@@ -282,14 +343,28 @@ def push(local_dir: Path, repo_id: str, *, token: str, private: bool, commit_mes
 
     api = HfApi(endpoint=hub_endpoint(), token=token)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id, folder_path=local_dir, commit_message=commit_message,
-                             commit_description=description, delete_patterns=["*"])
+    info = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=local_dir,
+        commit_message=commit_message,
+        commit_description=description,
+        delete_patterns=["*"],
+    )
     return str(repo_url), info.oid
 
 
-def publish_run(run_dir: Path, repo_id: str, *, token: str | None = None, local_root: Path = Path("published"),
-                private: bool = False, retries: int = 4, backoff_s: float = 2.0, timeout_s: float = 60.0,
-                say: Callable[[str], None] = print) -> PublishResult:
+def publish_run(
+    run_dir: Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    local_root: Path = Path("published"),
+    private: bool = False,
+    retries: int = 4,
+    backoff_s: float = 2.0,
+    timeout_s: float = 60.0,
+    say: Callable[[str], None] = print,
+) -> PublishResult:
     """Build the run's Hub folder under local_root/<component>/<run>, then push it as one commit when a token is
     available (the argument, HF_TOKEN or a cached `hf auth login`).
 
@@ -309,8 +384,10 @@ def publish_run(run_dir: Path, repo_id: str, *, token: str | None = None, local_
     from huggingface_hub import constants, get_token
 
     if constants.is_offline_mode():
-        message = (f"HF_HUB_OFFLINE is set, so nothing was pushed; the Hub folder is {local_dir}; unset it and "
-                   f"run `paperzoo publish {run_dir} --repo-id {repo_id}` to push")
+        message = (
+            f"HF_HUB_OFFLINE is set, so nothing was pushed; the Hub folder is {local_dir}; unset it and "
+            f"run `paperzoo publish {run_dir} --repo-id {repo_id}` to push"
+        )
         say(message)
         return PublishResult(local_dir, None, None, False, message)
     try:
@@ -318,39 +395,58 @@ def publish_run(run_dir: Path, repo_id: str, *, token: str | None = None, local_
     except Exception as err:  # an OIDC exchange (HF_OIDC_RESOURCE) that failed
         raise PublishError(f"cannot get a Hub token ({classify(err)[1]}); the run is kept in {local_dir}") from err
     if not token:
-        message = (f"no Hugging Face token, so nothing was pushed; the Hub folder is {local_dir}; to push it, log in "
-                   f"with `hf auth login` (or set HF_TOKEN to a write token) and run "
-                   f"`paperzoo publish {run_dir} --repo-id {repo_id}`")
+        message = (
+            f"no Hugging Face token, so nothing was pushed; the Hub folder is {local_dir}; to push it, log in "
+            f"with `hf auth login` (or set HF_TOKEN to a write token) and run "
+            f"`paperzoo publish {run_dir} --repo-id {repo_id}`"
+        )
         say(message)
         return PublishResult(local_dir, None, None, False, message)
 
     code = info.get("code") or {}
     commit_message = f"paperzoo run {run_id} ({code_label(info)})"
-    description = "\n".join([f"run: {run_id}", f"code: {code.get('git_sha', 'unknown')}"
-                             f" ({'dirty' if code.get('dirty') else 'clean'})", f"preset: {info.get('preset')}",
-                             f"seed: {info.get('seed')}", f"config hash: {info.get('config_hash')}",
-                             f"started: {info.get('started')}"])
+    description = "\n".join(
+        [
+            f"run: {run_id}",
+            f"code: {code.get('git_sha', 'unknown')} ({'dirty' if code.get('dirty') else 'clean'})",
+            f"preset: {info.get('preset')}",
+            f"seed: {info.get('seed')}",
+            f"config hash: {info.get('config_hash')}",
+            f"started: {info.get('started')}",
+        ]
+    )
     endpoint = hub_endpoint()
     attempts = retries + 1
     for attempt in range(1, attempts + 1):
         say(f"pushing {run_id} to {endpoint}/{repo_id} (attempt {attempt} of {attempts})")
         try:
             with request_timeout(timeout_s):
-                url, oid = push(local_dir, repo_id, token=token, private=private, commit_message=commit_message,
-                                description=description)
+                url, oid = push(
+                    local_dir,
+                    repo_id,
+                    token=token,
+                    private=private,
+                    commit_message=commit_message,
+                    description=description,
+                )
         except Exception as err:
             kind, line = classify(err)
             if kind == "auth":
-                raise PublishError(f"the Hub refused the token for {repo_id} ({line}): it is invalid or lacks write "
-                                   f"access to that repository; use a write token (`hf auth login` or HF_TOKEN); "
-                                   f"the run is kept in {local_dir}") from err
+                raise PublishError(
+                    f"the Hub refused the token for {repo_id} ({line}): it is invalid or lacks write "
+                    f"access to that repository; use a write token (`hf auth login` or HF_TOKEN); "
+                    f"the run is kept in {local_dir}"
+                ) from err
             if kind == "fatal":
-                raise PublishError(f"push of {run_id} to {repo_id} failed ({line}); the run is kept in {local_dir}"
-                                   ) from err
+                raise PublishError(
+                    f"push of {run_id} to {repo_id} failed ({line}); the run is kept in {local_dir}"
+                ) from err
             if attempt == attempts:
-                raise PublishError(f"push of {run_id} to {repo_id} failed after {attempts} attempts ({line}); the "
-                                   f"run is kept in {local_dir}; retry with `paperzoo publish {run_dir} --repo-id "
-                                   f"{repo_id}`") from err
+                raise PublishError(
+                    f"push of {run_id} to {repo_id} failed after {attempts} attempts ({line}); the "
+                    f"run is kept in {local_dir}; retry with `paperzoo publish {run_dir} --repo-id "
+                    f"{repo_id}`"
+                ) from err
             wait = backoff_s * 2 ** (attempt - 1)
             say(f"push failed ({line}); retrying in {wait:g} s")
             time.sleep(wait)
@@ -366,8 +462,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a completed run, e.g. runs/uba/<time>-<hash>-s0")
     parser.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="the Hub model repository")
     parser.add_argument("--private", action="store_true", help="create the repository private (if it is new)")
-    parser.add_argument("--local-root", type=Path, default=Path("published"),
-                        help="where the Hub folder is written first (published/)")
+    parser.add_argument(
+        "--local-root", type=Path, default=Path("published"), help="where the Hub folder is written first (published/)"
+    )
 
 
 def cmd_publish(args: argparse.Namespace) -> None:

@@ -38,8 +38,7 @@ def latest_run(run_root: Path, slug: str, dvc_only: bool = False) -> Path | None
     stable = run_root / "dvc" / slug
     if (stable / "metrics.json").is_file() or dvc_only:
         return stable if (stable / "metrics.json").is_file() else None
-    runs = sorted((p for p in (run_root / slug).glob("*") if (p / "metrics.json").is_file()),
-                  key=lambda p: p.name)
+    runs = sorted((p for p in (run_root / slug).glob("*") if (p / "metrics.json").is_file()), key=lambda p: p.name)
     return runs[-1] if runs else None
 
 
@@ -78,6 +77,7 @@ def file_name(*parts: str) -> str:
 # The document: a few block and inline types, rendered once as HTML and once as Markdown so that the
 # two files always say the same thing.
 
+
 @dataclass(frozen=True)
 class Code:
     text: str
@@ -93,6 +93,7 @@ class Link:
 @dataclass(frozen=True)
 class Tag:
     """Text with a CSS class in HTML (a status badge, a muted note); plain text in Markdown."""
+
     text: str
     css: str
 
@@ -215,22 +216,29 @@ def html_block(block: Block) -> str:
         rows = []
         for index, row in enumerate(block.rows):
             css = ' class="best"' if block.best_first and index == 0 else ""
-            cells = "".join(("<td class=\"num\">" if i in block.numeric else "<td>") + html_inlines(c) + "</td>"
-                            for i, c in enumerate(row))
+            cells = "".join(
+                ('<td class="num">' if i in block.numeric else "<td>") + html_inlines(c) + "</td>"
+                for i, c in enumerate(row)
+            )
             rows.append(f"<tr{css}>{cells}</tr>")
         body = "\n".join(rows)
         return f'<div class="scroll"><table{anchor}>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>'
-    figures = "\n".join(f'<figure><img src="{html.escape(quote(f.src))}" alt="{html.escape(f.caption)}">'
-                        f"<figcaption>{html.escape(f.caption)}</figcaption></figure>" for f in block.figures)
+    figures = "\n".join(
+        f'<figure><img src="{html.escape(quote(f.src))}" alt="{html.escape(f.caption)}">'
+        f"<figcaption>{html.escape(f.caption)}</figcaption></figure>"
+        for f in block.figures
+    )
     return f'<div class="figures">\n{figures}\n</div>'
 
 
 def render_html(blocks: Sequence[Block]) -> str:
     body = "\n".join(html_block(block) for block in blocks)
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{html.escape(TITLE)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
-            f"<h1>{html.escape(TITLE)}</h1>\n{body}\n</main>\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(TITLE)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n"
+        f"<h1>{html.escape(TITLE)}</h1>\n{body}\n</main>\n</body>\n</html>\n"
+    )
 
 
 def md_text(text: str) -> str:
@@ -269,8 +277,10 @@ def md_block(block: Block) -> str:
     if isinstance(block, Para):
         return md_inlines(block.inlines)
     if isinstance(block, Table):
-        lines = ["| " + " | ".join(md_text(column) for column in block.columns) + " |",
-                 "|" + "".join("---:|" if i in block.numeric else "---|" for i in range(len(block.columns)))]
+        lines = [
+            "| " + " | ".join(md_text(column) for column in block.columns) + " |",
+            "|" + "".join("---:|" if i in block.numeric else "---|" for i in range(len(block.columns))),
+        ]
         lines += ["| " + " | ".join(md_inlines(c) for c in row) + " |" for row in block.rows]
         return "\n".join(lines)
     return "\n\n".join(f"![{md_text(f.caption)}](<{quote(f.src)}>)" for f in block.figures)
@@ -283,8 +293,16 @@ def render_markdown(blocks: Sequence[Block]) -> str:
 # Plots. matplotlib's object API (no pyplot: no global backend or figure state), the Agg canvas, and no
 # PNG metadata, so the bytes depend on the data and the matplotlib version only.
 
-PLOT_STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
-              "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False}
+PLOT_STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
 
 
 def save_plot(path: Path, draw: Callable[[Any], None], size: tuple[float, float] = (6.0, 3.6)) -> None:
@@ -306,7 +324,9 @@ def spans_decades(values: Sequence[float], ratio: float) -> bool:
 
 def loss_curve(records: Sequence[Mapping[str, Any]], title: str, path: Path) -> bool:
     """train/loss over steps (raw and a running mean), with any logged val/loss as points."""
-    train = [(r["step"], r["train/loss"]) for r in records if "step" in r and isinstance(r.get("train/loss"), (int, float))]
+    train = [
+        (r["step"], r["train/loss"]) for r in records if "step" in r and isinstance(r.get("train/loss"), (int, float))
+    ]
     val = [(r["step"], r["val/loss"]) for r in records if "step" in r and isinstance(r.get("val/loss"), (int, float))]
     if not train:
         return False
@@ -316,7 +336,7 @@ def loss_curve(records: Sequence[Mapping[str, Any]], title: str, path: Path) -> 
         ax.plot(steps, losses, color="#7aa6e0", linewidth=0.8, alpha=0.7, label="train/loss")
         window = max(1, len(losses) // 25)  # a running mean over ~4% of the run shows the trend under SGD noise
         if window > 1:
-            smooth = [statistics.fmean(losses[max(0, i - window + 1): i + 1]) for i in range(len(losses))]
+            smooth = [statistics.fmean(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
             ax.plot(steps, smooth, color="#1f4e99", linewidth=1.6, label=f"train/loss, mean of {window} steps")
         if val:
             ax.plot(*zip(*val), "o", color="#d9622b", markersize=5, label="val/loss")
@@ -333,8 +353,9 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def metric_vs_axis(trials: Sequence[Mapping[str, Any]], axes: Sequence[str], metric: str, mode: str,
-                   title: str, path: Path) -> str | None:
+def metric_vs_axis(
+    trials: Sequence[Mapping[str, Any]], axes: Sequence[str], metric: str, mode: str, title: str, path: Path
+) -> str | None:
     """The sweep's metric against its first numeric axis (else its first axis), one line per value of the
     other axes, mean and standard deviation over seeds. Returns the x axis, or None when nothing finished."""
     done = [t for t in trials if t.get("status") == "completed" and is_number((t.get("metrics") or {}).get(metric))]
@@ -362,8 +383,16 @@ def metric_vs_axis(trials: Sequence[Mapping[str, Any]], axes: Sequence[str], met
             means = [statistics.fmean(points[x]) for x in shown]
             stds = [statistics.stdev(points[x]) if len(points[x]) > 1 else 0.0 for x in shown]
             label = ", ".join(f"{a}={format_value(v)}" for a, v in zip(others, key)) or metric
-            ax.errorbar([position[x] for x in shown], means, yerr=stds, marker="o", markersize=4, capsize=3,
-                        linewidth=1.4, label=label)
+            ax.errorbar(
+                [position[x] for x in shown],
+                means,
+                yerr=stds,
+                marker="o",
+                markersize=4,
+                capsize=3,
+                linewidth=1.4,
+                label=label,
+            )
         if numeric_x and spans_decades([float(x) for x in xs], 10):
             ax.set_xscale("log")
         if numeric_x:
@@ -382,8 +411,9 @@ def metric_vs_axis(trials: Sequence[Mapping[str, Any]], axes: Sequence[str], met
     return x_axis
 
 
-def schedule_curves(trials: Sequence[Mapping[str, Any]], axes: Sequence[str], base_config: Mapping[str, Any],
-                    title: str, path: Path) -> bool:
+def schedule_curves(
+    trials: Sequence[Mapping[str, Any]], axes: Sequence[str], base_config: Mapping[str, Any], title: str, path: Path
+) -> bool:
     """The LR multiplier over the step budget for each value of the sweep's schedule.* axes, computed from the
     schedule function itself with the trials' own schedule section and budget."""
     from components.core.schedules import ScheduleConfig, multiplier
@@ -412,10 +442,21 @@ def schedule_curves(trials: Sequence[Mapping[str, Any]], axes: Sequence[str], ba
             label = ", ".join(f"{a.split('.', 1)[1]}={format_value(v)}" for a, v in zip(schedule_axes, variant))
             ax.plot(fractions, [multiplier(cfg, s, budget) for s in steps], linewidth=1.6, label=label)
         reference = configs[0][1].model_copy(update={"name": "cosine"})
-        ax.plot(fractions, [multiplier(reference, s, budget) for s in steps], color="#555555", linestyle="--",
-                linewidth=1.0, label="cosine (reference)")
-        ax.set(xlabel=f"fraction of the step budget (budget = {budget} steps)", ylabel="LR / peak LR", title=title,
-               xlim=(0, 1), ylim=(0, 1.05))
+        ax.plot(
+            fractions,
+            [multiplier(reference, s, budget) for s in steps],
+            color="#555555",
+            linestyle="--",
+            linewidth=1.0,
+            label="cosine (reference)",
+        )
+        ax.set(
+            xlabel=f"fraction of the step budget (budget = {budget} steps)",
+            ylabel="LR / peak LR",
+            title=title,
+            xlim=(0, 1),
+            ylim=(0, 1.05),
+        )
         ax.legend(loc="lower left")
 
     save_plot(path, draw)
@@ -423,6 +464,7 @@ def schedule_curves(trials: Sequence[Mapping[str, Any]], axes: Sequence[str], ba
 
 
 # Sections.
+
 
 def run_href(path: Path, out_dir: Path) -> str:
     return Path(os.path.relpath(Path(path).absolute(), Path(out_dir).absolute())).as_posix() + "/"
@@ -456,19 +498,39 @@ def components_table(results: Sequence[ComponentResult], out_dir: Path) -> Table
         for n in numbers:
             paper += ([BR] if paper else []) + [Code(str(n.get("metric"))), f" {format_value(n.get('value'))}"]
         if r.run is None:
-            rows.append([[Code(r.slug)], [status_tag("no run yet")], [MISSING],
-                         [Tag("run ", "muted"), Code(f"paperzoo run {r.slug}"), Tag(" or ", "muted"), Code("dvc repro")],
-                         paper or [MISSING], [MISSING], [MISSING]])
+            rows.append(
+                [
+                    [Code(r.slug)],
+                    [status_tag("no run yet")],
+                    [MISSING],
+                    [Tag("run ", "muted"), Code(f"paperzoo run {r.slug}"), Tag(" or ", "muted"), Code("dvc repro")],
+                    paper or [MISSING],
+                    [MISSING],
+                    [MISSING],
+                ]
+            )
             continue
         ours: list[Inline] = []
         for name in key_metrics(r):
             ours += ([BR] if ours else []) + [Code(name), f" {format_value(r.metrics[name])}"]
         setup = f"{r.info.get('preset', '?')}, seed {r.info.get('seed', '?')}"
-        rows.append([[Code(r.slug)], [status_tag(str(r.info.get("status", "completed")))], [setup], ours or [MISSING],
-                     paper or [MISSING], [format_duration(r.info.get("wall_seconds"))],
-                     [Link(str(r.run), run_href(r.run, out_dir), code=True)]])
-    return Table(["component", "status", "preset", "key metrics (this run)", "paper (paper.yaml)", "run time", "run"],
-                 rows, numeric=frozenset({5}), anchor="components")
+        rows.append(
+            [
+                [Code(r.slug)],
+                [status_tag(str(r.info.get("status", "completed")))],
+                [setup],
+                ours or [MISSING],
+                paper or [MISSING],
+                [format_duration(r.info.get("wall_seconds"))],
+                [Link(str(r.run), run_href(r.run, out_dir), code=True)],
+            ]
+        )
+    return Table(
+        ["component", "status", "preset", "key metrics (this run)", "paper (paper.yaml)", "run time", "run"],
+        rows,
+        numeric=frozenset({5}),
+        anchor="components",
+    )
 
 
 def component_section(r: ComponentResult, out_dir: Path, plots: Path) -> list[Block]:
@@ -477,20 +539,38 @@ def component_section(r: ComponentResult, out_dir: Path, plots: Path) -> list[Bl
     if paper.get("title"):
         cite = [str(paper["title"])]
         cite += [f" — {paper['authors']}"] if paper.get("authors") else []
-        extra = ", ".join(str(x) for x in (f"arXiv {paper['arxiv']}" if paper.get("arxiv") else None,
-                                            paper.get("venue")) if x)
+        extra = ", ".join(
+            str(x) for x in (f"arXiv {paper['arxiv']}" if paper.get("arxiv") else None, paper.get("venue")) if x
+        )
         cite += [f" ({extra})"] if extra else []
         blocks.append(Para(cite))
     if r.run is None:
-        blocks.append(Para([Tag("No completed run yet: ", "muted"), Code(f"paperzoo run {r.slug}"),
-                            Tag(" or ", "muted"), Code("dvc repro"), Tag(".", "muted")]))
+        blocks.append(
+            Para(
+                [
+                    Tag("No completed run yet: ", "muted"),
+                    Code(f"paperzoo run {r.slug}"),
+                    Tag(" or ", "muted"),
+                    Code("dvc repro"),
+                    Tag(".", "muted"),
+                ]
+            )
+        )
     else:
         code = r.info.get("code") or {}
         sha = str(code.get("git_sha") or "?")[:10] + (" (dirty)" if code.get("dirty") else "")
-        blocks.append(Para(["Run ", Link(str(r.run), run_href(r.run, out_dir), code=True),
-                            f" · preset {r.info.get('preset', '?')} · seed {r.info.get('seed', '?')} · code ",
-                            Code(sha), f" · started {r.info.get('started', '?')} · "
-                            f"{format_duration(r.info.get('wall_seconds'))}"], css="meta"))
+        blocks.append(
+            Para(
+                [
+                    "Run ",
+                    Link(str(r.run), run_href(r.run, out_dir), code=True),
+                    f" · preset {r.info.get('preset', '?')} · seed {r.info.get('seed', '?')} · code ",
+                    Code(sha),
+                    f" · started {r.info.get('started', '?')} · {format_duration(r.info.get('wall_seconds'))}",
+                ],
+                css="meta",
+            )
+        )
     numbers = r.paper.get("results") or []
     rows = []
     for name in sorted(r.metrics):
@@ -498,8 +578,9 @@ def component_section(r: ComponentResult, out_dir: Path, plots: Path) -> list[Bl
         rows += [paper_row(name, r.metrics[name] if i == 0 else None, n) for i, n in enumerate(matching)]
     rows += [paper_row(str(n.get("metric")), None, n) for n in numbers if n.get("metric") not in r.metrics]
     if rows:
-        blocks.append(Table(["metric", "this run", "paper", "dataset", "setting", "source"], rows,
-                            numeric=frozenset({1, 2})))
+        blocks.append(
+            Table(["metric", "this run", "paper", "dataset", "setting", "source"], rows, numeric=frozenset({1, 2}))
+        )
     if r.run is not None:
         name = file_name(r.slug, "loss")
         title = f"{r.slug}: training loss ({r.info.get('preset', '?')} preset, seed {r.info.get('seed', '?')})"
@@ -509,8 +590,14 @@ def component_section(r: ComponentResult, out_dir: Path, plots: Path) -> list[Bl
 
 
 def paper_row(name: str, ours: Any, number: Mapping[str, Any]) -> list[Cell]:
-    return [[Code(name)], cell(ours), cell(number.get("value")), cell(number.get("dataset")),
-            cell(number.get("setting")), cell(number.get("source"))]
+    return [
+        [Code(name)],
+        cell(ours),
+        cell(number.get("value")),
+        cell(number.get("dataset")),
+        cell(number.get("setting")),
+        cell(number.get("source")),
+    ]
 
 
 def parse_number(text: str) -> Any:
@@ -542,10 +629,15 @@ def sweep_section(name: str, directory: Path, out_dir: Path, plots: Path) -> lis
     total = sum(w for w in walls if is_number(w)) if any(is_number(w) for w in walls) else None
     blocks: list[Block] = [
         Heading(3, name, anchor=f"sweep-{file_name(name)[:-4]}"),
-        Para([f"Component {info.get('component', '?')} · {len(trials) or '?'} trials ({failed} failed) on "
-              f"{info.get('backend', '?')} · ranked by {metric} ({mode}) · trials' run time "
-              f"{format_duration(total)} · from ", Link(str(directory), run_href(directory, out_dir), code=True)],
-             css="meta"),
+        Para(
+            [
+                f"Component {info.get('component', '?')} · {len(trials) or '?'} trials ({failed} failed) on "
+                f"{info.get('backend', '?')} · ranked by {metric} ({mode}) · trials' run time "
+                f"{format_duration(total)} · from ",
+                Link(str(directory), run_href(directory, out_dir), code=True),
+            ],
+            css="meta",
+        ),
     ]
     columns = [*axes, *stats, "seeds", "failed"]
     rows = []
@@ -555,22 +647,37 @@ def sweep_section(name: str, directory: Path, out_dir: Path, plots: Path) -> lis
         spread = not (is_number(seeds) and is_number(failed_here) and seeds - failed_here < 2)
         for s in stats:
             mean, std = row.get(f"{s} mean"), row.get(f"{s} std") if spread else None
-            cells.append([MISSING] if mean in (None, "") else
-                         [format_value(mean) + ("" if std in (None, "") else f" ± {std:.2g}")])
+            cells.append(
+                [MISSING]
+                if mean in (None, "")
+                else [format_value(mean) + ("" if std in (None, "") else f" ± {std:.2g}")]
+            )
         cells += [cell(row.get("seeds")), cell(row.get("failed"))]
         rows.append(cells)
     numeric = frozenset(range(len(axes), len(columns)))
     blocks.append(Table(columns, rows, numeric=numeric, best_first=True))
-    blocks.append(Para([Tag(f"Each metric is the mean ± the standard deviation over seeds (none shown where fewer "
-                            f"than two finished); rows are sorted best first by mean {metric}.", "muted")]))
+    blocks.append(
+        Para(
+            [
+                Tag(
+                    f"Each metric is the mean ± the standard deviation over seeds (none shown where fewer "
+                    f"than two finished); rows are sorted best first by mean {metric}.",
+                    "muted",
+                )
+            ]
+        )
+    )
 
     figures = []
     plot = file_name("sweep", name, metric)
     x_axis = metric_vs_axis(trials, axes, metric, mode, f"{name}: final {metric}", plots / plot)
     if x_axis is not None:
         figures.append(Figure(f"plots/{plot}", f"{name}: final {metric} against {x_axis}, mean ± std over seeds"))
-    base = yaml.safe_load((trial_dir(directory, trials[0]) / "config.yaml").read_text()) \
-        if trials and (trial_dir(directory, trials[0]) / "config.yaml").is_file() else {}
+    base = (
+        yaml.safe_load((trial_dir(directory, trials[0]) / "config.yaml").read_text())
+        if trials and (trial_dir(directory, trials[0]) / "config.yaml").is_file()
+        else {}
+    )
     plot = file_name("sweep", name, "schedules")
     if schedule_curves(trials, axes, base or {}, f"{name}: learning-rate schedules", plots / plot):
         figures.append(Figure(f"plots/{plot}", f"{name}: LR multiplier over the budget for each swept schedule"))
@@ -592,8 +699,9 @@ def latest_sweep(sweep_root: Path, name: str) -> Path | None:
     return finished[-1] if finished else None
 
 
-def build_report(params: Mapping[str, Any], run_root: Path = Path("runs"), out_dir: Path = Path("reports"),
-                 dvc_only: bool = False) -> Path:
+def build_report(
+    params: Mapping[str, Any], run_root: Path = Path("runs"), out_dir: Path = Path("reports"), dvc_only: bool = False
+) -> Path:
     """dvc_only: read only DVC's stage outputs, so the DVC report stage depends on nothing untracked."""
     run_root, out_dir = Path(run_root), Path(out_dir)
     slugs = list(params.get("components") or REGISTRY)
@@ -603,9 +711,18 @@ def build_report(params: Mapping[str, Any], run_root: Path = Path("runs"), out_d
     results = []
     for slug in slugs:
         run = latest_run(run_root, slug, dvc_only)
-        results.append(ComponentResult(slug, run, read_json(run / "run.json") if run else {},
-                                       read_json(run / "metrics.json") if run else {}, paper_yaml(slug)))
-    sweeps = [] if dvc_only else [(name, latest_sweep(run_root / "sweeps", name)) for name in params.get("sweeps") or {}]
+        results.append(
+            ComponentResult(
+                slug,
+                run,
+                read_json(run / "run.json") if run else {},
+                read_json(run / "metrics.json") if run else {},
+                paper_yaml(slug),
+            )
+        )
+    sweeps = (
+        [] if dvc_only else [(name, latest_sweep(run_root / "sweeps", name)) for name in params.get("sweeps") or {}]
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_directory(out_dir / "plots") as plots:
@@ -616,25 +733,39 @@ def build_report(params: Mapping[str, Any], run_root: Path = Path("runs"), out_d
             body.append(Heading(2, "Sweeps", anchor="sweeps"))
             for name, directory in sweeps:
                 if directory is None:
-                    body += [Heading(3, name), Para([Tag("No finished run yet: ", "muted"), Code(f"paperzoo sweep {name}"),
-                                                     Tag(".", "muted")])]
+                    body += [
+                        Heading(3, name),
+                        Para(
+                            [Tag("No finished run yet: ", "muted"), Code(f"paperzoo sweep {name}"), Tag(".", "muted")]
+                        ),
+                    ]
                 else:
                     body += sweep_section(name, directory, out_dir, plots)
 
     sources = [r.run for r in results if r.run is not None] + [d for _, d in sweeps if d is not None]
-    intro: list[Inline] = ["Generated by ", Code("paperzoo report" + (" --dvc-only" if dvc_only else "")),
-                           " from " + (f"{len(sources)} run director{'y' if len(sources) == 1 else 'ies'}: "
-                                       if sources else "no runs yet.")]
+    intro: list[Inline] = [
+        "Generated by ",
+        Code("paperzoo report" + (" --dvc-only" if dvc_only else "")),
+        " from "
+        + (f"{len(sources)} run director{'y' if len(sources) == 1 else 'ies'}: " if sources else "no runs yet."),
+    ]
     for i, source in enumerate(sources):
         intro += ([", "] if i else []) + [Link(str(source), run_href(source, out_dir), code=True)]
-    intro += [". " if sources else " ",
-              "Each component shows its latest run (DVC's if there is one) beside the numbers its paper.yaml gives"
-              + ("." if dvc_only else "; each sweep, its latest finished run.")]
+    intro += [
+        ". " if sources else " ",
+        "Each component shows its latest run (DVC's if there is one) beside the numbers its paper.yaml gives"
+        + ("." if dvc_only else "; each sweep, its latest finished run."),
+    ]
     blocks: list[Block] = [Para(intro, css="meta"), *body]
 
     atomic_write_text(out_dir / "index.md", render_markdown(blocks))
     atomic_write_text(out_dir / "index.html", render_html(blocks))
-    atomic_write_json(out_dir / "metrics.json", {
-        r.slug: {"run_dir": str(r.run), "preset": r.info.get("preset"), "metrics": r.metrics}
-        for r in results if r.run is not None})
+    atomic_write_json(
+        out_dir / "metrics.json",
+        {
+            r.slug: {"run_dir": str(r.run), "preset": r.info.get("preset"), "metrics": r.metrics}
+            for r in results
+            if r.run is not None
+        },
+    )
     return out_dir / "index.html"

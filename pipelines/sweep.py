@@ -62,13 +62,19 @@ def parse_grid(texts: Sequence[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def expand_sweep(sweep: Mapping[str, Any], grid: Mapping[str, list[Any]] | None = None,
-                 seeds: Sequence[int] | None = None, name: str = "sweep") -> list[Trial]:
+def expand_sweep(
+    sweep: Mapping[str, Any],
+    grid: Mapping[str, list[Any]] | None = None,
+    seeds: Sequence[int] | None = None,
+    name: str = "sweep",
+) -> list[Trial]:
     full_grid: dict[str, list[Any]] = {key: list(values) for key, values in (sweep.get("grid") or {}).items()}
     for key, values in (grid or {}).items():
         if key not in full_grid:
-            raise ConfigError(f"--grid {key}: sweep '{name}' has no axis '{key}'{did_you_mean(key, full_grid)}; "
-                              f"axes: {', '.join(full_grid)}")
+            raise ConfigError(
+                f"--grid {key}: sweep '{name}' has no axis '{key}'{did_you_mean(key, full_grid)}; "
+                f"axes: {', '.join(full_grid)}"
+            )
         full_grid[key] = list(values)
     seeds = list(seeds if seeds is not None else sweep.get("seeds", [0]))
     keys = list(full_grid)
@@ -85,8 +91,13 @@ def summarise(results: Sequence[TrialResult], metric: str, mode: str) -> list[di
     for point, group in by_point.items():
         done = [r for r in group if r.status == "completed"]
         stopped = sum(r.status == "stopped" for r in group)  # cut early by a scheduler (ASHA): not comparable
-        row: dict[str, Any] = {"point": point, **group[0].trial.overrides, "seeds": len(group), "stopped": stopped,
-                               "failed": len(group) - len(done) - stopped}
+        row: dict[str, Any] = {
+            "point": point,
+            **group[0].trial.overrides,
+            "seeds": len(group),
+            "stopped": stopped,
+            "failed": len(group) - len(done) - stopped,
+        }
         names = sorted({key for r in done for key in r.metrics})
         for key in names:
             values = [r.metrics[key] for r in done if key in r.metrics]
@@ -124,8 +135,12 @@ def summary_columns(sweep: Mapping[str, Any], rows: Sequence[dict[str, Any]], me
     axes = list((sweep.get("grid") or {}).keys())
     metric_columns = sorted({key for row in rows for key in row if key.endswith((" mean", " std"))})
     first = [f"{metric} mean", f"{metric} std"]
-    return axes + [c for c in first if c in metric_columns] + ["seeds", "stopped", "failed"] + \
-        [c for c in metric_columns if c not in first]
+    return (
+        axes
+        + [c for c in first if c in metric_columns]
+        + ["seeds", "stopped", "failed"]
+        + [c for c in metric_columns if c not in first]
+    )
 
 
 @dataclass
@@ -136,43 +151,91 @@ class SweepOutcome:
     markdown: str
 
 
-def run_sweep(name: str, params: Mapping[str, Any], *, backend: str = "local", profile: Profile | None = None,
-              grid: Mapping[str, list[Any]] | None = None, seeds: Sequence[int] | None = None,
-              preset: str | None = None, run_root: Path = Path("runs"), data_dir: Path = Path("data"),
-              checkpoint_every: int = 0) -> SweepOutcome:
+def run_sweep(
+    name: str,
+    params: Mapping[str, Any],
+    *,
+    backend: str = "local",
+    profile: Profile | None = None,
+    grid: Mapping[str, list[Any]] | None = None,
+    seeds: Sequence[int] | None = None,
+    preset: str | None = None,
+    run_root: Path = Path("runs"),
+    data_dir: Path = Path("data"),
+    checkpoint_every: int = 0,
+) -> SweepOutcome:
     """Expand, validate every trial, run them all on one backend, and write the summary table."""
     sweeps = params.get("sweeps") or {}
     if name not in sweeps:
-        raise ConfigError(f"unknown sweep '{name}'{did_you_mean(name, sweeps)}; params.yaml defines: "
-                          f"{', '.join(sweeps) or 'none'}")
+        raise ConfigError(
+            f"unknown sweep '{name}'{did_you_mean(name, sweeps)}; params.yaml defines: {', '.join(sweeps) or 'none'}"
+        )
     run_trials = get_backend(backend)
     profile = profile or Profile()
     sweep = sweeps[name]
     metric, mode = sweep.get("metric", "val/loss"), sweep.get("mode", "min")
     trials = expand_sweep(sweep, grid, seeds, name)
-    requests = [plan_run(sweep["component"], params, preset=preset, overrides=trial.overrides, seed=trial.seed,
-                         data_dir=data_dir) for trial in trials]
+    requests = [
+        plan_run(
+            sweep["component"], params, preset=preset, overrides=trial.overrides, seed=trial.seed, data_dir=data_dir
+        )
+        for trial in trials
+    ]
 
     directory = Path(run_root).absolute() / "sweeps" / name / time.strftime("%Y%m%d-%H%M%S")
     directory.mkdir(parents=True, exist_ok=True)
-    specs = [LaunchSpec.from_request(request, directory / "trials" / f"{index:03d}-{trial.name}", data_dir, profile,
-                                     checkpoint_every=checkpoint_every, backend=backend)
-             for index, (trial, request) in enumerate(zip(trials, requests))]
-    atomic_write_json(directory / "sweep.json", {"name": name, "backend": backend, "profile": profile.name,
-                                                 "metric": metric, "mode": mode, "component": sweep["component"],
-                                                 "trials": [{"overrides": dict(t.overrides), "seed": t.seed}
-                                                            for t in trials]})
+    specs = [
+        LaunchSpec.from_request(
+            request,
+            directory / "trials" / f"{index:03d}-{trial.name}",
+            data_dir,
+            profile,
+            checkpoint_every=checkpoint_every,
+            backend=backend,
+        )
+        for index, (trial, request) in enumerate(zip(trials, requests))
+    ]
+    atomic_write_json(
+        directory / "sweep.json",
+        {
+            "name": name,
+            "backend": backend,
+            "profile": profile.name,
+            "metric": metric,
+            "mode": mode,
+            "component": sweep["component"],
+            "trials": [{"overrides": dict(t.overrides), "seed": t.seed} for t in trials],
+        },
+    )
     outcomes = run_trials(specs, profile, workdir=directory, metric=metric, mode=mode)
-    results = [TrialResult(trial, outcome.status, outcome.metrics, outcome.spec.run_dir, outcome.error)
-               for trial, outcome in zip(trials, outcomes)]
+    results = [
+        TrialResult(trial, outcome.status, outcome.metrics, outcome.spec.run_dir, outcome.error)
+        for trial, outcome in zip(trials, outcomes)
+    ]
 
     rows = summarise(results, metric, mode)
     columns = summary_columns(sweep, rows, metric)
-    markdown = f"### Sweep `{name}` ({sweep['component']}, {len(trials)} trials on {backend}, {mode} {metric})\n\n" + \
-        to_markdown(rows, columns)
+    markdown = (
+        f"### Sweep `{name}` ({sweep['component']}, {len(trials)} trials on {backend}, {mode} {metric})\n\n"
+        + to_markdown(rows, columns)
+    )
     atomic_write_text(directory / "summary.md", markdown)
     atomic_write_text(directory / "summary.csv", to_csv(rows, columns))
-    atomic_write_text(directory / "trials.jsonl", "".join(
-        json.dumps({"overrides": dict(r.trial.overrides), "seed": r.trial.seed, "status": r.status,
-                    "metrics": r.metrics, "run_dir": r.run_dir, "error": r.error}) + "\n" for r in results))
+    atomic_write_text(
+        directory / "trials.jsonl",
+        "".join(
+            json.dumps(
+                {
+                    "overrides": dict(r.trial.overrides),
+                    "seed": r.trial.seed,
+                    "status": r.status,
+                    "metrics": r.metrics,
+                    "run_dir": r.run_dir,
+                    "error": r.error,
+                }
+            )
+            + "\n"
+            for r in results
+        ),
+    )
     return SweepOutcome(directory, results, rows, markdown)

@@ -25,9 +25,24 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 
 # What the Hub writes into a new model repository (abridged): these patterns go to LFS.
-GITATTRIBUTES = "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in
-                        ("*.bin", "*.ckpt", "*.h5", "*.npy", "*.npz", "*.onnx", "*.pt", "*.pth", "*.pkl",
-                         "*.safetensors", "*.tar", "*.zip", "*tfevents*"))
+GITATTRIBUTES = "".join(
+    f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
+    for pattern in (
+        "*.bin",
+        "*.ckpt",
+        "*.h5",
+        "*.npy",
+        "*.npz",
+        "*.onnx",
+        "*.pt",
+        "*.pth",
+        "*.pkl",
+        "*.safetensors",
+        "*.tar",
+        "*.zip",
+        "*tfevents*",
+    )
+)
 REGULAR_LIMIT = 10 * 1024 * 1024  # larger files must go through LFS
 REPO = r"(?P<repo>[^/]+/[^/]+)"
 
@@ -129,16 +144,20 @@ class HubDouble:
         attributes = repo.head.files.get(".gitattributes", Stored(b"", False)).data.decode()
         patterns = [line.split()[0] for line in attributes.splitlines() if "filter=lfs" in line]
         name = path.rsplit("/", 1)[-1]
-        return (any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in patterns) or size > REGULAR_LIMIT
-                or b"\0" in sample)
+        return (
+            any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in patterns)
+            or size > REGULAR_LIMIT
+            or b"\0" in sample
+        )
 
     # Routes: each takes the handler, the URL's named groups and the request body; returns (status, body, headers).
 
     def repo(self, handler, repo_id: str, write: bool) -> Repo:
         repo = self.repos.get(repo_id)
         if repo is None or (repo.private and not handler.authorised()):
-            raise Reply(404 if repo is None else 401, f"Repository {repo_id} not found",
-                        **{"X-Error-Code": "RepoNotFound"})
+            raise Reply(
+                404 if repo is None else 401, f"Repository {repo_id} not found", **{"X-Error-Code": "RepoNotFound"}
+            )
         if write:
             handler.require_token()
         return repo
@@ -159,8 +178,14 @@ class HubDouble:
         if repo_id in self.repos:
             raise Reply(409, "You already created this model repo", {"url": f"{self.url}/{repo_id}"})
         repo = Repo(repo_id, payload.get("visibility") == "private" or bool(payload.get("private")))
-        repo.commits.append(Commit(self.new_oid(repo_id, "initial commit"), "initial commit", "",
-                                   {".gitattributes": Stored(GITATTRIBUTES.encode(), False)}))
+        repo.commits.append(
+            Commit(
+                self.new_oid(repo_id, "initial commit"),
+                "initial commit",
+                "",
+                {".gitattributes": Stored(GITATTRIBUTES.encode(), False)},
+            )
+        )
         self.repos[repo_id] = repo
         return 200, {"url": f"{self.url}/{repo_id}", "name": repo_id}, {}
 
@@ -184,8 +209,14 @@ class HubDouble:
         for item in json.loads(body)["files"]:
             lfs = self.is_lfs(repo, item["path"], item["size"], base64.b64decode(item["sample"]))
             existing = head.files.get(item["path"])
-            files.append({"path": item["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
-                          "oid": existing.oid if existing else None})
+            files.append(
+                {
+                    "path": item["path"],
+                    "uploadMode": "lfs" if lfs else "regular",
+                    "shouldIgnore": False,
+                    "oid": existing.oid if existing else None,
+                }
+            )
         return 200, {"files": files, "commitOid": head.oid}, {}
 
     def tree(self, handler, groups, body):
@@ -212,8 +243,13 @@ class HubDouble:
             entry = {"oid": obj["oid"], "size": obj["size"]}
             if self.objects.get(obj["oid"]) is None:  # no "actions": the object is already stored
                 self.announced[obj["oid"]] = obj["size"]
-                entry.update(authenticated=True, actions={"upload": {"href": f"{self.url}/lfs-upload/{obj['oid']}"},
-                                                          "verify": {"href": f"{self.url}/lfs-verify/{obj['oid']}"}})
+                entry.update(
+                    authenticated=True,
+                    actions={
+                        "upload": {"href": f"{self.url}/lfs-upload/{obj['oid']}"},
+                        "verify": {"href": f"{self.url}/lfs-verify/{obj['oid']}"},
+                    },
+                )
             objects.append(entry)
         return 200, {"transfer": "basic", "objects": objects}, {"Content-Type": "application/vnd.git-lfs+json"}
 
@@ -270,8 +306,16 @@ class HubDouble:
     def model_info(self, handler, groups, body):
         repo = self.repo(handler, groups["repo"], write=False)
         commit = self.commit_at(repo, groups.get("rev") or "main")
-        return 200, {"id": repo.repo_id, "sha": commit.oid, "private": repo.private,
-                     "siblings": [{"rfilename": path} for path in sorted(commit.files)]}, {}
+        return (
+            200,
+            {
+                "id": repo.repo_id,
+                "sha": commit.oid,
+                "private": repo.private,
+                "siblings": [{"rfilename": path} for path in sorted(commit.files)],
+            },
+            {},
+        )
 
     def resolve(self, handler, groups, body):
         repo = self.repo(handler, groups["repo"], write=False)
@@ -316,8 +360,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def require_token(self) -> None:
         if not self.authorised():  # the Hub's wording, which huggingface_hub maps to a plain 401 (not RepoNotFound)
-            raise Reply(401, "Invalid credentials in Authorization header",
-                        **{"X-Error-Message": "Invalid credentials in Authorization header"})
+            raise Reply(
+                401,
+                "Invalid credentials in Authorization header",
+                **{"X-Error-Message": "Invalid credentials in Authorization header"},
+            )
 
     def read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":

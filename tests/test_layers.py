@@ -20,8 +20,11 @@ def imported_roots(path: Path) -> set[str]:
 
 
 def test_components_import_no_orchestration():
-    offenders = {str(p.relative_to(ROOT)): sorted(imported_roots(p) & FORBIDDEN)
-                 for p in (ROOT / "components").rglob("*.py") if imported_roots(p) & FORBIDDEN}
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(imported_roots(p) & FORBIDDEN)
+        for p in (ROOT / "components").rglob("*.py")
+        if imported_roots(p) & FORBIDDEN
+    }
     assert offenders == {}
 
 

@@ -1,6 +1,6 @@
 """Launch backends: each runs a list of LaunchSpecs and returns their outcomes read from the run dirs.
 
-    run_trials(specs, profile, *, workdir, metric=None, mode="min") -> list[TrialOutcome]
+run_trials(specs, profile, *, workdir, metric=None, mode="min") -> list[TrialOutcome]
 """
 
 from __future__ import annotations

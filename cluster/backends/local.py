@@ -10,11 +10,19 @@ from cluster.profiles import Profile
 from components.core.errors import ConfigError, PaperzooError
 
 
-def run_trials(specs: list[LaunchSpec], profile: Profile, *, workdir: Path | None = None, metric: str | None = None,
-               mode: str = "min") -> list[TrialOutcome]:
+def run_trials(
+    specs: list[LaunchSpec],
+    profile: Profile,
+    *,
+    workdir: Path | None = None,
+    metric: str | None = None,
+    mode: str = "min",
+) -> list[TrialOutcome]:
     if profile.world_size > 1:
-        raise ConfigError(f"profile {profile.name} asks for {profile.world_size} processes: use --backend torchrun "
-                          "(one machine) or --backend submitit (SLURM)")
+        raise ConfigError(
+            f"profile {profile.name} asks for {profile.world_size} processes: use --backend torchrun "
+            "(one machine) or --backend submitit (SLURM)"
+        )
     outcomes = []
     for index, spec in enumerate(specs):
         print(f"[{index + 1}/{len(specs)}] {Path(spec.run_dir).name}", flush=True)

@@ -63,8 +63,8 @@ from components.core.files import atomic_write_json
 INDEX = "trial_index"  # the one axis of the param space: the position of a spec in the sweep's list
 ASHA_GRACE_PERIOD = 2  # evaluations before a trial can be stopped: the first one is mostly warm-up noise
 ASHA_REDUCTION_FACTOR = 2  # keep the better half at each rung: sweeps here are tens of trials, not thousands
-ASHA_MAX_T = 2 ** 20  # never stop a trial for its number of reports; its own budget ends it
-OBJECT_STORE_BYTES = 200 * 1024 ** 2  # trials pass specs and metrics only; Ray's default is 30% of the RAM
+ASHA_MAX_T = 2**20  # never stop a trial for its number of reports; its own budget ends it
+OBJECT_STORE_BYTES = 200 * 1024**2  # trials pass specs and metrics only; Ray's default is 30% of the RAM
 SHORT_TEMP_ROOT = "/tmp"  # Ray's Unix sockets live under its temp dir, and their paths must stay under ~107 chars
 SHUTDOWN_GRACE_S = 10.0
 SESSION_TOKEN = secrets.token_hex(32)  # one per driver process: Ray caches the first token it reads
@@ -186,9 +186,16 @@ def local_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> Itera
     before = set(_children())
     started: dict[int, Any] = {}
     try:
-        ray.init(address="local", num_cpus=num_cpus or local_cpus(), num_gpus=num_gpus, include_dashboard=False,
-                 _temp_dir=temp_dir, object_store_memory=OBJECT_STORE_BYTES, logging_level=logging.WARNING,
-                 log_to_driver=False)  # "local": a new Ray even where RAY_ADDRESS names another
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or local_cpus(),
+            num_gpus=num_gpus,
+            include_dashboard=False,
+            _temp_dir=temp_dir,
+            object_store_memory=OBJECT_STORE_BYTES,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )  # "local": a new Ray even where RAY_ADDRESS names another
         yield temp_dir
     finally:
         started = {pid: entry for pid, entry in _children().items() if pid not in before}
@@ -225,9 +232,11 @@ def ray_session(address: str | None, num_cpus: int) -> Iterator[None]:
 
 def trial_resources(profile: Profile) -> dict[str, float]:
     if profile.world_size > 1:
-        raise ConfigError(f"profile {profile.name} asks for {profile.world_size} processes per trial; the ray backend "
-                          "runs a trial as one process: use a one-process profile, or --backend submitit for "
-                          "multi-process trials")
+        raise ConfigError(
+            f"profile {profile.name} asks for {profile.world_size} processes per trial; the ray backend "
+            "runs a trial as one process: use a one-process profile, or --backend submitit for "
+            "multi-process trials"
+        )
     resources = {"cpu": float(profile.cpus_per_task)}
     if profile.gpus_per_node:
         resources["gpu"] = float(profile.gpus_per_node)
@@ -241,8 +250,14 @@ def make_scheduler(scheduler: str, metric: str | None, mode: str) -> Any:
         raise ConfigError(f"unknown scheduler '{scheduler}' for the ray backend; choose asha or fifo")
     if scheduler == "fifo" or metric is None:  # ASHA needs a metric to rank by; without one every trial runs out
         return None
-    return ASHAScheduler(time_attr="training_iteration", metric=metric, mode=mode, grace_period=ASHA_GRACE_PERIOD,
-                         reduction_factor=ASHA_REDUCTION_FACTOR, max_t=ASHA_MAX_T)
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        metric=metric,
+        mode=mode,
+        grace_period=ASHA_GRACE_PERIOD,
+        reduction_factor=ASHA_REDUCTION_FACTOR,
+        max_t=ASHA_MAX_T,
+    )
 
 
 def one_line(error: BaseException | str) -> str:
@@ -252,9 +267,14 @@ def one_line(error: BaseException | str) -> str:
 
 
 def reported_metrics(result_metrics: Mapping[str, Any]) -> dict[str, float]:
-    return {key: float(value) for key, value in result_metrics.items()
-            if key not in AUTO_RESULT_KEYS and key not in TUNE_KEYS and isinstance(value, (int, float))
-            and not isinstance(value, bool)}
+    return {
+        key: float(value)
+        for key, value in result_metrics.items()
+        if key not in AUTO_RESULT_KEYS
+        and key not in TUNE_KEYS
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    }
 
 
 def mark_run(spec: LaunchSpec, status: str, error: str, metrics: dict[str, float] | None = None) -> TrialOutcome:
@@ -310,9 +330,17 @@ def experiment_name(workdir: Path) -> str:
     return name
 
 
-def run_trials(specs: list[LaunchSpec], profile: Profile, *, workdir: Path, metric: str | None = None,
-               mode: str = "min", scheduler: str = "asha", address: str | None = None,
-               max_concurrent: int | None = None) -> list[TrialOutcome]:
+def run_trials(
+    specs: list[LaunchSpec],
+    profile: Profile,
+    *,
+    workdir: Path,
+    metric: str | None = None,
+    mode: str = "min",
+    scheduler: str = "asha",
+    address: str | None = None,
+    max_concurrent: int | None = None,
+) -> list[TrialOutcome]:
     """Run the specs as one Tune experiment and return their outcomes, in the order of `specs`.
 
     address: a running Ray cluster ("auto" inside ray-on-slurm.sbatch); None falls back to RAY_ADDRESS,
@@ -327,25 +355,39 @@ def run_trials(specs: list[LaunchSpec], profile: Profile, *, workdir: Path, metr
     address = address or os.environ.get("RAY_ADDRESS") or None
     cpus = local_cpus()
     if not address and resources["cpu"] > cpus and not ray.is_initialized():
-        raise ConfigError(f"profile {profile.name} asks for {profile.cpus_per_task} CPUs per trial; this machine "
-                          f"has {cpus}")
+        raise ConfigError(
+            f"profile {profile.name} asks for {profile.cpus_per_task} CPUs per trial; this machine has {cpus}"
+        )
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    absolute = [replace(spec, run_dir=str(Path(spec.run_dir).absolute()), data_dir=str(Path(spec.data_dir).absolute()))
-                for spec in specs]  # a Tune trial runs in its own working directory
+    absolute = [
+        replace(spec, run_dir=str(Path(spec.run_dir).absolute()), data_dir=str(Path(spec.data_dir).absolute()))
+        for spec in specs
+    ]  # a Tune trial runs in its own working directory
 
     with ray_session(address, cpus):
-        trainable = tune.with_resources(tune.with_parameters(run_one_trial, specs=absolute, metric=metric,
-                                                             scheduler=scheduler_name), resources)
+        trainable = tune.with_resources(
+            tune.with_parameters(run_one_trial, specs=absolute, metric=metric, scheduler=scheduler_name), resources
+        )
         tuner = tune.Tuner(
             trainable,
             param_space={INDEX: tune.grid_search(list(range(len(absolute))))},
-            tune_config=tune.TuneConfig(scheduler=asha, max_concurrent_trials=max_concurrent, reuse_actors=True,
-                                        trial_name_creator=trial_name, trial_dirname_creator=trial_name),
-            run_config=tune.RunConfig(name=experiment_name(workdir), storage_path=str(workdir), verbose=0,
-                                      log_to_file=True, sync_config=tune.SyncConfig(sync_artifacts=True),
-                                      failure_config=tune.FailureConfig(max_failures=0),
-                                      callbacks=[Progress(absolute)]),
+            tune_config=tune.TuneConfig(
+                scheduler=asha,
+                max_concurrent_trials=max_concurrent,
+                reuse_actors=True,
+                trial_name_creator=trial_name,
+                trial_dirname_creator=trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=experiment_name(workdir),
+                storage_path=str(workdir),
+                verbose=0,
+                log_to_file=True,
+                sync_config=tune.SyncConfig(sync_artifacts=True),
+                failure_config=tune.FailureConfig(max_failures=0),
+                callbacks=[Progress(absolute)],
+            ),
         )
         with quiet_tune():
             grid = tuner.fit()

@@ -94,9 +94,11 @@ def sacct_works() -> bool:
 
 def submission_environment(profile: Profile):
     """What submitit's subprocesses (sbatch, sacct, local workers) and the jobs they start should see."""
-    updates = {"OMP_NUM_THREADS": str(profile.threads),
-               # the job imports cluster/ and components/ wherever it starts, installed or not
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    updates = {
+        "OMP_NUM_THREADS": str(profile.threads),
+        # the job imports cluster/ and components/ wherever it starts, installed or not
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     if slurm_available() and not sacct_works():
         updates["PATH"] = f"{SACCT_SHIM_DIR}{os.pathsep}{os.environ.get('PATH', '')}"
     return temporary_environment(updates)
@@ -106,12 +108,19 @@ def make_executor(folder: Path, profile: Profile, name: str) -> submitit.AutoExe
     cluster = "slurm" if slurm_available() else "local"
     timeout = max(profile.timeout_min, MIN_TIMEOUT_MIN)
     if timeout != profile.timeout_min:
-        print(f"submitit: time limit {timeout} min instead of {profile.timeout_min} (preemption needs >= "
-              f"{MIN_TIMEOUT_MIN} to be requeued rather than counted as a time-out)", flush=True)
+        print(
+            f"submitit: time limit {timeout} min instead of {profile.timeout_min} (preemption needs >= "
+            f"{MIN_TIMEOUT_MIN} to be requeued rather than counted as a time-out)",
+            flush=True,
+        )
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     parameters: dict[str, Any] = {
-        "name": name, "timeout_min": timeout, "nodes": profile.nodes, "tasks_per_node": profile.processes,
-        "cpus_per_task": max(profile.cpus_per_task, profile.threads), "mem_gb": profile.mem_gb,
+        "name": name,
+        "timeout_min": timeout,
+        "nodes": profile.nodes,
+        "tasks_per_node": profile.processes,
+        "cpus_per_task": max(profile.cpus_per_task, profile.threads),
+        "mem_gb": profile.mem_gb,
     }
     if profile.gpus_per_node:
         parameters["gpus_per_node"] = profile.gpus_per_node
@@ -131,8 +140,10 @@ def explained_submission_errors(profile: Profile) -> Iterator[None]:
         yield
     except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as err:
         lines = [line.strip() for line in str(err).splitlines() if "error" in line.lower()] or [str(err).strip()]
-        raise RunError(f"sbatch refused the job: {lines[-1]} (check profile {profile.name}'s partition and "
-                       "resources; `cluster/slurm-local up` starts a test cluster on this machine)") from None
+        raise RunError(
+            f"sbatch refused the job: {lines[-1]} (check profile {profile.name}'s partition and "
+            "resources; `cluster/slurm-local up` starts a test cluster on this machine)"
+        ) from None
 
 
 def local_parallelism(profile: Profile) -> int:
@@ -171,8 +182,9 @@ def describe(outcome: TrialOutcome, metric: str | None) -> str:
     return f"completed ({metric}={value:.6g})" if isinstance(value, float) and math.isfinite(value) else "completed"
 
 
-def run_trials(specs: list[LaunchSpec], profile: Profile, *, workdir: Path, metric: str | None = None,
-               mode: str = "min") -> list[TrialOutcome]:
+def run_trials(
+    specs: list[LaunchSpec], profile: Profile, *, workdir: Path, metric: str | None = None, mode: str = "min"
+) -> list[TrialOutcome]:
     """Submit every spec (a job array when there are several), wait for all, and read their outcomes."""
     if not specs:
         return []

@@ -14,12 +14,27 @@ from cluster.profiles import Profile
 
 
 def torchrun_command(spec_file: Path, processes: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(processes),
-            "--master-addr", "127.0.0.1", "--master-port", str(free_port()), "-m", "cluster.launch", str(spec_file)]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(processes),
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+        "-m",
+        "cluster.launch",
+        str(spec_file),
+    ]
 
 
-def run_trials(specs: list[LaunchSpec], profile: Profile, *, workdir: Path, metric: str | None = None,
-               mode: str = "min") -> list[TrialOutcome]:
+def run_trials(
+    specs: list[LaunchSpec], profile: Profile, *, workdir: Path, metric: str | None = None, mode: str = "min"
+) -> list[TrialOutcome]:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     outcomes = []
@@ -27,8 +42,12 @@ def run_trials(specs: list[LaunchSpec], profile: Profile, *, workdir: Path, metr
         spec_file = workdir / f"spec-{index:03d}.json"
         spec_file.write_text(spec.to_json())
         print(f"[{index + 1}/{len(specs)}] {Path(spec.run_dir).name} on {profile.processes} processes", flush=True)
-        done = subprocess.run(torchrun_command(spec_file, profile.processes), capture_output=True, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": str(profile.threads)})
+        done = subprocess.run(
+            torchrun_command(spec_file, profile.processes),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": str(profile.threads)},
+        )
         outcome = outcome_from_run_dir(spec)
         if done.returncode != 0 and outcome.status in ("running", "missing"):
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]

@@ -39,9 +39,20 @@ TRUE_RECORD = ("step", "width_step", "l1", "l2", "ratio", "rho")
 
 def run_quadratic(cfg: Config, ctx: RunContext) -> dict[str, float]:
     q = cfg.quadratic
-    averages = [quadratic.averaged_l1(k, dim=q.dim, low=q.curvature_min, high=q.curvature_max, noise=q.noise,
-                                      eta0=q.eta0, x0=q.x0, weight_decay=q.weight_decay, seed=ctx.seed)
-                for k in q.horizons]
+    averages = [
+        quadratic.averaged_l1(
+            k,
+            dim=q.dim,
+            low=q.curvature_min,
+            high=q.curvature_max,
+            noise=q.noise,
+            eta0=q.eta0,
+            x0=q.x0,
+            weight_decay=q.weight_decay,
+            seed=ctx.seed,
+        )
+        for k in q.horizons
+    ]
     metrics = {f"quad/avg_l1/K{k}": a for k, a in zip(q.horizons, averages)}
     ratios = {f"quad/ratio/K{k}": a / prev for k, a, prev in zip(q.horizons[1:], averages[1:], averages)}
     metrics.update(ratios)
@@ -55,15 +66,16 @@ def run_quadratic(cfg: Config, ctx: RunContext) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, cfg: Config,
-             device: str) -> tuple[float, float]:
+def evaluate(
+    model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, cfg: Config, device: str
+) -> tuple[float, float]:
     """Full-split mean cross-entropy and accuracy, in chunks."""
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
     for start in range(0, len(labels), cfg.eval_batch_size):
-        x = to_input(torch.from_numpy(images[start:start + cfg.eval_batch_size]).to(device))
-        y = torch.from_numpy(labels[start:start + cfg.eval_batch_size]).to(device)
+        x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device))
+        y = torch.from_numpy(labels[start : start + cfg.eval_batch_size]).to(device)
         logits = model(x)
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(dim=1) == y).sum().item()
@@ -71,8 +83,14 @@ def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, cfg
     return total_loss / len(labels), correct / len(labels)
 
 
-def true_gradient(model: torch.nn.Module, named: Sequence[tuple[str, torch.nn.Parameter]], images: np.ndarray,
-                  labels: np.ndarray, cfg: Config, ctx: RunContext) -> NormStats:
+def true_gradient(
+    model: torch.nn.Module,
+    named: Sequence[tuple[str, torch.nn.Parameter]],
+    images: np.ndarray,
+    labels: np.ndarray,
+    cfg: Config,
+    ctx: RunContext,
+) -> NormStats:
     """Norms of the gradient of the mean loss over `images` (the large-batch estimate of grad f, §3.4 step 3).
 
     Computed with autograd.grad on the unwrapped model, so neither .grad nor DDP's hooks see it; batch-norm
@@ -84,7 +102,7 @@ def true_gradient(model: torch.nn.Module, named: Sequence[tuple[str, torch.nn.Pa
     buffers = [buffer.clone() for buffer in model.buffers()]
     share = np.arange(ctx.rank, len(labels), ctx.world_size)
     for start in range(0, len(share), cfg.eval_batch_size):
-        rows = share[start:start + cfg.eval_batch_size]
+        rows = share[start : start + cfg.eval_batch_size]
         x = to_input(torch.from_numpy(images[rows]).to(ctx.device))
         y = torch.from_numpy(labels[rows]).to(ctx.device)
         loss = F.cross_entropy(model(x), y, reduction="sum")
@@ -98,22 +116,44 @@ def true_gradient(model: torch.nn.Module, named: Sequence[tuple[str, torch.nn.Pa
     return vector_stats(flat)
 
 
-def summarise_width(width: int, d: int, records: np.ndarray, true_records: np.ndarray,
-                    final: dict[str, float]) -> dict[str, float]:
+def summarise_width(
+    width: int, d: int, records: np.ndarray, true_records: np.ndarray, final: dict[str, float]
+) -> dict[str, float]:
     rho, ratio = records[:, RECORD.index("rho")], records[:, RECORD.index("ratio")]
-    summary = {"width": float(width), "d": float(d), "rho_min": float(rho.min()), "rho_max": float(rho.max()),
-               "rho_mean": float(rho.mean()), "ratio_mean": float(ratio.mean()),
-               "rho_avg": float(records[-1, RECORD.index("rho_avg")]), **final}
+    summary = {
+        "width": float(width),
+        "d": float(d),
+        "rho_min": float(rho.min()),
+        "rho_max": float(rho.max()),
+        "rho_mean": float(rho.mean()),
+        "ratio_mean": float(ratio.mean()),
+        "rho_avg": float(records[-1, RECORD.index("rho_avg")]),
+        **final,
+    }
     if len(true_records):
         true_rho = true_records[:, TRUE_RECORD.index("rho")]
-        summary.update(true_rho_min=float(true_rho.min()), true_rho_max=float(true_rho.max()),
-                       true_rho_mean=float(true_rho.mean()),
-                       true_ratio_mean=float(true_records[:, TRUE_RECORD.index("ratio")].mean()))
+        summary.update(
+            true_rho_min=float(true_rho.min()),
+            true_rho_max=float(true_rho.max()),
+            true_rho_mean=float(true_rho.mean()),
+            true_ratio_mean=float(true_records[:, TRUE_RECORD.index("ratio")].mean()),
+        )
     return summary
 
 
-WIDTH_METRICS = ("d", "rho_min", "rho_max", "rho_mean", "ratio_mean", "rho_avg", "true_rho_mean", "true_ratio_mean",
-                 "train_loss", "val_acc", "test_acc")  # the rest of a width's summary is in widths.csv
+WIDTH_METRICS = (
+    "d",
+    "rho_min",
+    "rho_max",
+    "rho_mean",
+    "ratio_mean",
+    "rho_avg",
+    "true_rho_mean",
+    "true_ratio_mean",
+    "train_loss",
+    "val_acc",
+    "test_acc",
+)  # the rest of a width's summary is in widths.csv
 
 
 def width_metrics(summary: dict[str, Any]) -> dict[str, float]:
@@ -121,8 +161,9 @@ def width_metrics(summary: dict[str, Any]) -> dict[str, float]:
     return {f"{prefix}/{key}": summary[key] for key in WIDTH_METRICS if key in summary}
 
 
-def train_width(cfg: Config, ctx: RunContext, data: dict[str, Any], index: int, resume: bool,
-                done_widths: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def train_width(
+    cfg: Config, ctx: RunContext, data: dict[str, Any], index: int, resume: bool, done_widths: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Train widths[index] for `budget` steps, probing the gradient; returns done_widths plus this width."""
     width, budget = cfg.widths[index], cfg.budget
     torch.manual_seed(ctx.seed)  # every width starts from the same seed and reads the same batches
@@ -144,8 +185,9 @@ def train_width(cfg: Config, ctx: RunContext, data: dict[str, Any], index: int, 
         tensor_sums = np.array(state["tensor_sums"])
     a1, a2 = (sum(r[RECORD.index("l1")] for r in records), sum(r[RECORD.index("l2")] for r in records))
 
-    stream = data["shards"].batches(cfg.batch_size, seed=ctx.seed, start_batch=start, rank=ctx.rank,
-                                   world_size=ctx.world_size)
+    stream = data["shards"].batches(
+        cfg.batch_size, seed=ctx.seed, start_batch=start, rank=ctx.rank, world_size=ctx.world_size
+    )
     for step in ctx.progress(range(start, budget), total=budget, initial=start, desc=f"adamw_l1 w={width}"):
         global_step = index * budget + step
         metrics: dict[str, float] = {"model/width": width, "grad/d": d}
@@ -155,12 +197,15 @@ def train_width(cfg: Config, ctx: RunContext, data: dict[str, Any], index: int, 
             metrics.update({"grad_true/l1": true.l1, "grad_true/l2": true.l2, "grad_true/rho": true.rho})
         images, labels = next(stream)
         lr = optimizer.param_groups[0]["lr"]
-        loss = F.cross_entropy(wrapped(to_input(torch.from_numpy(images).to(ctx.device))),
-                               torch.from_numpy(labels).to(ctx.device))
+        loss = F.cross_entropy(
+            wrapped(to_input(torch.from_numpy(images).to(ctx.device))), torch.from_numpy(labels).to(ctx.device)
+        )
         value = ctx.strategy.mean_across_ranks(loss.detach()).item()
         if not math.isfinite(value) or value > cfg.divergence_limit:
-            raise RunError(f"loss diverged at step {step} of width {width} (loss {value:.4g}, lr {lr:.4g}): "
-                           "lower lr or change the schedule")
+            raise RunError(
+                f"loss diverged at step {step} of width {width} (loss {value:.4g}, lr {lr:.4g}): "
+                "lower lr or change the schedule"
+            )
         ctx.strategy.backward(loss)
         if step % cfg.log_every == 0 or step == budget - 1:
             total, per_tensor = gradient_norms(named)  # raw: before clipping and before the step
@@ -170,8 +215,15 @@ def train_width(cfg: Config, ctx: RunContext, data: dict[str, Any], index: int, 
             rho_avg = a1 / (math.sqrt(d) * a2) if a2 > 0 else math.nan
             records.append((global_step, step, value, lr, total.l1, total.l2, total.ratio, total.rho, rho_avg))
             tensor_sums += np.array([[s.l1, s.l2, s.ratio, s.rho] for s in per_tensor.values()])
-            metrics.update({"grad/l1": total.l1, "grad/l2": total.l2, "grad/ratio": total.ratio,
-                            "grad/rho": total.rho, "grad/rho_avg": rho_avg})
+            metrics.update(
+                {
+                    "grad/l1": total.l1,
+                    "grad/l2": total.l2,
+                    "grad/ratio": total.ratio,
+                    "grad/rho": total.rho,
+                    "grad/rho_avg": rho_avg,
+                }
+            )
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         ctx.strategy.step()
@@ -182,8 +234,10 @@ def train_width(cfg: Config, ctx: RunContext, data: dict[str, Any], index: int, 
             for split in ("train", "val", "test"):
                 final[f"{split}_loss"], final[f"{split}_acc"] = evaluate(model, *data[split], cfg, ctx.device)
             summary = summarise_width(width, d, np.array(records), np.array(true_records).reshape(-1, 6), final)
-            summary["tensors"] = {name: (param.numel(), *(float(v) for v in tensor_sums[row] / len(records)))
-                                  for row, (name, param) in enumerate(named)}
+            summary["tensors"] = {
+                name: (param.numel(), *(float(v) for v in tensor_sums[row] / len(records)))
+                for row, (name, param) in enumerate(named)
+            }
             summary["records"], summary["true_records"] = records, true_records
             done_widths = [*done_widths, summary]
             metrics.update(width_metrics(summary))
@@ -193,12 +247,22 @@ def train_width(cfg: Config, ctx: RunContext, data: dict[str, Any], index: int, 
         global_done = index * budget + done
         stopping = ctx.should_stop() and global_done < budget * len(cfg.widths)
         if ctx.checkpoint is not None and (ctx.checkpoint.due(global_done) or stopping):
-            ctx.checkpoint.save(global_done, {
-                "data_position": done, "width_index": index, "done_widths": done_widths,
-                "records": records, "true_records": true_records, "tensor_sums": tensor_sums.tolist()})
+            ctx.checkpoint.save(
+                global_done,
+                {
+                    "data_position": done,
+                    "width_index": index,
+                    "done_widths": done_widths,
+                    "records": records,
+                    "true_records": true_records,
+                    "tensor_sums": tensor_sums.tolist(),
+                },
+            )
         if stopping:
-            raise Preempted(f"stopped at step {done} of width {width} ({global_done} of "
-                            f"{budget * len(cfg.widths)}); resume continues from its checkpoint")
+            raise Preempted(
+                f"stopped at step {done} of width {width} ({global_done} of "
+                f"{budget * len(cfg.widths)}); resume continues from its checkpoint"
+            )
     return done_widths
 
 
@@ -212,8 +276,9 @@ def load_data(cfg: Config, ctx: RunContext) -> dict[str, Any]:
     data: dict[str, Any] = {"shards": splits["train"], "classes": splits["train"].classes}
     for split, shards in splits.items():
         data[split] = shards.arrays()  # (images, labels) for the end-of-width evaluation
-    count = len(data["train"][1]) if cfg.true_grad_samples is None else min(cfg.true_grad_samples,
-                                                                           len(data["train"][1]))
+    count = (
+        len(data["train"][1]) if cfg.true_grad_samples is None else min(cfg.true_grad_samples, len(data["train"][1]))
+    )
     data["true_images"], data["true_labels"] = data["train"][0][:count], data["train"][1][:count]
     return data
 
@@ -224,22 +289,29 @@ def train_widths(cfg: Config, ctx: RunContext) -> dict[str, float]:
     first = (resume_step - 1) // cfg.budget if resume_step else 0  # the checkpoint after step s is width (s-1)//budget
     done_widths: list[dict[str, Any]] = []
     for index in range(first, len(cfg.widths)):
-        done_widths = train_width(cfg, ctx, data, index, resume=resume_step > 0 and index == first,
-                                  done_widths=done_widths)
+        done_widths = train_width(
+            cfg, ctx, data, index, resume=resume_step > 0 and index == first, done_widths=done_widths
+        )
 
     metrics: dict[str, float] = {}
     for summary in done_widths:
         metrics.update(width_metrics(summary))
     all_rho = np.concatenate([np.array(s["records"])[:, RECORD.index("rho")] for s in done_widths])
     sizes = [s["d"] for s in done_widths]
-    metrics.update(rho_min=float(all_rho.min()), rho_max=float(all_rho.max()), rho_mean=float(all_rho.mean()),
-                   loglog_slope=loglog_slope(sizes, [s["ratio_mean"] for s in done_widths]))
+    metrics.update(
+        rho_min=float(all_rho.min()),
+        rho_max=float(all_rho.max()),
+        rho_mean=float(all_rho.mean()),
+        loglog_slope=loglog_slope(sizes, [s["ratio_mean"] for s in done_widths]),
+    )
     if all("true_ratio_mean" in s for s in done_widths):
         metrics["loglog_slope_true"] = loglog_slope(sizes, [s["true_ratio_mean"] for s in done_widths])
     tensor_points = [(d_j, r_j) for s in done_widths for d_j, _, _, r_j, _ in s["tensors"].values() if d_j > 1]
     metrics["tensor_slope"] = loglog_slope([p[0] for p in tensor_points], [p[1] for p in tensor_points])
-    ctx.log({key: metrics[key] for key in ("rho_min", "rho_max", "rho_mean", "loglog_slope")},
-            step=cfg.budget * len(cfg.widths))
+    ctx.log(
+        {key: metrics[key] for key in ("rho_min", "rho_max", "rho_mean", "loglog_slope")},
+        step=cfg.budget * len(cfg.widths),
+    )
     if ctx.is_main:
         write_tables(ctx.run_dir, done_widths)
         plots.ratio_against_d(ctx.run_dir / "ratio_vs_d.png", done_widths, metrics, cfg.optimizer)
@@ -268,8 +340,9 @@ def write_tables(run_dir: Path, done_widths: Sequence[dict[str, Any]]) -> None:
     with open(run_dir / "widths.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(keys)
-        writer.writerows([int(s[key]) if key in ("width", "d") else repr(s.get(key, math.nan)) for key in keys]
-                         for s in done_widths)
+        writer.writerows(
+            [int(s[key]) if key in ("width", "d") else repr(s.get(key, math.nan)) for key in keys] for s in done_widths
+        )
 
 
 class AdamWL1:
@@ -277,12 +350,24 @@ class AdamWL1:
     Config = Config
     presets = {
         # seconds: plumbing only
-        "test": {**DIGITS, "widths": [8, 16], "budget": 20, "batch_size": 32, "true_grad_every": 10,
-                 "true_grad_samples": 256},
+        "test": {
+            **DIGITS,
+            "widths": [8, 16],
+            "budget": 20,
+            "batch_size": 32,
+            "true_grad_every": 10,
+            "true_grad_samples": 256,
+        },
         # adamw_l1.md §6: MLP 64-w-w-10, w in {16, 64, 256}, batch 64, 600 steps; large-batch gradient on the
         # whole training split every 50 steps
-        "smoke": {**DIGITS, "widths": [16, 64, 256], "budget": 600, "batch_size": 64, "true_grad_every": 50,
-                  "true_grad_samples": None},
+        "smoke": {
+            **DIGITS,
+            "widths": [16, 64, 256],
+            "budget": 600,
+            "batch_size": 64,
+            "true_grad_every": 50,
+            "true_grad_samples": None,
+        },
         "paper": {},  # the Config defaults: ResNet-18 at base widths 16-128 on CIFAR-10, 100 epochs each
     }
     datasets = ("images/digits", "images/cifar10")
@@ -303,8 +388,9 @@ class AdamWL1:
         model = build_classifier(cfg.task, 10, cfg.widths[-1])
         optimizer = build_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
         shape = (2, 8, 8) if cfg.task == "digits_mlp" else (2, 32, 32, 3)
-        loss = F.cross_entropy(model(to_input(torch.randint(0, 256, shape, dtype=torch.uint8))),
-                               torch.randint(0, 10, (2,)))
+        loss = F.cross_entropy(
+            model(to_input(torch.randint(0, 256, shape, dtype=torch.uint8))), torch.randint(0, 10, (2,))
+        )
         loss.backward()
         total, _ = gradient_norms(list(model.named_parameters()))
         optimizer.step()

@@ -66,8 +66,10 @@ def gradient_norms(
     """
     missing = [name for name, param in named_parameters if param.grad is None]
     if missing:
-        raise RunError(f"the gradient probe found no .grad on {missing[0]} ({len(missing)} tensors): it needs the "
-                       "full gradients after backward; use the plain or ddp strategy (ZeRO-2/3 shards them)")
+        raise RunError(
+            f"the gradient probe found no .grad on {missing[0]} ({len(missing)} tensors): it needs the "
+            "full gradients after backward; use the plain or ddp strategy (ZeRO-2/3 shards them)"
+        )
     sums = partial_sums([param.grad for _, param in named_parameters])
     if all_reduce is not None:
         sums = all_reduce(sums)

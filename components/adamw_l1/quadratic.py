@@ -23,14 +23,25 @@ def hyper_parameters(horizon: int, eta0: float) -> dict[str, float]:
     return {"lr": eta0 / horizon**0.75, "beta1": 1.0 - 1.0 / math.sqrt(horizon), "beta2": 1.0 - 1.0 / horizon}
 
 
-def averaged_l1(horizon: int, *, dim: int, low: float, high: float, noise: float, eta0: float, x0: float,
-                weight_decay: float, seed: int) -> float:
+def averaged_l1(
+    horizon: int,
+    *,
+    dim: int,
+    low: float,
+    high: float,
+    noise: float,
+    eta0: float,
+    x0: float,
+    weight_decay: float,
+    seed: int,
+) -> float:
     """(1/K) sum_{k=1..K} ||grad f(x_k)||_1 for one run of torch.optim.AdamW over K steps."""
     lam = curvatures(dim, low, high)
     x = torch.full((dim,), x0, dtype=torch.float64, requires_grad=True)
     hp = hyper_parameters(horizon, eta0)
-    optimizer = torch.optim.AdamW([x], lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=1e-8,
-                                  weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(
+        [x], lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=1e-8, weight_decay=weight_decay
+    )
     generator = torch.Generator().manual_seed(seed * 1_000_003 + horizon)  # one noise stream per (seed, K)
     total = 0.0
     for _ in range(horizon):

@@ -17,10 +17,17 @@ import torch
 
 
 class ReferenceAdamW:
-    def __init__(self, groups: Iterable[dict], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, bias_correction: bool = True):
-        self.groups = [{"params": list(group["params"]), "weight_decay": float(group["weight_decay"])}
-                       for group in groups]
+    def __init__(
+        self,
+        groups: Iterable[dict],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        bias_correction: bool = True,
+    ):
+        self.groups = [
+            {"params": list(group["params"]), "weight_decay": float(group["weight_decay"])} for group in groups
+        ]
         self.lr, self.betas, self.eps, self.bias_correction = lr, betas, eps, bias_correction
         self.steps = 0
         self.m: dict[int, torch.Tensor] = {}
@@ -48,4 +55,3 @@ class ReferenceAdamW:
         for group in self.groups:
             for param in group["params"]:
                 param.grad = None
-

@@ -39,8 +39,15 @@ def set_rng_states(states: dict[str, Any]) -> None:
 class Checkpointer:
     """Every rank calls save/restore (a sharded strategy writes one file per rank); rank 0 renames."""
 
-    def __init__(self, directory: Path, strategy: Strategy, every: int = 0, keep: int = 2, rank: int = 0,
-                 barrier: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        directory: Path,
+        strategy: Strategy,
+        every: int = 0,
+        keep: int = 2,
+        rank: int = 0,
+        barrier: Callable[[], None] = lambda: None,
+    ):
         self.directory = Path(directory)
         self.strategy = strategy
         self.every = every  # 0: only when the run asks (e.g. on preemption)

@@ -125,8 +125,10 @@ def resolve_config(
     """The run's Config: defaults, then the preset, then params.yaml's section, then overrides."""
     if preset not in PRESETS or preset not in component.presets:
         known = [p for p in PRESETS if p in component.presets]
-        raise ConfigError(f"unknown preset '{preset}' for {component.name}{did_you_mean(preset, known)}; "
-                          f"choose from {', '.join(known)}")
+        raise ConfigError(
+            f"unknown preset '{preset}' for {component.name}{did_you_mean(preset, known)}; "
+            f"choose from {', '.join(known)}"
+        )
     tree = deep_merge(component.presets[preset], section or {})
     tree = deep_merge(tree, overrides_to_tree(overrides))
     return validate(component.Config, tree, scope=component.name)

@@ -23,14 +23,17 @@ SHM_OP = "deepspeed_shm_comm"
 class DeepSpeedStrategy:
     name = "deepspeed"
 
-    def __init__(self, device: str = "cpu", config: dict[str, Any] | None = None, config_file: str | None = None,
-                 **_: Any) -> None:
+    def __init__(
+        self, device: str = "cpu", config: dict[str, Any] | None = None, config_file: str | None = None, **_: Any
+    ) -> None:
         self.device = device
         self.config = dict(config or {"zero_optimization": {"stage": 0}})
         self.config_file = config_file
         if self.config.get("gradient_accumulation_steps", 1) != 1:
-            raise ConfigError(f"{config_file or 'deepspeed config'}: gradient_accumulation_steps must be 1 "
-                              "(components take one optimizer step per batch; schedules count optimizer steps)")
+            raise ConfigError(
+                f"{config_file or 'deepspeed config'}: gradient_accumulation_steps must be 1 "
+                "(components take one optimizer step per batch; schedules count optimizer steps)"
+            )
         self.engine = None
 
     def prepare(self, model, optimizer, scheduler=None):
@@ -42,11 +45,16 @@ class DeepSpeedStrategy:
         deepspeed.init_distributed(dist_backend="nccl" if self.device.startswith("cuda") else "gloo")
         world_size = torch.distributed.get_world_size()
         # Components feed one micro-batch per optimizer step; DeepSpeed only needs the sizes to agree.
-        config = {**self.config, "train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1,
-                  "train_batch_size": world_size}
+        config = {
+            **self.config,
+            "train_micro_batch_size_per_gpu": 1,
+            "gradient_accumulation_steps": 1,
+            "train_batch_size": world_size,
+        }
         config.setdefault("steps_per_print", 10**9)
-        self.engine, optimizer, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer,
-                                                                    lr_scheduler=scheduler, config=config)
+        self.engine, optimizer, _, scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config
+        )
         return self.engine, optimizer, scheduler
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -59,8 +67,9 @@ class DeepSpeedStrategy:
         self.engine.save_checkpoint(str(directory), tag="deepspeed", save_latest=False)
 
     def load(self, directory: Path) -> None:
-        path, _ = self.engine.load_checkpoint(str(directory), tag="deepspeed", load_optimizer_states=True,
-                                              load_lr_scheduler_states=True)
+        path, _ = self.engine.load_checkpoint(
+            str(directory), tag="deepspeed", load_optimizer_states=True, load_lr_scheduler_states=True
+        )
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint in {directory}")
 

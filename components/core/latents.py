@@ -24,8 +24,16 @@ import torch.nn.functional as F
 
 from components.core.errors import DataError, did_you_mean
 from components.core.files import atomic_directory
-from components.core.shards import (MANIFEST, ShardMembers, check_dataset, encode_npy, first_npy_header,
-                                    manifest_bytes, prepare_command, write_split)
+from components.core.shards import (
+    MANIFEST,
+    ShardMembers,
+    check_dataset,
+    encode_npy,
+    first_npy_header,
+    manifest_bytes,
+    prepare_command,
+    write_split,
+)
 
 KIND = "video"
 LATENT_DTYPES = ("float32", "float16")
@@ -102,10 +110,20 @@ def _npy_samples(latents: Iterable[np.ndarray], dtype: str) -> Iterator[tuple[by
         yield encode_npy(np.asarray(clip, dtype=dtype)), 0
 
 
-def write_latent_dataset(out_dir: Path, *, source: str, options: dict, generator_version: int,
-                         encoder: dict[str, Any], pixel_shape: list[int], latent_shape: list[int],
-                         splits: dict[str, tuple[int, Iterable[np.ndarray]]], samples_per_shard: int,
-                         dtype: str = "float32", notes: dict[str, Any] | None = None) -> dict:
+def write_latent_dataset(
+    out_dir: Path,
+    *,
+    source: str,
+    options: dict,
+    generator_version: int,
+    encoder: dict[str, Any],
+    pixel_shape: list[int],
+    latent_shape: list[int],
+    splits: dict[str, tuple[int, Iterable[np.ndarray]]],
+    samples_per_shard: int,
+    dtype: str = "float32",
+    notes: dict[str, Any] | None = None,
+) -> dict:
     """Write every split's latents and the manifest into a staging folder, then swap it onto `out_dir`.
 
     `splits` maps a split name to (clip count, iterable of latent arrays of shape `latent_shape`); the
@@ -115,9 +133,18 @@ def write_latent_dataset(out_dir: Path, *, source: str, options: dict, generator
         raise DataError(f"latent dtype '{dtype}' is not one of {', '.join(LATENT_DTYPES)}")
     name = f"{out_dir.parent.name}/{out_dir.name}"
     manifest: dict[str, Any] = {
-        "name": name, "kind": KIND, "source": source, "options": options, "generator_version": generator_version,
-        "format": "npy", "dtype": dtype, "latent_shape": [int(s) for s in latent_shape],
-        "pixel_shape": [int(s) for s in pixel_shape], "encoder": encoder, "classes": ["clip"], "splits": {},
+        "name": name,
+        "kind": KIND,
+        "source": source,
+        "options": options,
+        "generator_version": generator_version,
+        "format": "npy",
+        "dtype": dtype,
+        "latent_shape": [int(s) for s in latent_shape],
+        "pixel_shape": [int(s) for s in pixel_shape],
+        "encoder": encoder,
+        "classes": ["clip"],
+        "splits": {},
         **(notes or {}),
     }
     expected = tuple(manifest["latent_shape"])
@@ -133,8 +160,14 @@ def write_latent_dataset(out_dir: Path, *, source: str, options: dict, generator
     with atomic_directory(out_dir) as staging:
         for split, (count, latents) in splits.items():
             manifest["splits"][split] = write_split(
-                staging, split, _npy_samples(checked(split, latents), dtype), extension="npy",
-                samples_per_shard=samples_per_shard, total=count, description=f"{name} {split}")
+                staging,
+                split,
+                _npy_samples(checked(split, latents), dtype),
+                extension="npy",
+                samples_per_shard=samples_per_shard,
+                total=count,
+                description=f"{name} {split}",
+            )
         (staging / MANIFEST).write_bytes(manifest_bytes(manifest))
     return manifest
 
@@ -154,8 +187,9 @@ class LatentShards:
             raise DataError(f"dataset '{name}' is {manifest.get('kind')!r} data, not video latents")
         splits = manifest["splits"]
         if split not in splits:
-            raise DataError(f"dataset '{name}' has no split '{split}'{did_you_mean(split, splits)}: "
-                            f"it has {', '.join(splits)}")
+            raise DataError(
+                f"dataset '{name}' has no split '{split}'{did_you_mean(split, splits)}: it has {', '.join(splits)}"
+            )
         self.manifest = manifest
         self.shape: tuple[int, ...] = tuple(int(s) for s in manifest["latent_shape"])
         self.pixel_shape: tuple[int, ...] = tuple(int(s) for s in manifest["pixel_shape"])
@@ -177,16 +211,20 @@ class LatentShards:
         self._offset = np.concatenate(offsets) if offsets else np.zeros(0, np.int64)
         self.num_clips = len(self._offset)
         if self.num_clips != int(splits[split]["count"]):
-            raise DataError(f"dataset '{name}' split '{split}' holds {self.num_clips} clips, manifest says "
-                            f"{splits[split]['count']}: {self._fix}")
+            raise DataError(
+                f"dataset '{name}' split '{split}' holds {self.num_clips} clips, manifest says "
+                f"{splits[split]['count']}: {self._fix}"
+            )
 
     def _npy_header_length(self, path: Path, members: ShardMembers) -> int:
         """Every member must carry the manifest's shape and dtype in the same header, so a clip is a fixed slice."""
         data = np.memmap(path, dtype=np.uint8, mode="r")
         shape, fortran_order, dtype, header = first_npy_header(path, data, members, self._fix)
         if tuple(shape) != self.shape or dtype != self.dtype or fortran_order:
-            raise DataError(f"shard {path} stores {dtype} latents of shape {tuple(shape)}, manifest says "
-                            f"{self.dtype} {self.shape}: {self._fix}")
+            raise DataError(
+                f"shard {path} stores {dtype} latents of shape {tuple(shape)}, manifest says "
+                f"{self.dtype} {self.shape}: {self._fix}"
+            )
         if np.any(members.payload_sizes != header + self.dtype.itemsize * int(np.prod(self.shape))):
             raise DataError(f"shard {path} has a .npy member of the wrong size: {self._fix}")
         headers = data[members.payload_offsets[:, None] + np.arange(header)]
@@ -224,18 +262,20 @@ class LatentShards:
     def batch_indices(self, batch: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
         epoch, position = divmod(batch, self.num_clips // batch_size)
         order = np.random.default_rng([seed, epoch]).permutation(self.num_clips)
-        return order[position * batch_size:(position + 1) * batch_size][rank::world_size]
+        return order[position * batch_size : (position + 1) * batch_size][rank::world_size]
 
-    def batches(self, batch_size: int, seed: int, start_batch: int = 0, rank: int = 0,
-                world_size: int = 1) -> Iterator[np.ndarray]:
+    def batches(
+        self, batch_size: int, seed: int, start_batch: int = 0, rank: int = 0, world_size: int = 1
+    ) -> Iterator[np.ndarray]:
         """Infinite stream of this rank's share of global batches start_batch, start_batch + 1, ...."""
         if world_size < 1 or not 0 <= rank < world_size:
             raise DataError(f"rank {rank} is not in 0..{world_size - 1} for world size {world_size}")
         if batch_size < 1 or batch_size % world_size:
             raise DataError(f"batch_size {batch_size} must be a positive multiple of the world size {world_size}")
         if batch_size > self.num_clips:
-            raise DataError(f"batch_size {batch_size} exceeds the {self.num_clips} clips of split '{self.split}' "
-                            f"of '{self.name}'")
+            raise DataError(
+                f"batch_size {batch_size} exceeds the {self.num_clips} clips of split '{self.split}' of '{self.name}'"
+            )
         batch = start_batch
         while True:
             yield self.clips(self.batch_indices(batch, batch_size, seed, rank, world_size))

@@ -10,8 +10,10 @@ def digits_mlp(width: int = 64, num_classes: int = 10) -> nn.Module:
     """A 64-w-w-10 ReLU MLP on flattened 8x8 digits (uba.md, lion.md, adamw_l1.md §6); d = w^2 + 76 w + 10."""
     return nn.Sequential(
         nn.Flatten(),
-        nn.Linear(64, width), nn.ReLU(),
-        nn.Linear(width, width), nn.ReLU(),
+        nn.Linear(64, width),
+        nn.ReLU(),
+        nn.Linear(width, width),
+        nn.ReLU(),
         nn.Linear(width, num_classes),
     )
 
@@ -25,8 +27,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(channels)
         self.shortcut = nn.Identity()
         if stride != 1 or in_channels != channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride, bias=False),
-                                          nn.BatchNorm2d(channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -36,8 +39,9 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """He et al. 2016 with the CIFAR stem (3x3 conv, no max-pool), as ResNet-on-CIFAR recipes use."""
 
-    def __init__(self, blocks: tuple[int, ...] = (2, 2, 2, 2), width: int = 64, in_channels: int = 3,
-                 num_classes: int = 10):
+    def __init__(
+        self, blocks: tuple[int, ...] = (2, 2, 2, 2), width: int = 64, in_channels: int = 3, num_classes: int = 10
+    ):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         stages, channels = [], width

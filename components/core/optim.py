@@ -39,9 +39,9 @@ def _params_with_buffers(optimizer: torch.optim.Optimizer, group: dict, key: str
 class Lion(torch.optim.Optimizer):
     """Lion (Chen et al. 2023), in the order the convergence paper analyses:
 
-        c = beta1 m + (1 - beta1) g          interpolation with the OLD momentum
-        x <- x - lr (sign(c) + wd x)         decoupled decay on the pre-step x, scaled by lr; sign(0) = 0
-        m <- beta2 m + (1 - beta2) g         momentum updated AFTER the step
+    c = beta1 m + (1 - beta1) g          interpolation with the OLD momentum
+    x <- x - lr (sign(c) + wd x)         decoupled decay on the pre-step x, scaled by lr; sign(0) = 0
+    m <- beta2 m + (1 - beta2) g         momentum updated AFTER the step
     """
 
     def __init__(
@@ -87,8 +87,9 @@ class MSGDW(torch.optim.Optimizer):
     torch.optim.SGD(weight_decay=...) adds wd x to g, so there the decay goes through the momentum.
     """
 
-    def __init__(self, params: Iterable, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0,
-                 ema: bool = False):
+    def __init__(
+        self, params: Iterable, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, ema: bool = False
+    ):
         if lr < 0:
             raise ValueError(f"MSGDW: lr must be non-negative, got {lr}")
         if not 0.0 <= momentum < 1.0:
@@ -115,10 +116,10 @@ class MSGDW(torch.optim.Optimizer):
 
 class Adan(torch.optim.Optimizer):
     """Adan (Xie et al. 2022, "Adaptive Nesterov Momentum"), the optimizer of every EKAN run script.
-    
+
     Written from the paper's algorithm in the form of the sail-sg reference (betas are "keep" factors,
     bias-corrected, decay as a proximal step). With g_0 := g_1 the first step has no gradient difference:
-    
+
         m <- b1 m + (1 - b1) g                       first moment
         v <- b2 v + (1 - b2) (g - g_prev)            moment of the gradient difference
         n <- b3 n + (1 - b3) (g + b2 (g - g_prev))^2 second moment of the Nesterov-corrected gradient
@@ -126,8 +127,14 @@ class Adan(torch.optim.Optimizer):
         x <- x / (1 + lr wd)
     """
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float, float] = (0.98, 0.92, 0.99),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float, float] = (0.98, 0.92, 0.99),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
         if lr <= 0:
             raise ValueError(f"Adan: lr must be positive, got {lr}")
         if not all(0.0 <= beta < 1.0 for beta in betas) or len(betas) != 3:

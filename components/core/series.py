@@ -23,9 +23,18 @@ from components.core.shards import MANIFEST, SPLITS, check_dataset, manifest_byt
 TABLE = "series.parquet"
 
 
-def write_series_dataset(out_dir: Path, *, source: str, options: dict, generator_version: int,
-                         dates: np.ndarray, values: np.ndarray, columns: list[str], borders: dict[str, tuple[int, int]],
-                         notes: dict[str, Any] | None = None) -> dict:
+def write_series_dataset(
+    out_dir: Path,
+    *,
+    source: str,
+    options: dict,
+    generator_version: int,
+    dates: np.ndarray,
+    values: np.ndarray,
+    columns: list[str],
+    borders: dict[str, tuple[int, int]],
+    notes: dict[str, Any] | None = None,
+) -> dict:
     """Write the table and manifest into a staging folder, then swap it onto `out_dir` (never half-written)."""
     out_dir = Path(out_dir)
     values = np.asarray(values, dtype=np.float64)
@@ -33,21 +42,33 @@ def write_series_dataset(out_dir: Path, *, source: str, options: dict, generator
         raise DataError(f"series {out_dir.name}: {len(dates)} dates, values {values.shape}, {len(columns)} columns")
     if set(borders) != set(SPLITS):
         raise DataError(f"series {out_dir.name}: split borders must name {', '.join(SPLITS)}")
-    table = pa.table({"date": pa.array(dates.astype("datetime64[s]"), type=pa.timestamp("s")),
-                      **{name: pa.array(values[:, i]) for i, name in enumerate(columns)}})
+    table = pa.table(
+        {
+            "date": pa.array(dates.astype("datetime64[s]"), type=pa.timestamp("s")),
+            **{name: pa.array(values[:, i]) for i, name in enumerate(columns)},
+        }
+    )
     name = f"{out_dir.parent.name}/{out_dir.name}"
     with atomic_directory(out_dir) as staging:
         # fixed writer settings and no statistics timestamps: the same input gives the same bytes
         pq.write_table(table, staging / TABLE, compression="zstd", use_dictionary=False, write_statistics=False)
         manifest = {
-            "name": name, "kind": "series", "source": source, "options": options,
-            "generator_version": generator_version, "format": "parquet", "columns": list(columns),
-            "rows": int(len(values)), "first_date": str(dates[0].astype("datetime64[s]")),
+            "name": name,
+            "kind": "series",
+            "source": source,
+            "options": options,
+            "generator_version": generator_version,
+            "format": "parquet",
+            "columns": list(columns),
+            "rows": int(len(values)),
+            "first_date": str(dates[0].astype("datetime64[s]")),
             "last_date": str(dates[-1].astype("datetime64[s]")),
-            "splits": {split: {"start": int(start), "end": int(end), "shards": []}
-                       for split, (start, end) in borders.items()},
-            "files": [{"file": TABLE, "bytes": (staging / TABLE).stat().st_size,
-                       "sha256": sha256_file(staging / TABLE)}],
+            "splits": {
+                split: {"start": int(start), "end": int(end), "shards": []} for split, (start, end) in borders.items()
+            },
+            "files": [
+                {"file": TABLE, "bytes": (staging / TABLE).stat().st_size, "sha256": sha256_file(staging / TABLE)}
+            ],
             **(notes or {}),
         }
         (staging / MANIFEST).write_bytes(manifest_bytes(manifest))
@@ -80,8 +101,10 @@ class SeriesTable:
         first = max(start - seq_len, 0) if split != "train" else start
         count = end - first - seq_len - pred_len + 1
         if count < 1:
-            raise DataError(f"{self.name}: the {split} split has {end - start} rows, too few for seq_len {seq_len} "
-                            f"+ pred_len {pred_len}; shorten the windows or re-prepare with a larger {split} share")
+            raise DataError(
+                f"{self.name}: the {split} split has {end - start} rows, too few for seq_len {seq_len} "
+                f"+ pred_len {pred_len}; shorten the windows or re-prepare with a larger {split} share"
+            )
         stack = np.lib.stride_tricks.sliding_window_view(values[first:end], seq_len + pred_len, axis=0)
         stack = np.moveaxis(stack, -1, 1)[:count]  # [N, seq_len + pred_len, D]
         return np.ascontiguousarray(stack[:, :seq_len]), np.ascontiguousarray(stack[:, seq_len:])

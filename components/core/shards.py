@@ -13,8 +13,9 @@ import hashlib
 import io
 import json
 import mmap
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,9 +90,7 @@ def write_split(
                     finish_shard()
                 shards.append({"file": f"{split}-{len(shards):06d}.tar"})
                 file = open(out_dir / shards[-1]["file"], "wb")
-                writer = webdataset.TarWriter(
-                    file, encoder=False, mtime=0, user=TAR_USER, group=TAR_USER, mode=0o444
-                )
+                writer = webdataset.TarWriter(file, encoder=False, mtime=0, user=TAR_USER, group=TAR_USER, mode=0o444)
                 shard_count = 0
             # TarWriter writes a sample's members in sorted order: .cls before .jpg/.npy/.png
             writer.write({"__key__": f"{index:08d}", "cls": str(int(label)).encode(), extension: payload})
@@ -348,7 +347,8 @@ class ImageShards:
         self.num_samples = len(self.labels)
         if self.num_samples != int(split_entry["count"]):
             raise _not_prepared(
-                self.name, f"split '{self.split}' holds {self.num_samples} samples, manifest says {split_entry['count']}"
+                self.name,
+                f"split '{self.split}' holds {self.num_samples} samples, manifest says {split_entry['count']}",
             )
 
     def _check_npy_headers(self, path: Path, members: ShardMembers) -> None:

@@ -109,8 +109,9 @@ class ReplicatedStrategy:
         from torch.nn.parallel import DistributedDataParallel
 
         if not torch.distributed.is_initialized():
-            raise ConfigError("strategy ddp needs a process group: run it through torchrun, SLURM or a profile "
-                              "with processes > 1")
+            raise ConfigError(
+                "strategy ddp needs a process group: run it through torchrun, SLURM or a profile with processes > 1"
+            )
         device_ids = [torch.device(self.device).index] if self.device.startswith("cuda") else None
         return DistributedDataParallel(model, device_ids=device_ids)
 
@@ -132,7 +133,8 @@ STRATEGIES = {
 
 def make_strategy(name: str, device: str = "cpu", options: dict[str, Any] | None = None) -> Strategy:
     if name not in STRATEGIES:
-        raise ConfigError(f"unknown strategy '{name}'{did_you_mean(name, STRATEGIES)}; choose from "
-                          f"{', '.join(STRATEGIES)}")
+        raise ConfigError(
+            f"unknown strategy '{name}'{did_you_mean(name, STRATEGIES)}; choose from {', '.join(STRATEGIES)}"
+        )
     module_name, attribute = STRATEGIES[name].split(":")
     return getattr(importlib.import_module(module_name), attribute)(device=device, **(options or {}))

@@ -27,10 +27,18 @@ from components.dnt.diagnostics import HIST_EDGES, gradient_stats
 from components.dnt.models import GPT, Spec, ViT, sigma1_wqk
 
 DIGITS_VIT = {  # dnt.md §6: 2x2 patches -> 16 tokens + cls, d 64, 4 heads, 4 blocks, FFN 128, ReLU, no biases
-    "backbone": "vit", "dataset": "images/digits", "image_size": 8, "channels": 1, "num_classes": 10,
-    "patch_size": 2, "act": "relu", "precision": "fp32", "workers": 0,
+    "backbone": "vit",
+    "dataset": "images/digits",
+    "image_size": 8,
+    "channels": 1,
+    "num_classes": 10,
+    "patch_size": 2,
+    "act": "relu",
+    "precision": "fp32",
+    "workers": 0,
     "tokens": "stdlib",  # what `--set backbone=gpt` reads at this scale: byte-level stdlib source text
-    "lr_by_optimizer": {}, "weight_decay_by_optimizer": {},  # the optimizer table's defaults at small scale
+    "lr_by_optimizer": {},
+    "weight_decay_by_optimizer": {},  # the optimizer table's defaults at small scale
 }
 LAST_LOSSES = 20  # final/train_loss: the mean batch loss over the last steps
 HISTORY_POINTS = 1000  # at most this many (step, loss) points are kept for the curves plot
@@ -49,8 +57,17 @@ def weight_decay(cfg: Config) -> float:
 
 
 def model_spec(cfg: Config) -> Spec:
-    return Spec(variant=cfg.variant, depth=cfg.depth, dim=cfg.dim, heads=cfg.heads, ffn_dim=cfg.ffn_dim,
-                norm_type=cfg.norm_type, norm_eps=cfg.norm_eps, act=cfg.act, bias=cfg.bias)
+    return Spec(
+        variant=cfg.variant,
+        depth=cfg.depth,
+        dim=cfg.dim,
+        heads=cfg.heads,
+        ffn_dim=cfg.ffn_dim,
+        norm_type=cfg.norm_type,
+        norm_eps=cfg.norm_eps,
+        act=cfg.act,
+        bias=cfg.bias,
+    )
 
 
 def vocab_size(cfg: Config) -> int:
@@ -84,19 +101,32 @@ class ImageTask:
         height, width = shape[:2]
         channels = shape[2] if len(shape) == 3 else 1
         if (height, width) != (cfg.image_size, cfg.image_size):
-            raise RunError(f"{cfg.dataset} holds {height}x{width} images: set image_size={height} (and a patch_size "
-                           "that divides it)" if height == width else f"{cfg.dataset} holds non-square images")
+            raise RunError(
+                f"{cfg.dataset} holds {height}x{width} images: set image_size={height} (and a patch_size "
+                "that divides it)"
+                if height == width
+                else f"{cfg.dataset} holds non-square images"
+            )
         if channels != cfg.channels:
             raise RunError(f"{cfg.dataset} has {channels} channel(s): set channels={channels}")
         if len(train.classes) != cfg.num_classes:
             raise RunError(f"{cfg.dataset} has {len(train.classes)} classes: set num_classes={len(train.classes)}")
-        self.facts = {"dataset": cfg.dataset, "train": len(train), "val": len(self.splits["val"]),
-                      "test": len(self.splits["test"])}
+        self.facts = {
+            "dataset": cfg.dataset,
+            "train": len(train),
+            "val": len(self.splits["val"]),
+            "test": len(self.splits["test"]),
+        }
 
     def stream(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        loader = self.splits["train"].loader(self.cfg.batch_size, seed=self.ctx.seed, start_batch=start,
-                                             rank=self.ctx.rank, world_size=self.ctx.world_size,
-                                             num_workers=self.cfg.workers)
+        loader = self.splits["train"].loader(
+            self.cfg.batch_size,
+            seed=self.ctx.seed,
+            start_batch=start,
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+            num_workers=self.cfg.workers,
+        )
         for images, labels in loader:
             yield to_input(images).to(self.ctx.device), labels.to(self.ctx.device)
 
@@ -126,8 +156,13 @@ class TokenTask:
 
     def __init__(self, cfg: Config, ctx: RunContext):
         self.cfg, self.ctx = cfg, ctx
-        self.data = token_sources.load_tokens(cfg.tokens, data_dir=ctx.data_dir, dataset=cfg.dataset,
-                                              vocab_size=cfg.vocab_size, markov_symbols=cfg.markov_symbols)
+        self.data = token_sources.load_tokens(
+            cfg.tokens,
+            data_dir=ctx.data_dir,
+            dataset=cfg.dataset,
+            vocab_size=cfg.vocab_size,
+            markov_symbols=cfg.markov_symbols,
+        )
         if len(self.data.train) <= cfg.seq_len + 1:
             raise RunError(f"the {self.data.source} training split has {len(self.data.train)} tokens: lower seq_len")
         self.windows = self.data.val_windows(cfg.eval_batches * cfg.eval_batch_size, cfg.seq_len)
@@ -136,8 +171,9 @@ class TokenTask:
     def stream(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         step = start
         while True:
-            inputs, targets = self.data.batch(step, self.cfg.batch_size, self.cfg.seq_len, self.ctx.seed,
-                                              self.ctx.rank, self.ctx.world_size)
+            inputs, targets = self.data.batch(
+                step, self.cfg.batch_size, self.cfg.seq_len, self.ctx.seed, self.ctx.rank, self.ctx.world_size
+            )
             yield torch.from_numpy(inputs).to(self.ctx.device), torch.from_numpy(targets).to(self.ctx.device)
             step += 1
 
@@ -145,7 +181,7 @@ class TokenTask:
     def evaluate(self, model: nn.Module, autocast, final: bool = False) -> dict[str, float]:
         total, correct, count = 0.0, 0, 0
         for start in range(0, len(self.windows), self.cfg.eval_batch_size):
-            window = torch.from_numpy(self.windows[start:start + self.cfg.eval_batch_size]).to(self.ctx.device)
+            window = torch.from_numpy(self.windows[start : start + self.cfg.eval_batch_size]).to(self.ctx.device)
             inputs, targets = window[:, :-1], window[:, 1:]
             with autocast():
                 logits = model(inputs)
@@ -175,8 +211,11 @@ def write_plots(run_dir: Path, history: dict, histograms: dict[str, np.ndarray],
     for name, counts in histograms.items():
         if counts.sum():
             axes[1].plot(centres, counts / counts.sum(), label=name)
-    axes[1].set(xlabel="log10 |gradient entry| of weight matrices (zeros at the left edge)", ylabel="fraction",
-                title="gradient magnitudes")
+    axes[1].set(
+        xlabel="log10 |gradient entry| of weight matrices (zeros at the left edge)",
+        ylabel="fraction",
+        title="gradient magnitudes",
+    )
     axes[1].legend()
     axes[1].grid(alpha=0.3)
     fig.tight_layout()
@@ -204,10 +243,16 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
         torch.cuda.reset_peak_memory_stats(ctx.device)
 
     resumed = ctx.checkpoint.restore() if ctx.checkpoint is not None else None
-    state = resumed["state"] if resumed else {
-        "data_position": 0, "init_stats": {}, "last_losses": [],
-        "history": {"steps": [], "loss": [], "val_steps": [], "val_loss": []},
-    }
+    state = (
+        resumed["state"]
+        if resumed
+        else {
+            "data_position": 0,
+            "init_stats": {},
+            "last_losses": [],
+            "history": {"steps": [], "loss": [], "val_steps": [], "val_loss": []},
+        }
+    )
     start = state["data_position"]
     histograms = {name: np.asarray(counts) for name, counts in state.get("histograms", {}).items()}
     every = max(1, cfg.steps // HISTORY_POINTS)
@@ -253,8 +298,13 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
     final = task.evaluate(model, autocast, final=True)
     final["final/train_loss"] = float(np.mean(state["last_losses"]))
     final["weights/sigma1_wqk_max"] = max(sigma1_wqk(net))
-    final.update({f"{key}_init": value for key, value in state["init_stats"].items()
-                  if key in ("grad/tail_ratio", "grad/q50", "grad/q99_9", "grad/max")})
+    final.update(
+        {
+            f"{key}_init": value
+            for key, value in state["init_stats"].items()
+            if key in ("grad/tail_ratio", "grad/q50", "grad/q99_9", "grad/max")
+        }
+    )
     if device_type == "cuda":
         final["mem/peak_gb"] = torch.cuda.max_memory_allocated(ctx.device) / 2**30
     ctx.log(final, step=cfg.steps)
@@ -263,8 +313,11 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
     ctx.strategy.save_weights(ctx.run_dir / "model.safetensors")
     if ctx.is_main:
         (ctx.run_dir / "data.json").write_text(json.dumps(task.facts, indent=2, sort_keys=True) + "\n")
-        np.savez(ctx.run_dir / "grad_hist.npz", edges=HIST_EDGES,
-                 **{name: np.asarray(counts) for name, counts in histograms.items()})
+        np.savez(
+            ctx.run_dir / "grad_hist.npz",
+            edges=HIST_EDGES,
+            **{name: np.asarray(counts) for name, counts in histograms.items()},
+        )
         write_plots(ctx.run_dir, state["history"], histograms, label)
     return final
 
@@ -273,13 +326,36 @@ class DNT:
     name = "dnt"
     Config = Config
     presets = {
-        "test": {**DIGITS_VIT, "depth": 2, "dim": 32, "heads": 2, "ffn_dim": 64, "steps": 20, "batch_size": 32,
-                 "seq_len": 32, "schedule": {"name": "cosine", "warmup": 2, "min_ratio": 0.0},
-                 "eval_every": 0, "eval_batches": 2, "eval_batch_size": 256, "grad_stats_every": 0},  # plumbing
-        "smoke": {**DIGITS_VIT, "depth": 4, "dim": 64, "heads": 4, "ffn_dim": 128, "steps": 300, "batch_size": 64,
-                  "seq_len": 32, "schedule": {"name": "cosine", "warmup": 30, "min_ratio": 0.0},
-                  "eval_every": 100, "eval_batches": 4, "eval_batch_size": 512,
-                  "grad_stats_every": 100},  # dnt.md §6: the ~0.2M-parameter V-DNT, 300 steps of batch 64
+        "test": {
+            **DIGITS_VIT,
+            "depth": 2,
+            "dim": 32,
+            "heads": 2,
+            "ffn_dim": 64,
+            "steps": 20,
+            "batch_size": 32,
+            "seq_len": 32,
+            "schedule": {"name": "cosine", "warmup": 2, "min_ratio": 0.0},
+            "eval_every": 0,
+            "eval_batches": 2,
+            "eval_batch_size": 256,
+            "grad_stats_every": 0,
+        },  # plumbing
+        "smoke": {
+            **DIGITS_VIT,
+            "depth": 4,
+            "dim": 64,
+            "heads": 4,
+            "ffn_dim": 128,
+            "steps": 300,
+            "batch_size": 64,
+            "seq_len": 32,
+            "schedule": {"name": "cosine", "warmup": 30, "min_ratio": 0.0},
+            "eval_every": 100,
+            "eval_batches": 4,
+            "eval_batch_size": 512,
+            "grad_stats_every": 100,
+        },  # dnt.md §6: the ~0.2M-parameter V-DNT, 300 steps of batch 64
         "paper": {},  # the Config defaults: L-DNT-Small (GPT-2 124M) on OpenWebText, mSGDW at LR 1.0
     }
     datasets = ("images/digits",)

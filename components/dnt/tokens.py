@@ -25,10 +25,37 @@ from components.core.errors import DataError
 
 # Long-lived, pure-Python modules with plenty of English in docstrings and comments (~1 MB in Python 3.11).
 STDLIB_MODULES = (
-    "argparse", "calendar", "collections", "configparser", "csv", "dataclasses", "difflib", "email.message",
-    "enum", "fractions", "ftplib", "functools", "gettext", "heapq", "inspect", "json.decoder", "json.encoder",
-    "logging", "mailbox", "pathlib", "pydoc", "random", "shutil", "statistics", "string", "tarfile",
-    "textwrap", "threading", "typing", "unittest.case", "zipfile",
+    "argparse",
+    "calendar",
+    "collections",
+    "configparser",
+    "csv",
+    "dataclasses",
+    "difflib",
+    "email.message",
+    "enum",
+    "fractions",
+    "ftplib",
+    "functools",
+    "gettext",
+    "heapq",
+    "inspect",
+    "json.decoder",
+    "json.encoder",
+    "logging",
+    "mailbox",
+    "pathlib",
+    "pydoc",
+    "random",
+    "shutil",
+    "statistics",
+    "string",
+    "tarfile",
+    "textwrap",
+    "threading",
+    "typing",
+    "unittest.case",
+    "zipfile",
 )
 MARKOV_TABLE_SEED = 20250723  # fixed: the chain is part of the task, not of the run's seed
 MARKOV_CONCENTRATION = 0.2  # Dirichlet alpha: peaked next-symbol distributions, so there is structure to learn
@@ -44,8 +71,9 @@ class TokenData:
     source: str
     facts: dict = field(default_factory=dict)  # recorded in the run directory (sha256, sizes, entropy rate)
 
-    def batch(self, step: int, batch_size: int, seq_len: int, seed: int, rank: int = 0,
-              world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def batch(
+        self, step: int, batch_size: int, seq_len: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and next-token targets [batch_size / world_size, seq_len] of global batch `step`."""
         starts = np.random.default_rng([seed, step]).integers(0, len(self.train) - seq_len - 1, size=batch_size)
         windows = self.train[starts[rank::world_size, None] + np.arange(seq_len + 1)].astype(np.int64)
@@ -55,8 +83,10 @@ class TokenData:
         """Up to `count` non-overlapping windows of seq_len + 1 tokens from the start of the val split."""
         count = min(count, (len(self.val) - 1) // seq_len)
         if count < 1:
-            raise DataError(f"the {self.source} validation split ({len(self.val)} tokens) is shorter than "
-                            f"one window of seq_len {seq_len} + 1")
+            raise DataError(
+                f"the {self.source} validation split ({len(self.val)} tokens) is shorter than "
+                f"one window of seq_len {seq_len} + 1"
+            )
         return self.val[np.arange(count)[:, None] * seq_len + np.arange(seq_len + 1)].astype(np.int64)
 
 
@@ -78,8 +108,13 @@ def stdlib_bytes() -> bytes:
 def stdlib_tokens() -> TokenData:
     text = stdlib_bytes()
     train, val = split(np.frombuffer(text, dtype=np.uint8))
-    return TokenData(train, val, 256, "stdlib", {"sha256": hashlib.sha256(text).hexdigest(), "bytes": len(text),
-                                                 "modules": list(STDLIB_MODULES)})
+    return TokenData(
+        train,
+        val,
+        256,
+        "stdlib",
+        {"sha256": hashlib.sha256(text).hexdigest(), "bytes": len(text), "modules": list(STDLIB_MODULES)},
+    )
 
 
 def markov_table(symbols: int) -> np.ndarray:
@@ -132,11 +167,18 @@ def bin_tokens(data_dir: Path, dataset: str, vocab_size: int) -> TokenData:
     for name in ("train", "val"):
         path = folder / f"{name}.bin"
         if not path.is_file():
-            raise DataError(f"{path} not found: tokens=bin reads nanoGPT-format uint16 files; make them with "
-                            f"nanoGPT's data/openwebtext/prepare.py and put them in {folder}")
+            raise DataError(
+                f"{path} not found: tokens=bin reads nanoGPT-format uint16 files; make them with "
+                f"nanoGPT's data/openwebtext/prepare.py and put them in {folder}"
+            )
         files[name] = np.memmap(path, dtype=np.uint16, mode="r")
-    return TokenData(files["train"], files["val"], vocab_size, f"bin:{dataset}",
-                     {"train_tokens": len(files["train"]), "val_tokens": len(files["val"])})
+    return TokenData(
+        files["train"],
+        files["val"],
+        vocab_size,
+        f"bin:{dataset}",
+        {"train_tokens": len(files["train"]), "val_tokens": len(files["val"])},
+    )
 
 
 def load_tokens(source: str, *, data_dir: Path, dataset: str, vocab_size: int, markov_symbols: int) -> TokenData:

@@ -24,10 +24,26 @@ from components.ekan.groups import Group, get_group
 from components.ekan.models import EKAN, EMLP, KAN, MLP
 from components.ekan.reps import Rep, scalars, solved_bases, uniform_rep, vectors
 
-TEST = {"task": "o2_toy", "group": "O2", "width": (8,), "n_train": 32, "n_test": 64, "steps": 5, "batch_size": 32,
-        "equivariance_points": 64, "plots": False}
-SMOKE = {"task": "o2_toy", "group": "O2", "width": (16,), "n_train": 128, "n_test": 1000, "steps": 300,
-         "batch_size": 128}  # ekan.md §6 setting B: full batch, grid updates on
+TEST = {
+    "task": "o2_toy",
+    "group": "O2",
+    "width": (8,),
+    "n_train": 32,
+    "n_test": 64,
+    "steps": 5,
+    "batch_size": 32,
+    "equivariance_points": 64,
+    "plots": False,
+}
+SMOKE = {
+    "task": "o2_toy",
+    "group": "O2",
+    "width": (16,),
+    "n_train": 128,
+    "n_test": 1000,
+    "steps": 300,
+    "batch_size": 128,
+}  # ekan.md §6 setting B: full batch, grid updates on
 
 
 def task_reps(task: str, group: Group) -> tuple[Rep, Rep]:
@@ -84,12 +100,21 @@ def batch_indices(seed: int, step: int, n: int, batch: int) -> np.ndarray:
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
-    return torch.cat([model(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+    return torch.cat([model(x[i : i + chunk]) for i in range(0, len(x), chunk)])
 
 
 @torch.no_grad()
-def equivariance(model: nn.Module, x: torch.Tensor, y: torch.Tensor, group: Group, rep_in: Rep, rep_out: Rep,
-                 samples: int, seed: int, chunk: int) -> dict[str, float]:
+def equivariance(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    group: Group,
+    rep_in: Rep,
+    rep_out: Rep,
+    samples: int,
+    seed: int,
+    chunk: int,
+) -> dict[str, float]:
     """ekan.md §6 check 1: mean over g of ||f(rho_in(g) x) - rho_out(g) f(x)||^2 / ||f(x) - mean f(x)||^2,
     and std(f(x)) / std(y), which exposes a (trivially equivariant) constant model."""
     fx = predict(model, x, chunk)
@@ -103,8 +128,10 @@ def equivariance(model: nn.Module, x: torch.Tensor, y: torch.Tensor, group: Grou
         gap = predict(model, x @ r_in.T, chunk) - fx @ r_out.T
         errors.append(torch.sum(gap**2).item() / max(spread, 1e-300))
     target_spread = torch.sum((y - y.mean(0)) ** 2).item()
-    return {"equivariance/rel_error": float(np.mean(errors)),
-            "equivariance/output_std_ratio": math.sqrt(spread / max(target_spread, 1e-300))}
+    return {
+        "equivariance/rel_error": float(np.mean(errors)),
+        "equivariance/output_std_ratio": math.sqrt(spread / max(target_spread, 1e-300)),
+    }
 
 
 def write_curves(run_dir: Path, losses: list[float], evals: list[tuple[int, float]], title: str) -> None:
@@ -192,15 +219,28 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
         "final/train_mse": train_mse,
         "train/loss": losses[-1] if losses else float("nan"),
         "params/count": float(count_parameters(net)),
-        **equivariance(net, data["test_x"][:points], data["test_y"][:points], group, rep_in, rep_out,
-                       cfg.equivariance_samples, ctx.seed, cfg.eval_batch_size),
+        **equivariance(
+            net,
+            data["test_x"][:points],
+            data["test_y"][:points],
+            group,
+            rep_in,
+            rep_out,
+            cfg.equivariance_samples,
+            ctx.seed,
+            cfg.eval_batch_size,
+        ),
     }
     evals.append((steps, test_mse))
     ctx.log(final, step=steps)
     ctx.strategy.save_weights(ctx.run_dir / "model.safetensors")
     if ctx.is_main:
-        reps = [f"in: {rep_in}", *(f"hidden {i}: {rep} ({rep.size} dims)" for i, rep in enumerate(hidden)),
-                f"out: {rep_out}", f"trainable raw parameters: {count_parameters(net)}"]
+        reps = [
+            f"in: {rep_in}",
+            *(f"hidden {i}: {rep} ({rep.size} dims)" for i, rep in enumerate(hidden)),
+            f"out: {rep_out}",
+            f"trainable raw parameters: {count_parameters(net)}",
+        ]
         (ctx.run_dir / "model.txt").write_text("\n".join(reps) + "\n")
         if cfg.model in ("ekan", "emlp"):
             bases = {key: value for key, value in solved_bases().items() if key.startswith(f"{group.name}|")}

@@ -60,8 +60,9 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Config:
         if self.group not in TASK_GROUPS[self.task]:
-            raise ValueError(f"group: task {self.task} is equivariant under {', '.join(TASK_GROUPS[self.task])}, "
-                             f"not {self.group}")
+            raise ValueError(
+                f"group: task {self.task} is equivariant under {', '.join(TASK_GROUPS[self.task])}, not {self.group}"
+            )
         if not self.width or any(w < 1 for w in self.width):
             raise ValueError(f"width: one positive width per hidden layer, got {list(self.width)}")
         if self.grid_range[0] >= self.grid_range[1]:

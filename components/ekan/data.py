@@ -20,14 +20,18 @@ class ThreeBodyTable:
         self.name = name
         self.manifest = check_dataset(data_root, name)
         if self.manifest.get("kind") != "tables" or self.manifest.get("source") != "three-body":
-            raise DataError(f"dataset '{name}' is {self.manifest.get('kind')!r} data from "
-                            f"{self.manifest.get('source')!r}, not three-body orbits")
+            raise DataError(
+                f"dataset '{name}' is {self.manifest.get('kind')!r} data from "
+                f"{self.manifest.get('source')!r}, not three-body orbits"
+            )
         self.arrays = {}
         for split, entry in self.manifest["splits"].items():
             array = np.load(Path(data_root) / name / f"{split}.npy", allow_pickle=False)
             if list(array.shape) != entry["shape"]:
-                raise DataError(f"{Path(data_root) / name / f'{split}.npy'} has shape {list(array.shape)}, "
-                                f"the manifest says {entry['shape']}: re-prepare it")
+                raise DataError(
+                    f"{Path(data_root) / name / f'{split}.npy'} has shape {list(array.shape)}, "
+                    f"the manifest says {entry['shape']}: re-prepare it"
+                )
             self.arrays[split] = array
 
     def windows(self, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -36,8 +40,8 @@ class ThreeBodyTable:
         As the official reader, t runs over timesteps - 5 windows per trajectory (45 of 50), trajectory-major."""
         orbits = self.arrays[split]
         starts = orbits.shape[1] - INPUT_STEPS - 1
-        inputs = np.stack([orbits[:, t:t + INPUT_STEPS] for t in range(starts)], axis=1)
-        targets = orbits[:, INPUT_STEPS:INPUT_STEPS + starts]
+        inputs = np.stack([orbits[:, t : t + INPUT_STEPS] for t in range(starts)], axis=1)
+        targets = orbits[:, INPUT_STEPS : INPUT_STEPS + starts]
         return inputs.reshape(-1, INPUT_STEPS * 12), targets.reshape(-1, 12)
 
 

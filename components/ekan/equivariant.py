@@ -15,8 +15,7 @@ from torch import nn
 from components.ekan.reps import SCALAR, Rep, equivariant_basis, hom_kinds, kinds_of
 
 
-def _block_index(out_offsets: np.ndarray, out_size: int, in_offsets: np.ndarray, in_size: int,
-                 n_in: int) -> np.ndarray:
+def _block_index(out_offsets: np.ndarray, out_size: int, in_offsets: np.ndarray, in_size: int, n_in: int) -> np.ndarray:
     """Flat row-major indices into an (n_out, n_in) matrix of every (out block, in block) sub-block:
     shape (len(out_offsets) * len(in_offsets), out_size * in_size), sub-blocks out-major."""
     rows = out_offsets[:, None] + np.arange(out_size)[None, :]  # (ma, Da)
@@ -39,16 +38,24 @@ class HomProjector(nn.Module):
                 Q = equivariant_basis(rep_out.group, hom_kinds(a, b))
                 if Q.shape[1] == 0:
                     continue  # no equivariant maps between these block types: those entries stay zero
-                index = _block_index(rep_out.offsets_of(a), rep_out.block_size(a), rep_in.offsets_of(b),
-                                     rep_in.block_size(b), rep_in.size)
+                index = _block_index(
+                    rep_out.offsets_of(a),
+                    rep_out.block_size(a),
+                    rep_in.offsets_of(b),
+                    rep_in.block_size(b),
+                    rep_in.size,
+                )
                 name = f"pair{len(self.pairs)}"
                 self.register_buffer(f"{name}_index", torch.from_numpy(index), persistent=False)
                 self.register_buffer(f"{name}_basis", torch.from_numpy(Q).float(), persistent=False)
                 self.pairs.append((f"{name}_index", f"{name}_basis"))
                 self.free_dims += index.shape[0] * Q.shape[1]
                 positions.append(index.reshape(-1))
-        self.register_buffer("positions", torch.from_numpy(np.concatenate(positions) if positions else
-                                                            np.zeros(0, np.int64)), persistent=False)
+        self.register_buffer(
+            "positions",
+            torch.from_numpy(np.concatenate(positions) if positions else np.zeros(0, np.int64)),
+            persistent=False,
+        )
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         lead = w.shape[:-2]
@@ -102,18 +109,30 @@ class Bilinear(nn.Module):
                 da, db = rep.block_size(a), rep.block_size(b)
                 count = len(out_offsets) * len(in_offsets) * sources[key].shape[0]
                 name = f"g{len(self.groups)}"
-                for suffix, array in (("source", sources[key]), ("permute", permute.reshape(da, db)),
-                                      ("out", out_offsets[:, None] + np.arange(da)[None, :]),
-                                      ("in", in_offsets[:, None] + np.arange(db)[None, :])):
-                    self.register_buffer(f"{name}_{suffix}", torch.from_numpy(np.ascontiguousarray(array)),
-                                         persistent=False)
-                self.groups.append({"name": name, "start": total, "count": count, "ma": len(out_offsets),
-                                    "mb": len(in_offsets), "n": sources[key].shape[0]})
+                for suffix, array in (
+                    ("source", sources[key]),
+                    ("permute", permute.reshape(da, db)),
+                    ("out", out_offsets[:, None] + np.arange(da)[None, :]),
+                    ("in", in_offsets[:, None] + np.arange(db)[None, :]),
+                ):
+                    self.register_buffer(
+                        f"{name}_{suffix}", torch.from_numpy(np.ascontiguousarray(array)), persistent=False
+                    )
+                self.groups.append(
+                    {
+                        "name": name,
+                        "start": total,
+                        "count": count,
+                        "ma": len(out_offsets),
+                        "mb": len(in_offsets),
+                        "n": sources[key].shape[0],
+                    }
+                )
                 total += count
         self.weight = nn.Parameter(torch.randn(total))
 
     def _parts(self, g: dict, x: torch.Tensor):
-        theta = self.weight[g["start"]:g["start"] + g["count"]].reshape(g["ma"], g["mb"], g["n"])
+        theta = self.weight[g["start"] : g["start"] + g["count"]].reshape(g["ma"], g["mb"], g["n"])
         source = x[:, getattr(self, g["name"] + "_source")]  # (B, n, D): the chosen blocks, canonical order
         source = source[:, :, getattr(self, g["name"] + "_permute")]  # (B, n, Da, Db): sub-block axis order
         return theta, source

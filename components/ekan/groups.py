@@ -100,7 +100,9 @@ _CACHE: dict[str, Group] = {}
 
 def get_group(name: str) -> Group:
     if name not in GROUP_NAMES:
-        raise ConfigError(f"unknown group '{name}'{did_you_mean(name, GROUP_NAMES)}; choose from {', '.join(GROUP_NAMES)}")
+        raise ConfigError(
+            f"unknown group '{name}'{did_you_mean(name, GROUP_NAMES)}; choose from {', '.join(GROUP_NAMES)}"
+        )
     if name not in _CACHE:
         if name.startswith("SO1") or name == "O13":
             _CACHE[name] = lorentz(name)

@@ -59,8 +59,17 @@ class EKANLayer(nn.Module):
     """gated(rep_in) -> gated(rep_out): basis functions of each channel's gate times the channel,
     an equivariant linear map per basis function, and the bilinear residual (ekan.md §3.2)."""
 
-    def __init__(self, rep_in: Rep, rep_out: Rep, grid: int, k: int, grid_range: tuple[float, float],
-                 bilinear: bool, rng: np.random.Generator, grid_eps: float = 1.0):
+    def __init__(
+        self,
+        rep_in: Rep,
+        rep_out: Rep,
+        grid: int,
+        k: int,
+        grid_range: tuple[float, float],
+        bilinear: bool,
+        rng: np.random.Generator,
+        grid_eps: float = 1.0,
+    ):
         super().__init__()
         self.k, self.intervals, self.n_in, self.grid_eps = k, grid, rep_in.size, grid_eps
         self.basis_count = grid + k + 1
@@ -74,7 +83,7 @@ class EKANLayer(nn.Module):
     def features(self, h: torch.Tensor) -> torch.Tensor:
         """f_{j,i} = psi_j(s_g(i)) x_i: (B, K, n_in); psi_j of an invariant scalar keeps each copy in rep_in."""
         psi = kan_basis(h[:, self.gates], self.grid, self.k)  # (B, n_gates, K)
-        return psi[:, self.channel_gate].transpose(1, 2) * h[:, None, :self.n_in]
+        return psi[:, self.channel_gate].transpose(1, 2) * h[:, None, : self.n_in]
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         W, b = self.linear.projected()
@@ -97,9 +106,18 @@ class EKANLayer(nn.Module):
 
 
 class EKAN(nn.Module):
-    def __init__(self, rep_in: Rep, rep_out: Rep, hidden: list[Rep], grid: int = 3, k: int = 3,
-                 grid_range: tuple[float, float] = (-1.0, 1.0), bilinear: bool = True, seed: int = 0,
-                 grid_eps: float = 1.0):
+    def __init__(
+        self,
+        rep_in: Rep,
+        rep_out: Rep,
+        hidden: list[Rep],
+        grid: int = 3,
+        k: int = 3,
+        grid_range: tuple[float, float] = (-1.0, 1.0),
+        bilinear: bool = True,
+        seed: int = 0,
+        grid_eps: float = 1.0,
+    ):
         super().__init__()
         rng = np.random.default_rng(seed)  # which x blocks feed each bilinear map
         self.out_size = rep_out.size
@@ -107,8 +125,9 @@ class EKAN(nn.Module):
         self.lift = EquivariantLinear(rep_in, gated_in)
         self.lift_bilinear = Bilinear(gated_in, rng) if bilinear else None
         reps = [rep_in, *hidden, rep_out]
-        self.layers = nn.ModuleList(EKANLayer(a, b, grid, k, grid_range, bilinear, rng, grid_eps)
-                                    for a, b in zip(reps, reps[1:]))
+        self.layers = nn.ModuleList(
+            EKANLayer(a, b, grid, k, grid_range, bilinear, rng, grid_eps) for a, b in zip(reps, reps[1:])
+        )
 
     def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The input of every EKAN layer, then the last layer's gated output."""
@@ -121,7 +140,7 @@ class EKAN(nn.Module):
         return acts
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activations(x)[-1][:, :self.out_size]  # drop the last gates
+        return self.activations(x)[-1][:, : self.out_size]  # drop the last gates
 
     @torch.no_grad()
     def update_grids(self, x: torch.Tensor) -> None:
@@ -153,8 +172,16 @@ class KANLayer(nn.Module):
 
 
 class KAN(nn.Module):
-    def __init__(self, n_in: int, n_out: int, width: list[int], grid: int = 3, k: int = 3,
-                 grid_range: tuple[float, float] = (-1.0, 1.0), grid_eps: float = 1.0):
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        width: list[int],
+        grid: int = 3,
+        k: int = 3,
+        grid_range: tuple[float, float] = (-1.0, 1.0),
+        grid_eps: float = 1.0,
+    ):
         super().__init__()
         dims = [n_in, *width, n_out]
         self.layers = nn.ModuleList(KANLayer(a, b, grid, k, grid_range, grid_eps) for a, b in zip(dims, dims[1:]))
@@ -201,7 +228,7 @@ class EMLPBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.linear(x)
         h = h + BILINEAR_SCALE * self.bilinear(h)
-        return torch.sigmoid(h[:, self.gate_index]) * h[:, :self.n_out]
+        return torch.sigmoid(h[:, self.gate_index]) * h[:, : self.n_out]
 
 
 class EMLP(nn.Module):

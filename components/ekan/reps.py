@@ -68,7 +68,9 @@ class Rep:
 
     @cached_property
     def offsets(self) -> np.ndarray:
-        return np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64) if self.blocks else np.zeros(0, np.int64)
+        return (
+            np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64) if self.blocks else np.zeros(0, np.int64)
+        )
 
     @property
     def size(self) -> int:
@@ -104,7 +106,7 @@ class Rep:
         """The dense block-diagonal matrix of g on this rep (for checks, not for training)."""
         out = np.zeros((self.size, self.size))
         for offset, size, block in zip(self.offsets, self.sizes, self.blocks):
-            out[offset:offset + size, offset:offset + size] = tensor_rho(kinds_of(block), g)
+            out[offset : offset + size, offset : offset + size] = tensor_rho(kinds_of(block), g)
         return out
 
     # Gates (§3.1): one extra scalar per non-scalar block; a scalar channel gates itself.
@@ -121,7 +123,7 @@ class Rep:
         gate = self.size
         for offset, size, block in zip(self.offsets, self.sizes, self.blocks):
             if block != SCALAR:
-                index[offset:offset + size] = gate
+                index[offset : offset + size] = gate
                 gate += 1
         return index
 
@@ -235,7 +237,7 @@ def uniform_rep(channels: int, group: Group, rng: np.random.RandomState) -> Rep:
     left = channels
     while left > 0:
         top = _max_rank(left, d)
-        counts[:top + 1] += [d ** (top - r) for r in range(top + 1)]
+        counts[: top + 1] += [d ** (top - r) for r in range(top + 1)]
         left -= (top + 1) * d**top
     blocks: list[Tensor] = []
     for rank, count in enumerate(counts):

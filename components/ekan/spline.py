@@ -22,8 +22,8 @@ def bspline(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
     x = x.unsqueeze(-1)
     basis = ((x >= knots[:, :-1]) & (x < knots[:, 1:])).to(x.dtype)
     for order in range(1, k + 1):
-        left = (x - knots[:, :-(order + 1)]) / (knots[:, order:-1] - knots[:, :-(order + 1)]) * basis[..., :-1]
-        right = (knots[:, order + 1:] - x) / (knots[:, order + 1:] - knots[:, 1:-order]) * basis[..., 1:]
+        left = (x - knots[:, : -(order + 1)]) / (knots[:, order:-1] - knots[:, : -(order + 1)]) * basis[..., :-1]
+        right = (knots[:, order + 1 :] - x) / (knots[:, order + 1 :] - knots[:, 1:-order]) * basis[..., 1:]
         basis = left + right
     return basis
 

@@ -23,7 +23,7 @@ from components.core.errors import RunError
 CG_SOURCES = ("e3nn", "sympy")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def vector_permutation() -> tuple[int, ...]:
     """The permutation pi with D^1(R)[a, b] == R[pi[a], pi[b]] for e3nn's l = 1 basis (identity in 0.6.0).
 
@@ -43,8 +43,11 @@ def _fixed_rotation() -> torch.Tensor:
     """A generic rotation without touching the global RNG (a component is a function of config and seed)."""
     from e3nn import o3
 
-    return o3.angles_to_matrix(torch.tensor(0.3, dtype=torch.float64), torch.tensor(1.1, dtype=torch.float64),
-                               torch.tensor(-2.0, dtype=torch.float64))
+    return o3.angles_to_matrix(
+        torch.tensor(0.3, dtype=torch.float64),
+        torch.tensor(1.1, dtype=torch.float64),
+        torch.tensor(-2.0, dtype=torch.float64),
+    )
 
 
 def real_to_complex(l: int) -> torch.Tensor:
@@ -66,7 +69,7 @@ def real_to_complex(l: int) -> torch.Tensor:
     return (-1j) ** l * q
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sympy_real_cg(l1: int, l2: int, l3: int) -> torch.Tensor:
     from sympy.physics.wigner import clebsch_gordan
 
@@ -84,7 +87,7 @@ def _sympy_real_cg(l1: int, l2: int, l3: int) -> torch.Tensor:
     return out / out.norm()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _real_cg(l1: int, l2: int, l3: int, source: str) -> torch.Tensor:
     if source == "e3nn":
         from e3nn import o3
@@ -103,8 +106,14 @@ def _real_cg(l1: int, l2: int, l3: int, source: str) -> torch.Tensor:
     return out.contiguous()
 
 
-def real_cg(l1: int, l2: int, l3: int, source: str = "e3nn", dtype: torch.dtype = torch.float64,
-            device: str | torch.device = "cpu") -> torch.Tensor:
+def real_cg(
+    l1: int,
+    l2: int,
+    l3: int,
+    source: str = "e3nn",
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
     """C^{l1, l2 -> l3}, shape (2l1+1, 2l2+1, 2l3+1), Frobenius norm 1, real basis (l = 1: x, y, z)."""
     return _real_cg(l1, l2, l3, source).to(dtype=dtype, device=device)
 
@@ -172,4 +181,4 @@ def spherical_to_cartesian(block: torch.Tensor, n: int) -> torch.Tensor:
         out = torch.tensordot(u, out, dims=([1], [axis])).movedim(0, axis)
     for axis in range(n, 2 * n):  # columns: apply conj(U) on every slot
         out = torch.tensordot(u.conj(), out, dims=([1], [axis])).movedim(0, axis)
-    return out.reshape(3 ** n, 3 ** n).real.contiguous()
+    return out.reshape(3**n, 3**n).real.contiguous()

@@ -40,16 +40,18 @@ def rank_errors(n: int, cg_source: str, generator: torch.Generator, rotations: i
     """Checks 1-3 at rank n, plus the fast path's parity with the naive reference (every layout)."""
     mats = reference.path_matrices(n, cg_source)
     q = torch.cat([m for _, m in mats], 1)
-    eye = torch.eye(3 ** n, dtype=torch.float64)
+    eye = torch.eye(3**n, dtype=torch.float64)
     d = torch.stack([m @ m.T for _, m in mats])
-    out = {"orth_err": max((q.T @ q - eye).abs().max().item(), (q @ q.T - eye).abs().max().item()),
-           "idem_err": (torch.bmm(d, d) - d).abs().max().item(),
-           "trace_err": max(abs(dp.trace().item() - (2 * p[-1] + 1)) for (p, _), dp in zip(mats, d)),
-           "sum_err": (d.sum(0) - eye).abs().max().item()}
+    out = {
+        "orth_err": max((q.T @ q - eye).abs().max().item(), (q @ q.T - eye).abs().max().item()),
+        "idem_err": (torch.bmm(d, d) - d).abs().max().item(),
+        "trace_err": max(abs(dp.trace().item() - (2 * p[-1] + 1)) for (p, _), dp in zip(mats, d)),
+        "sum_err": (d.sum(0) - eye).abs().max().item(),
+    }
     cross, gram = 0.0, q.T @ q
     starts = [0] + list(itertools.accumulate(m.shape[1] for _, m in mats))
     for a, b in itertools.combinations(range(len(mats)), 2):  # D_p D_q = P_p (P_p^T P_q) P_q^T = (D_q D_p)^T
-        middle = gram[starts[a]:starts[a + 1], starts[b]:starts[b + 1]]
+        middle = gram[starts[a] : starts[a + 1], starts[b] : starts[b + 1]]
         cross = max(cross, (mats[a][1] @ middle @ mats[b][1].T).abs().max().item())
     out["cross_err"] = cross
     commute, path_equiv = 0.0, 0.0
@@ -63,8 +65,10 @@ def rank_errors(n: int, cg_source: str, generator: torch.Generator, rotations: i
     out["fast_paths_err"] = max((fast[p] - m).abs().max().item() for p, m in mats)
     dense = {p: dp for (p, _), dp in zip(mats, d)}
     for layout in stream.LAYOUTS:
-        out[f"fast_{layout}_err"] = max((stream.to_dense(bm, n, layout) - dense[bm.label]).abs().max().item()
-                                        for bm in stream.projector_matrices(n, layout, cg_source))
+        out[f"fast_{layout}_err"] = max(
+            (stream.to_dense(bm, n, layout) - dense[bm.label]).abs().max().item()
+            for bm in stream.projector_matrices(n, layout, cg_source)
+        )
     return out
 
 
@@ -95,8 +99,11 @@ def symmetric_traceless_projector() -> torch.Tensor:
 
 def rank2_ground_truth_error(cg_source: str = "e3nn") -> float:
     """Check 4: D_(0,1,0), D_(0,1,1), D_(0,1,2) are the trace, antisymmetric and symmetric-traceless projectors."""
-    truth = {(0, 1, 0): trace_projector(), (0, 1, 1): antisymmetric_projector(),
-             (0, 1, 2): symmetric_traceless_projector()}
+    truth = {
+        (0, 1, 0): trace_projector(),
+        (0, 1, 1): antisymmetric_projector(),
+        (0, 1, 2): symmetric_traceless_projector(),
+    }
     return max((d - truth[p]).abs().max().item() for p, d in reference.decomposition_matrices(2, cg_source=cg_source))
 
 
@@ -108,20 +115,24 @@ def symmetry_violation(y: torch.Tensor, n: int) -> float:
 
 def max_pair_trace(y: torch.Tensor, n: int) -> float:
     t = y.reshape((3,) * n)
-    return max(torch.diagonal(t, dim1=a, dim2=b).sum(-1).abs().max().item()
-               for a, b in itertools.combinations(range(n), 2))
+    return max(
+        torch.diagonal(t, dim1=a, dim2=b).sum(-1).abs().max().item() for a, b in itertools.combinations(range(n), 2)
+    )
 
 
 def top_path_errors(n: int, generator: torch.Generator, cg_source: str = "e3nn") -> dict[str, float]:
     """Check 5: the path (0, 1, ..., n) gives symmetric traceless tensors; a non-top path to n-1 does not."""
     mats = dict(reference.path_matrices(n, cg_source))
-    x = torch.randn(3 ** n, generator=generator, dtype=torch.float64)
+    x = torch.randn(3**n, generator=generator, dtype=torch.float64)
     top = tuple(range(n + 1))
     y = mats[top] @ (mats[top].T @ x)
     other = next(p for p in cartesian_paths(n) if p[-1] == n - 1)
     z = mats[other] @ (mats[other].T @ x)
-    return {"top_sym_err": symmetry_violation(y, n), "top_trace_err": max_pair_trace(y, n),
-            "nontop_sym_violation": symmetry_violation(z, n)}
+    return {
+        "top_sym_err": symmetry_violation(y, n),
+        "top_trace_err": max_pair_trace(y, n),
+        "nontop_sym_violation": symmetry_violation(z, n),
+    }
 
 
 def e3nn_isotypic(n: int) -> dict[int, torch.Tensor]:
@@ -131,10 +142,10 @@ def e3nn_isotypic(n: int) -> dict[int, torch.Tensor]:
     letters = "ijklmnopq"[:n]
     with float64_default():
         rtp = o3.ReducedTensorProducts(letters, **{c: "1o" for c in letters})
-    basis = rtp.change_of_basis.reshape(-1, 3 ** n).to(torch.float64)
+    basis = rtp.change_of_basis.reshape(-1, 3**n).to(torch.float64)
     out, start = {}, 0
     for mul, ir in rtp.irreps_out:
-        rows = basis[start:start + mul * ir.dim]
+        rows = basis[start : start + mul * ir.dim]
         start += mul * ir.dim
         projector = rows.T @ torch.linalg.solve(rows @ rows.T, rows)  # onto the row space, whatever its scale
         out[ir.l] = out[ir.l] + projector if ir.l in out else projector
@@ -169,10 +180,13 @@ def end_basis_errors(n: int, cg_source: str = "e3nn") -> dict[str, float]:
     gram = flat @ flat.T
     expected = torch.tensor([2 * p[-1] + 1 for (p, _), _ in basis], dtype=torch.float64)
     off = gram - torch.diag(gram.diagonal())
-    out = {"end_count": float(len(basis)), "end_expected_count": float(sum(m * m for m in multiplicities(n))),
-           "end_gram_diag_err": (gram.diagonal() - expected).abs().max().item(),
-           "end_gram_offdiag": off.abs().max().item(),
-           "end_rank": float(torch.linalg.matrix_rank(flat).item())}
+    out = {
+        "end_count": float(len(basis)),
+        "end_expected_count": float(sum(m * m for m in multiplicities(n))),
+        "end_gram_diag_err": (gram.diagonal() - expected).abs().max().item(),
+        "end_gram_offdiag": off.abs().max().item(),
+        "end_rank": float(torch.linalg.matrix_rank(flat).item()),
+    }
     if n <= 3:
         out["commutant_dim"] = float(reference.commutant_dimension(n))
     return out
@@ -180,5 +194,7 @@ def end_basis_errors(n: int, cg_source: str = "e3nn") -> dict[str, float]:
 
 def casimir_error(n: int, cg_source: str = "e3nn") -> float:
     """D_p against the product of the nested Casimir projectors (no CG involved): pins the slot order."""
-    return max((reference.path_projector_from_casimirs(p) - d).abs().max().item()
-               for p, d in reference.decomposition_matrices(n, cg_source=cg_source))
+    return max(
+        (reference.path_projector_from_casimirs(p) - d).abs().max().item()
+        for p, d in reference.decomposition_matrices(n, cg_source=cg_source)
+    )

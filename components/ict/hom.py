@@ -68,7 +68,7 @@ class Space:
             for l, p in summand:
                 block = torch.kron(wigner_d(l, g, p), block)
             start = self.offset(i)
-            out[start:start + block.shape[0], start:start + block.shape[0]] = block
+            out[start : start + block.shape[0], start : start + block.shape[0]] = block
         return out
 
 
@@ -86,16 +86,18 @@ class SpacePath:
 def space_paths(space: Space) -> list[SpacePath]:
     """Per summand, every admissible sequence: factor l couples j to j' in |j - l| .. j + l."""
     out: list[SpacePath] = []
+
+    def visit(i: int, summand, weights: tuple[int, ...]) -> None:
+        k = len(weights) - 1
+        if k == len(summand):
+            out.append(SpacePath(i, weights, space.parity(i)))
+            return
+        l, j = summand[k][0], weights[-1]
+        for j2 in range(abs(j - l), j + l + 1):
+            visit(i, summand, weights + (j2,))
+
     for i, summand in enumerate(space.summands):
-        def visit(weights: tuple[int, ...]) -> None:
-            k = len(weights) - 1
-            if k == len(summand):
-                out.append(SpacePath(i, weights, space.parity(i)))
-                return
-            l, j = summand[k][0], weights[-1]
-            for j2 in range(abs(j - l), j + l + 1):
-                visit(weights + (j2,))
-        visit((0,))
+        visit(i, summand, (0,))
     return out
 
 
@@ -106,8 +108,9 @@ def multiplicities(space: Space) -> dict[Irrep, int]:
     return dict(sorted(out.items()))
 
 
-def space_path_matrix(space: Space, path: SpacePath, cg_source: str = "e3nn",
-                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def space_path_matrix(
+    space: Space, path: SpacePath, cg_source: str = "e3nn", dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """(dim S, 2j+1) with orthonormal columns, zero outside the path's summand."""
     m = torch.ones(1, 1, dtype=dtype)
     for (l, _), j, j2 in zip(space.summands[path.summand], path.weights[:-1], path.weights[1:]):
@@ -115,7 +118,7 @@ def space_path_matrix(space: Space, path: SpacePath, cg_source: str = "e3nn",
         m = torch.einsum("am,bmn->ban", m, c).reshape(-1, 2 * j2 + 1)
     out = torch.zeros(space.dim, m.shape[1], dtype=dtype)
     start = space.offset(path.summand)
-    out[start:start + m.shape[0]] = m
+    out[start : start + m.shape[0]] = m
     return out
 
 
@@ -124,8 +127,9 @@ def hom_dimension(space_in: Space, space_out: Space) -> int:
     return sum(count * b.get(key, 0) for key, count in a.items())
 
 
-def hom_basis(space_in: Space, space_out: Space, cg_source: str = "e3nn"
-              ) -> list[tuple[tuple[SpacePath, SpacePath], torch.Tensor]]:
+def hom_basis(
+    space_in: Space, space_out: Space, cg_source: str = "e3nn"
+) -> list[tuple[tuple[SpacePath, SpacePath], torch.Tensor]]:
     """{P'_q P_p^T : p of S, q of S', equal end weight and equal parity}: orthogonal, <B, B> = 2l + 1."""
     mats_in = [(p, space_path_matrix(space_in, p, cg_source)) for p in space_paths(space_in)]
     mats_out = [(q, space_path_matrix(space_out, q, cg_source)) for q in space_paths(space_out)]
@@ -136,8 +140,14 @@ class EquivariantLinear(torch.nn.Module):
     """Algorithm 4: y = Q' (W_l z_l)_l with z = Q^T x; one bias-free linear map per (weight, parity) acting
     on the multiplicity axis, sum_l m_l m'_l weights in all (= dim Hom(S, S'))."""
 
-    def __init__(self, space_in: Space, space_out: Space, cg_source: str = "e3nn", dtype: torch.dtype = torch.float64,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        space_in: Space,
+        space_out: Space,
+        cg_source: str = "e3nn",
+        dtype: torch.dtype = torch.float64,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.space_in, self.space_out = space_in, space_out
         paths_in, paths_out = space_paths(space_in), space_paths(space_out)
@@ -152,7 +162,8 @@ class EquivariantLinear(torch.nn.Module):
         self.register_buffer("q_out", torch.cat(q_out, 1) if q_out else empty_out)
         self.mix = torch.nn.ParameterList(
             torch.nn.Parameter(torch.randn(len(outs), len(ins), dtype=dtype, generator=generator) / math.sqrt(len(ins)))
-            for ins, outs in zip(self.paths_in, self.paths_out))
+            for ins, outs in zip(self.paths_in, self.paths_out)
+        )
 
     @property
     def num_weights(self) -> int:
@@ -163,7 +174,7 @@ class EquivariantLinear(torch.nn.Module):
         pieces, start = [], 0
         for (l, _), ins, weight in zip(self.keys, self.paths_in, self.mix):
             width = len(ins) * (2 * l + 1)
-            block = z[..., start:start + width].unflatten(-1, (len(ins), 2 * l + 1))
+            block = z[..., start : start + width].unflatten(-1, (len(ins), 2 * l + 1))
             pieces.append(torch.einsum("oi,...ic->...oc", weight, block).flatten(-2))
             start += width
         if not pieces:

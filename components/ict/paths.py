@@ -16,7 +16,7 @@ def next_weights(j: int) -> tuple[int, ...]:
     return (1,) if j == 0 else tuple(w for w in (j + 1, j, j - 1) if w >= 0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cartesian_paths(n: int) -> tuple[Path, ...]:
     if n < 1:
         raise ValueError(f"rank n must be >= 1, got {n}")
@@ -38,12 +38,12 @@ def canonical_key(path: Path) -> tuple[int, ...]:
     return tuple(path[k - 1] - path[k] for k in range(1, len(path)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def path_index(n: int) -> dict[Path, int]:
     return {p: i for i, p in enumerate(cartesian_paths(n))}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def multiplicities(n: int) -> tuple[int, ...]:
     """m_l(n) for l = 0..n: the number of paths ending at weight l (a walk count, no enumeration)."""
     counts = {0: 1}
@@ -65,7 +65,7 @@ def end_dimension(n: int) -> int:
     return sum(m * m for m in multiplicities(n))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trinomial(n: int, total: int) -> int:
     """Number of digit strings mu in {-1, 0, 1}^n with sum(mu) == total (the coefficient of x^total)."""
     if abs(total) > n:
@@ -86,13 +86,13 @@ def spherical_block_entries(n: int) -> int:
 
 
 def dense_entries(n: int) -> int:
-    return num_paths(n) * 9 ** n
+    return num_paths(n) * 9**n
 
 
 def check_count_identities(n: int) -> None:
     """sum_l m_l (2l + 1) = 3^n and #paths = central trinomial; raises if the walk count is wrong."""
     mult = multiplicities(n)
-    if sum(m * (2 * l + 1) for l, m in enumerate(mult)) != 3 ** n:
+    if sum(m * (2 * l + 1) for l, m in enumerate(mult)) != 3**n:
         raise AssertionError(f"n={n}: sum m_l (2l+1) != 3^n")
     if sum(mult) != central_trinomial(n):
         raise AssertionError(f"n={n}: #paths != central trinomial")

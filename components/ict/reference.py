@@ -12,8 +12,9 @@ from components.ict.cg import real_cg
 from components.ict.paths import Path, next_weights
 
 
-def path_matrices(n: int, cg_source: str = "e3nn",
-                  dtype: torch.dtype = torch.float64) -> list[tuple[Path, torch.Tensor]]:
+def path_matrices(
+    n: int, cg_source: str = "e3nn", dtype: torch.dtype = torch.float64
+) -> list[tuple[Path, torch.Tensor]]:
     """Algorithm 1 by depth-first search with shared prefixes; the new slot is the most significant digit."""
     out: list[tuple[Path, torch.Tensor]] = []
 
@@ -70,7 +71,7 @@ def so3_generators(dtype: torch.dtype = torch.float64) -> torch.Tensor:
 def kronecker_sum(generator: torch.Tensor, n: int) -> torch.Tensor:
     """sum_s I (x) .. (x) L (slot s) (x) .. (x) I: the Lie-algebra action on (R^3)^{(x)n}."""
     eye = torch.eye(3, dtype=generator.dtype)
-    total = torch.zeros(3 ** n, 3 ** n, dtype=generator.dtype)
+    total = torch.zeros(3**n, 3**n, dtype=generator.dtype)
     for slot in range(n):
         term = torch.ones(1, 1, dtype=generator.dtype)
         for s in range(n):
@@ -81,7 +82,7 @@ def kronecker_sum(generator: torch.Tensor, n: int) -> torch.Tensor:
 
 def commutant_dimension(n: int) -> int:
     """dim {X : [L_a^{(n)}, X] = 0 for a = 1..3}, from the null space of the stacked constraints (n <= 3)."""
-    eye = torch.eye(3 ** n, dtype=torch.float64)
+    eye = torch.eye(3**n, dtype=torch.float64)
     rows = []
     for gen in so3_generators():
         big = kronecker_sum(gen, n)
@@ -96,10 +97,10 @@ def casimir_projector(n: int, slots: int, j: int) -> torch.Tensor:
     3^n x 3^n matrix: an independent, basis-free construction (a polynomial in the Casimir J^2)."""
     gens = so3_generators()
     casimir = -sum(kronecker_sum(g, slots) @ kronecker_sum(g, slots) for g in gens)  # eigenvalues j(j+1)
-    projector = torch.eye(3 ** slots, dtype=torch.float64)
+    projector = torch.eye(3**slots, dtype=torch.float64)
     for other in range(slots + 1):
         if other != j:
-            projector = projector @ (casimir - other * (other + 1) * torch.eye(3 ** slots, dtype=torch.float64))
+            projector = projector @ (casimir - other * (other + 1) * torch.eye(3**slots, dtype=torch.float64))
             projector = projector / (j * (j + 1) - other * (other + 1))
     return torch.kron(torch.eye(3 ** (n - slots), dtype=torch.float64), projector)
 
@@ -108,7 +109,7 @@ def path_projector_from_casimirs(path: Path) -> torch.Tensor:
     """D_p as the product of the commuting Casimir projectors of the nested slot groups 1..k (k = 1..n):
     the coupling scheme's joint eigenspace, with no CG coefficient involved."""
     n = len(path) - 1
-    out = torch.eye(3 ** n, dtype=torch.float64)
+    out = torch.eye(3**n, dtype=torch.float64)
     for k in range(2, n + 1):
         out = out @ casimir_projector(n, k, path[k])
     return out

@@ -27,8 +27,7 @@ from pathlib import Path as FilePath
 import torch
 
 from components.ict.cg import real_cg, spherical_to_cartesian, vector_cg
-from components.ict.paths import (Path, canonical_key, dense_entries, next_weights, spherical_block_entries,
-                                  trinomial)
+from components.ict.paths import Path, canonical_key, dense_entries, next_weights, spherical_block_entries, trinomial
 
 LAYOUTS = ("spherical", "cartesian", "dense")
 
@@ -78,8 +77,9 @@ def prefix_levels(depth: int, grow: Grow, start: torch.Tensor) -> dict[int, tupl
     return level
 
 
-def final_stream(n: int, grow: Grow, start: torch.Tensor, entries_per_row: Callable[[int], int],
-                 max_chunk_entries: int) -> Iterator[tuple[int, list[Path], torch.Tensor]]:
+def final_stream(
+    n: int, grow: Grow, start: torch.Tensor, entries_per_row: Callable[[int], int], max_chunk_entries: int
+) -> Iterator[tuple[int, list[Path], torch.Tensor]]:
     """(l, paths, tensor) chunks of the complete paths, by end weight l ascending; depth n-1 stays in memory,
     depth n is made one chunk at a time."""
     level = prefix_levels(n - 1, grow, start)
@@ -90,18 +90,23 @@ def final_stream(n: int, grow: Grow, start: torch.Tensor, entries_per_row: Calla
             paths, x = level[j]
             chunk = max(1, max_chunk_entries // max(1, entries_per_row(l)))
             for i0 in range(0, len(paths), chunk):
-                yield l, [p + (l,) for p in paths[i0:i0 + chunk]], grow(x[i0:i0 + chunk], n - 1, j, l)
+                yield l, [p + (l,) for p in paths[i0 : i0 + chunk]], grow(x[i0 : i0 + chunk], n - 1, j, l)
 
 
-def cartesian_path_matrices(n: int, cg_source: str = "e3nn", dtype: torch.dtype = torch.float64,
-                            device: str = "cpu", max_chunk_entries: int = 2 ** 25
-                            ) -> Iterator[tuple[int, list[Path], torch.Tensor]]:
+def cartesian_path_matrices(
+    n: int,
+    cg_source: str = "e3nn",
+    dtype: torch.dtype = torch.float64,
+    device: str = "cpu",
+    max_chunk_entries: int = 2**25,
+) -> Iterator[tuple[int, list[Path], torch.Tensor]]:
     """Chunks (l, paths, P) with P of shape (chunk, 3^n, 2l+1): Algorithm 1, batched and streamed."""
+
     def grow(x: torch.Tensor, k: int, j: int, j2: int) -> torch.Tensor:
         return grow_cartesian(x, j, j2, cg_source)
 
     start = torch.ones(1, 1, 1, dtype=dtype, device=device)
-    yield from final_stream(n, grow, start, lambda l: 3 ** n * (2 * l + 1), max_chunk_entries)
+    yield from final_stream(n, grow, start, lambda l: 3**n * (2 * l + 1), max_chunk_entries)
 
 
 def all_cartesian_path_matrices(n: int, **kwargs) -> list[tuple[Path, torch.Tensor]]:
@@ -114,7 +119,7 @@ def all_cartesian_path_matrices(n: int, **kwargs) -> list[tuple[Path, torch.Tens
 # Spherical path vectors: per weight j the 2j+1 columns, each stored only on its M = m row segment
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def spherical_rows(k: int, total: int) -> torch.Tensor:
     """Global row indices (ascending) of the basis strings of k slots with sum(mu) == total; digit a = mu + 1,
     slot k the most significant digit (the layout of Algorithm 1)."""
@@ -160,8 +165,9 @@ def grow_spherical(x: torch.Tensor, k: int, j: int, j2: int) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def spherical_path_vectors(n: int, dtype: torch.dtype = torch.float64, device: str = "cpu",
-                           max_chunk_entries: int = 2 ** 25) -> Iterator[tuple[int, list[Path], torch.Tensor]]:
+def spherical_path_vectors(
+    n: int, dtype: torch.dtype = torch.float64, device: str = "cpu", max_chunk_entries: int = 2**25
+) -> Iterator[tuple[int, list[Path], torch.Tensor]]:
     """Chunks (l, paths, V): V[i] is path i's matrix in the spherical basis, compressed to its M segments."""
     start = torch.ones(1, 1, dtype=dtype, device=device)
     yield from final_stream(n, grow_spherical, start, lambda l: segment_width(n, l), max_chunk_entries)
@@ -206,8 +212,14 @@ def dense_block(label: Path | int, weight: int, factor: torch.Tensor) -> BlockMa
     return BlockMatrix(label, weight, [Block(torch.arange(factor.shape[0], device=factor.device), factor)])
 
 
-def projector_matrices(n: int, layout: str = "spherical", cg_source: str = "e3nn", dtype: torch.dtype = torch.float64,
-                       device: str = "cpu", max_chunk_entries: int = 2 ** 25) -> Iterator[BlockMatrix]:
+def projector_matrices(
+    n: int,
+    layout: str = "spherical",
+    cg_source: str = "e3nn",
+    dtype: torch.dtype = torch.float64,
+    device: str = "cpu",
+    max_chunk_entries: int = 2**25,
+) -> Iterator[BlockMatrix]:
     """Every per-path decomposition matrix D_p = P_p P_p^T as a BlockMatrix, by end weight, one at a time."""
     if layout == "spherical":
         for _, paths, vectors in spherical_path_vectors(n, dtype, device, max_chunk_entries):
@@ -222,8 +234,14 @@ def projector_matrices(n: int, layout: str = "spherical", cg_source: str = "e3nn
             yield make(path, l, mat)
 
 
-def isotypic_matrices(n: int, layout: str = "spherical", cg_source: str = "e3nn", dtype: torch.dtype = torch.float64,
-                      device: str = "cpu", max_chunk_entries: int = 2 ** 25) -> Iterator[BlockMatrix]:
+def isotypic_matrices(
+    n: int,
+    layout: str = "spherical",
+    cg_source: str = "e3nn",
+    dtype: torch.dtype = torch.float64,
+    device: str = "cpu",
+    max_chunk_entries: int = 2**25,
+) -> Iterator[BlockMatrix]:
     """Pi_l = Q_l Q_l^T for l = 0..n, Q_l the path matrices ending at l side by side (one weight at a time)."""
     if layout == "spherical":
         stream = spherical_path_vectors(n, dtype, device, max_chunk_entries)
@@ -249,7 +267,7 @@ def _isotypic(n: int, l: int, pieces: list[torch.Tensor], layout: str) -> BlockM
             support = (factor != 0).any(dim=1).nonzero().squeeze(1)
             blocks.append(Block(spherical_rows(n, m).to(factor.device)[support], factor[support]))
         return BlockMatrix(l, l, blocks)
-    q = stacked.permute(1, 0, 2).reshape(3 ** n, -1)  # (3^n, m_l (2l+1))
+    q = stacked.permute(1, 0, 2).reshape(3**n, -1)  # (3^n, m_l (2l+1))
     return cartesian_blocks(l, l, q) if layout == "cartesian" else dense_block(l, l, q)
 
 
@@ -286,7 +304,7 @@ class Checksum:
 Sink = Callable[[torch.Tensor], None]
 
 
-def stream_block(block: Block, panel_entries: int = 2 ** 18, sink: Sink | None = None) -> Checksum:
+def stream_block(block: Block, panel_entries: int = 2**18, sink: Sink | None = None) -> Checksum:
     """Materialise the block's upper triangle, `panel_entries` at a time, in row-major packed order."""
     factor = block.factor
     size = factor.shape[0]
@@ -311,7 +329,7 @@ def stream_block(block: Block, panel_entries: int = 2 ** 18, sink: Sink | None =
     return out
 
 
-def stream_matrix(matrix: BlockMatrix, panel_entries: int = 2 ** 18, sink: Sink | None = None) -> Checksum:
+def stream_matrix(matrix: BlockMatrix, panel_entries: int = 2**18, sink: Sink | None = None) -> Checksum:
     total = Checksum()
     for block in matrix.blocks:
         total.add(stream_block(block, panel_entries, sink))
@@ -320,7 +338,7 @@ def stream_matrix(matrix: BlockMatrix, panel_entries: int = 2 ** 18, sink: Sink 
 
 def to_dense(matrix: BlockMatrix, n: int, layout: str) -> torch.Tensor:
     """The dense Cartesian 3^n x 3^n matrix (small n only: for tests and the reader)."""
-    dense = torch.zeros(3 ** n, 3 ** n, dtype=torch.float64)
+    dense = torch.zeros(3**n, 3**n, dtype=torch.float64)
     for block in matrix.blocks:
         f = block.factor.double().cpu()
         rows = block.rows.cpu()
@@ -362,13 +380,19 @@ class ShardWriter:
     def close(self) -> dict:
         self._values.close()
         self._rows.close()
-        return {"values": self.values_path.name, "values_sha256": self.values_hash.hexdigest(),
-                "values_count": self.values_count, "rows": self.rows_path.name,
-                "rows_sha256": self.rows_hash.hexdigest(), "rows_count": self.rows_count}
+        return {
+            "values": self.values_path.name,
+            "values_sha256": self.values_hash.hexdigest(),
+            "values_count": self.values_count,
+            "rows": self.rows_path.name,
+            "rows_sha256": self.rows_hash.hexdigest(),
+            "rows_count": self.rows_count,
+        }
 
 
-def write_matrices(matrices: Iterator[BlockMatrix], out_dir: FilePath, n: int, layout: str, kind: str,
-                   panel_entries: int = 2 ** 18) -> tuple[list[dict], list[Checksum]]:
+def write_matrices(
+    matrices: Iterator[BlockMatrix], out_dir: FilePath, n: int, layout: str, kind: str, panel_entries: int = 2**18
+) -> tuple[list[dict], list[Checksum]]:
     """Stream every matrix into shards by weight (`{kind}_l{l}.f64` / `.rows.i64`) plus `{kind}.json`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     writers: dict[int, ShardWriter] = {}
@@ -378,23 +402,40 @@ def write_matrices(matrices: Iterator[BlockMatrix], out_dir: FilePath, n: int, l
         if writer is None:
             stem = f"{kind}_l{matrix.weight}"
             writer = writers[matrix.weight] = ShardWriter(out_dir / f"{stem}.f64", out_dir / f"{stem}.rows.i64")
-        record = {"label": list(matrix.label) if isinstance(matrix.label, tuple) else matrix.label,
-                  "weight": matrix.weight, "blocks": []}
+        record = {
+            "label": list(matrix.label) if isinstance(matrix.label, tuple) else matrix.label,
+            "weight": matrix.weight,
+            "blocks": [],
+        }
         total = Checksum()
         for block in matrix.blocks:
             start_rows, start_values = writer.rows_count, writer.values_count
             writer.write_rows(block.rows)
             total.add(stream_block(block, panel_entries, writer.write_values))
-            record["blocks"].append({"rows_offset": start_rows, "size": int(block.rows.numel()),
-                                     "values_offset": start_values, "values_count": writer.values_count - start_values})
+            record["blocks"].append(
+                {
+                    "rows_offset": start_rows,
+                    "size": int(block.rows.numel()),
+                    "values_offset": start_values,
+                    "values_count": writer.values_count - start_values,
+                }
+            )
         record["checksum"] = dict(zip(("entries", "total", "squares", "trace", "diagonal_squares"), total.as_list()))
         entries.append(record)
         sums.append(total)
     shards = {str(l): w.close() for l, w in sorted(writers.items())}
-    manifest = {"n": n, "layout": layout, "kind": kind, "format": "packed upper triangle, row-major, per block",
-                "basis": "spherical e_-1, e_0, e_+1 per slot (Condon-Shortley)" if layout == "spherical"
-                else "Cartesian x, y, z per slot", "row_order": "slot n most significant, C order",
-                "shards": shards, "matrices": entries}
+    manifest = {
+        "n": n,
+        "layout": layout,
+        "kind": kind,
+        "format": "packed upper triangle, row-major, per block",
+        "basis": "spherical e_-1, e_0, e_+1 per slot (Condon-Shortley)"
+        if layout == "spherical"
+        else "Cartesian x, y, z per slot",
+        "row_order": "slot n most significant, C order",
+        "shards": shards,
+        "matrices": entries,
+    }
     (out_dir / f"{kind}.json").write_text(json.dumps(manifest, indent=1))
     return entries, sums
 
@@ -409,11 +450,13 @@ def read_matrix(out_dir: FilePath, kind: str, index: int) -> torch.Tensor:
     shard = manifest["shards"][str(record["weight"])]
     values = np.fromfile(out_dir / shard["values"], dtype=np.float64)
     rows = np.fromfile(out_dir / shard["rows"], dtype=np.int64)
-    dense = torch.zeros(3 ** n, 3 ** n, dtype=torch.float64)
+    dense = torch.zeros(3**n, 3**n, dtype=torch.float64)
     for block in record["blocks"]:
         size = block["size"]
-        idx = torch.from_numpy(rows[block["rows_offset"]:block["rows_offset"] + size].copy())
-        packed = torch.from_numpy(values[block["values_offset"]:block["values_offset"] + block["values_count"]].copy())
+        idx = torch.from_numpy(rows[block["rows_offset"] : block["rows_offset"] + size].copy())
+        packed = torch.from_numpy(
+            values[block["values_offset"] : block["values_offset"] + block["values_count"]].copy()
+        )
         square = torch.zeros(size, size, dtype=torch.float64)
         upper = torch.ones(size, size, dtype=torch.bool).triu()
         square[upper] = packed
@@ -425,8 +468,11 @@ def read_matrix(out_dir: FilePath, kind: str, index: int) -> torch.Tensor:
 def estimated_stream_bytes(n: int, layout: str, kind: str) -> int:
     """Upper bound of the bytes `write_matrices` writes (dense-in-block upper triangles, float64)."""
     if kind == "isotypic":
-        full = sum(trinomial(n, m) ** 2 * sum(1 for l in range(abs(m), n + 1)) for m in range(-n, n + 1)) \
-            if layout == "spherical" else (n + 1) * 9 ** n
+        full = (
+            sum(trinomial(n, m) ** 2 * sum(1 for l in range(abs(m), n + 1)) for m in range(-n, n + 1))
+            if layout == "spherical"
+            else (n + 1) * 9**n
+        )
         return 8 * full // 2
     full = spherical_block_entries(n) if layout == "spherical" else dense_entries(n)
     return 8 * full // 2
@@ -436,8 +482,9 @@ def estimated_stream_bytes(n: int, layout: str, kind: str) -> int:
 # Orthogonality at full rank without a dense 3^n x 3^n Gram
 
 
-def spherical_orthogonality_error(n: int, dtype: torch.dtype = torch.float64, device: str = "cpu",
-                                  max_chunk_entries: int = 2 ** 25) -> float:
+def spherical_orthogonality_error(
+    n: int, dtype: torch.dtype = torch.float64, device: str = "cpu", max_chunk_entries: int = 2**25
+) -> float:
     """max |Q^T Q - I| of all path vectors in the spherical basis, exactly: Q is block-diagonal by M, and
     block M (the columns m = M of every path with j_n >= |M|) is square, T(n, M) wide."""
     columns: dict[int, list[torch.Tensor]] = {}
@@ -445,7 +492,7 @@ def spherical_orthogonality_error(n: int, dtype: torch.dtype = torch.float64, de
         for m, (start, stop) in segment_offsets(n, l).items():
             columns.setdefault(m, []).append(vectors[:, start:stop])
     worst = 0.0
-    for m, parts in sorted(columns.items()):
+    for _m, parts in sorted(columns.items()):
         block = torch.cat(parts)
         if block.shape[0] != block.shape[1]:
             return math.inf  # a missing or extra path: the change of basis is not square
@@ -455,15 +502,19 @@ def spherical_orthogonality_error(n: int, dtype: torch.dtype = torch.float64, de
     return worst
 
 
-def cartesian_orthogonality_probe(n: int, probes: torch.Tensor, cg_source: str = "e3nn",
-                                  max_chunk_entries: int = 2 ** 25) -> float:
+def cartesian_orthogonality_probe(
+    n: int, probes: torch.Tensor, cg_source: str = "e3nn", max_chunk_entries: int = 2**25
+) -> float:
     """max |Q Q^T R - R| for unit probe columns R (3^n x k), in two streamed passes over the path matrices:
     an orthogonal Q returns every probe unchanged; a missing, repeated or skewed path does not."""
     dtype = probes.dtype
-    projections = [torch.einsum("prc,rk->pck", x, probes)
-                   for _, _, x in cartesian_path_matrices(n, cg_source, dtype, probes.device, max_chunk_entries)]
+    projections = [
+        torch.einsum("prc,rk->pck", x, probes)
+        for _, _, x in cartesian_path_matrices(n, cg_source, dtype, probes.device, max_chunk_entries)
+    ]
     back = torch.zeros_like(probes)
-    for z, (_, _, x) in zip(projections, cartesian_path_matrices(n, cg_source, dtype, probes.device,
-                                                                  max_chunk_entries)):
+    for z, (_, _, x) in zip(
+        projections, cartesian_path_matrices(n, cg_source, dtype, probes.device, max_chunk_entries)
+    ):
         back += torch.einsum("prc,pck->rk", x, z)
     return (back - probes).abs().max().item()

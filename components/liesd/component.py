@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from components.core.contract import RunContext
-from components.core.optim import build_optimizer
 from components.core.errors import Preempted, RunError
 from components.core.files import atomic_write_json
+from components.core.optim import build_optimizer
 from components.core.schedules import make_scheduler
 from components.liesd import evaluation, plots, tasks
 from components.liesd.config import Config
@@ -30,12 +30,27 @@ from components.liesd.models import mlp
 from components.liesd.systems import layout
 
 SMOKE = {  # liesd.md §6: inertia, tensor form, N = 2000, 9-128-128-9 SiLU, Adam 3e-3 cosine, batch 256, 200 epochs
-    "task": "inertia", "form": "auto", "inertia": {"samples": 2000}, "two_body": {"trajectories": 50},
-    "width": 128, "activation": "silu", "epochs": 200, "batch_size": 256, "optimizer": "adamw", "lr": 3e-3,
-    "weight_decay": 0.0, "schedule": {"name": "cosine"},
+    "task": "inertia",
+    "form": "auto",
+    "inertia": {"samples": 2000},
+    "two_body": {"trajectories": 50},
+    "width": 128,
+    "activation": "silu",
+    "epochs": 200,
+    "batch_size": 256,
+    "optimizer": "adamw",
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "schedule": {"name": "cosine"},
 }
-TEST = {**SMOKE, "inertia": {"samples": 256}, "two_body": {"trajectories": 10}, "width": 32, "epochs": 3,
-        "batch_size": 64}
+TEST = {
+    **SMOKE,
+    "inertia": {"samples": 256},
+    "two_body": {"trajectories": 10},
+    "width": 32,
+    "epochs": 3,
+    "batch_size": 64,
+}
 OFFICIAL_EVAL_COUNT = {("inertia", "multichannel"): 26}  # visualization.py scores the vector baseline's 26 smallest
 
 
@@ -76,7 +91,7 @@ def relative_mse(model: torch.nn.Module, split: tasks.Split, device: str, chunk:
     x, y = flat(split.x, device), flat(split.y, device)
     squared, norm = 0.0, float((y.double() ** 2).sum())
     for start in range(0, len(x), chunk):
-        squared += float(((model(x[start:start + chunk]).double() - y[start:start + chunk].double()) ** 2).sum())
+        squared += float(((model(x[start : start + chunk]).double() - y[start : start + chunk].double()) ** 2).sum())
     return squared / y.numel(), squared / norm
 
 
@@ -105,7 +120,7 @@ def train(cfg: Config, ctx: RunContext, train_split: tasks.Split) -> torch.nn.Mo
         epoch, index = divmod(step, per_epoch)
         if index == 0:
             order = batch_order(ctx.seed, epoch, len(x))
-        rows = order[index * cfg.batch_size:(index + 1) * cfg.batch_size][ctx.rank::ctx.world_size]
+        rows = order[index * cfg.batch_size : (index + 1) * cfg.batch_size][ctx.rank :: ctx.world_size]
         rows = torch.from_numpy(rows).to(ctx.device)
         lr = optimizer.param_groups[0]["lr"]
         loss = F.mse_loss(wrapped(x[rows]), y[rows])
@@ -156,12 +171,16 @@ def symmetry_metrics(cfg: Config, model: torch.nn.Module, inputs: np.ndarray, ct
     at_expected = evaluation.compared(found.spectrum.vectors[:, :expected].T, form, system)
     sigma = found.spectrum.sigma
     metrics: dict[str, Any] = {
-        "num_unknowns": system.unknowns, "num_bases_detected": found.detected, "gap_ratio": found.gap_ratio,
-        "num_bases_used": found.used, "error_space": evaluation.error_space(chosen, truth),
-        "error_orth": evaluation.error_orth(chosen), "expected_bases": expected,
+        "num_unknowns": system.unknowns,
+        "num_bases_detected": found.detected,
+        "gap_ratio": found.gap_ratio,
+        "num_bases_used": found.used,
+        "error_space": evaluation.error_space(chosen, truth),
+        "error_orth": evaluation.error_orth(chosen),
+        "expected_bases": expected,
         "error_space_expected": evaluation.error_space(at_expected, truth),
     }
-    metrics.update({f"sigma/{j + 1:02d}": float(s) for j, s in enumerate(sigma[:cfg.gap_max])})
+    metrics.update({f"sigma/{j + 1:02d}": float(s) for j, s in enumerate(sigma[: cfg.gap_max])})
     return {"metrics": metrics, "found": found, "gram": gram}
 
 
@@ -169,8 +188,7 @@ def write_artefacts(ctx: RunContext, cfg: Config, result: dict[str, Any], timing
     found = result["found"]
     blocks = found.layout.split(found.bases)
     np.savez(ctx.run_dir / "bases.npz", sigma=found.spectrum.sigma, **blocks)
-    np.savetxt(ctx.run_dir / "spectrum.csv", found.spectrum.sigma[:, None], header="sigma (ascending)",
-               comments="")
+    np.savetxt(ctx.run_dir / "spectrum.csv", found.spectrum.sigma[:, None], header="sigma (ascending)", comments="")
     title = f"{cfg.task}, {cfg.resolved_form} form: {found.layout.unknowns} unknowns"
     plots.spectrum(ctx.run_dir / "spectrum.png", found.spectrum.sigma, found.detected, found.layout.gauge, title)
     plots.bases(ctx.run_dir / "bases.png", blocks, f"{title}, {found.used} smallest")
@@ -209,8 +227,12 @@ class LieSD:
         metrics.update({key: float(value) for key, value in result["metrics"].items()})
         ctx.log(metrics, step=None)
         if ctx.is_main:
-            timing = {"data_s": generated - started, "train_s": trained - generated,
-                      "discovery_s": time.perf_counter() - trained, "wall_time_s": time.perf_counter() - started}
+            timing = {
+                "data_s": generated - started,
+                "train_s": trained - generated,
+                "discovery_s": time.perf_counter() - trained,
+                "wall_time_s": time.perf_counter() - started,
+            }
             write_artefacts(ctx, cfg, result, timing)
         return metrics
 

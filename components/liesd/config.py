@@ -73,8 +73,10 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _form_fits_task(self) -> Config:
         if self.form != "auto" and self.form not in TASK_FORMS[self.task]:
-            raise ValueError(f"form '{self.form}' does not apply to task '{self.task}'; "
-                             f"choose from auto, {', '.join(TASK_FORMS[self.task])}")
+            raise ValueError(
+                f"form '{self.form}' does not apply to task '{self.task}'; "
+                f"choose from auto, {', '.join(TASK_FORMS[self.task])}"
+            )
         if self.num_bases is not None and self.num_bases > self.unknowns:
             raise ValueError(f"num_bases {self.num_bases} exceeds the {self.unknowns} unknowns of this form")
         return self

@@ -13,21 +13,27 @@ from torch.func import jacrev, vmap
 from components.liesd import systems
 
 
-def gram_matrix(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, form: str,
-                out_shape: tuple[int, int], chunk: int = 4096) -> np.ndarray:
+def gram_matrix(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    form: str,
+    out_shape: tuple[int, int],
+    chunk: int = 4096,
+) -> np.ndarray:
     """G for `fn`, a map from one flattened input (c d,) to one flattened output, over inputs x (n, c, d).
 
     x's dtype is the dtype of the whole computation (use float64: liesd.md §8)."""
     n, c, d = x.shape
     total = None
     for start in range(0, n, chunk):
-        block = x[start:start + chunk]
+        block = x[start : start + chunk]
         flat = block.reshape(len(block), c * d)
         with torch.no_grad():
             outputs = vmap(fn)(flat)
         jac = vmap(jacrev(fn))(flat).detach()
-        rows = systems.rows(form, block, outputs.reshape(len(block), *out_shape),
-                            jac.reshape(len(block), *out_shape, c, d))
+        rows = systems.rows(
+            form, block, outputs.reshape(len(block), *out_shape), jac.reshape(len(block), *out_shape, c, d)
+        )
         part = systems.gram(rows)
         total = part if total is None else total + part
     return total.cpu().numpy()
@@ -44,7 +50,7 @@ class Discovery:
     @property
     def bases(self) -> np.ndarray:
         """(used, unknowns): the right singular vectors of the `used` smallest singular values, orthonormal."""
-        return self.spectrum.vectors[:, :self.used].T
+        return self.spectrum.vectors[:, : self.used].T
 
 
 def discover(gram: np.ndarray, layout: systems.Layout, num_bases: int | None = None, gap_max: int = 12) -> Discovery:

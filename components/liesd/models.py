@@ -10,5 +10,3 @@ ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU}
 def mlp(inputs: int, outputs: int, width: int, activation: str) -> nn.Module:
     act = ACTIVATIONS[activation]
     return nn.Sequential(nn.Linear(inputs, width), act(), nn.Linear(width, width), act(), nn.Linear(width, outputs))
-
-

@@ -39,8 +39,9 @@ def bases(path: Path, blocks: dict[str, np.ndarray], title: str) -> None:
     plt = _pyplot()
     names = list(blocks)
     count = len(next(iter(blocks.values())))
-    fig, axes = plt.subplots(count, len(names), figsize=(1.8 * len(names) + 1, 1.7 * count + 0.6), dpi=100,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        count, len(names), figsize=(1.8 * len(names) + 1, 1.7 * count + 0.6), dpi=100, squeeze=False
+    )
     scale = max(float(np.max(np.abs(b))) for b in blocks.values()) or 1.0
     for row in range(count):
         for col, name in enumerate(names):

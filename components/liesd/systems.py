@@ -35,7 +35,7 @@ class Layout:
         """u (..., unknowns) -> {name: (..., side, side)}."""
         out, start = {}, 0
         for name, side in self.blocks:
-            out[name] = vector[..., start:start + side * side].reshape(*vector.shape[:-1], side, side)
+            out[name] = vector[..., start : start + side * side].reshape(*vector.shape[:-1], side, side)
             start += side * side
         return out
 
@@ -103,8 +103,12 @@ def tensor_rows(x: torch.Tensor, f: torch.Tensor, jac: torch.Tensor) -> torch.Te
     return torch.cat([rows_a, rows_b1, rows_b2], dim=2)
 
 
-ROWS = {"vector": vector_rows, "multichannel": multichannel_rows, "channelwise": channelwise_rows,
-        "tensor": tensor_rows}
+ROWS = {
+    "vector": vector_rows,
+    "multichannel": multichannel_rows,
+    "channelwise": channelwise_rows,
+    "tensor": tensor_rows,
+}
 
 
 def rows(form: str, x: torch.Tensor, f: torch.Tensor, jac: torch.Tensor) -> torch.Tensor:
@@ -142,7 +146,7 @@ def gap_rule(sigma: np.ndarray, skip: int = 0, j_max: int = 12) -> tuple[int, fl
         raise ValueError(f"the gap rule needs at least {skip + 2} singular values, got {len(values)}")
     # sigma = sqrt(eig(G)) is exact only down to ~sqrt(eps) sigma_max: below that, round-off ratios mean nothing
     floor = max(float(sigma.max()), 1e-300) * 10.0 * np.sqrt(np.finfo(np.float64).eps)
-    below, above = np.maximum(values[skip:-1], floor), np.maximum(values[skip + 1:], floor)
+    below, above = np.maximum(values[skip:-1], floor), np.maximum(values[skip + 1 :], floor)
     ratios = above / below
     best = int(np.argmax(np.log(ratios)))
     return skip + best + 1, float(ratios[best])

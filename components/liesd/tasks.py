@@ -67,8 +67,9 @@ def two_body_rhs(t: float, flat: np.ndarray) -> np.ndarray:
     return np.stack([v1, v2, acc1, -acc1], axis=1).reshape(-1)
 
 
-def two_body_orbits(trajectories: int, steps: int, t_end: float, orbit_noise: float, rtol: float,
-                    rng: np.random.Generator) -> np.ndarray:
+def two_body_orbits(
+    trajectories: int, steps: int, t_end: float, orbit_noise: float, rtol: float, rng: np.random.Generator
+) -> np.ndarray:
     """HNN experiment-orbits' sampler: body 1 at pos ~ U[0.5, 1.5]^2, body 2 at -pos, circular-orbit velocity
     |v| = 1 / (2 sqrt(r)) scaled by (1 + orbit_noise N(0, 1)). Returns (trajectories, steps, 4, 2) with
     channels (q1, v1, q2, v2). All orbits are integrated as one vectorised system (rtol = atol = `rtol`)."""
@@ -81,8 +82,9 @@ def two_body_orbits(trajectories: int, steps: int, t_end: float, orbit_noise: fl
     vel *= 1.0 + orbit_noise * rng.standard_normal((trajectories, 1))
     start = np.stack([pos, -pos, vel, -vel], axis=1)
     times = np.linspace(0.0, t_end, steps)
-    solution = solve_ivp(two_body_rhs, (0.0, t_end), start.reshape(-1), t_eval=times, rtol=rtol, atol=rtol,
-                         method="DOP853")
+    solution = solve_ivp(
+        two_body_rhs, (0.0, t_end), start.reshape(-1), t_eval=times, rtol=rtol, atol=rtol, method="DOP853"
+    )
     if not solution.success:
         raise RuntimeError(f"the two-body integration failed: {solution.message}")
     states = solution.y.T.reshape(steps, trajectories, 4, 2).transpose(1, 0, 2, 3)
@@ -100,8 +102,8 @@ def two_body_split(orbits: np.ndarray, non_uniform: bool) -> Split:
     non_uniform: samples whose q1 lies in quadrant I or III are rotated by +90 degrees (inputs and targets),
     so the data are not rotation symmetric while the map still is (liesd.md §4)."""
     steps = orbits.shape[1]
-    x = orbits[:, :steps - 2].reshape(-1, 4, 2)
-    y = orbits[:, 1:steps - 1].reshape(-1, 4, 2)
+    x = orbits[:, : steps - 2].reshape(-1, 4, 2)
+    y = orbits[:, 1 : steps - 1].reshape(-1, 4, 2)
     if non_uniform:
         q1 = x[:, 0]
         chosen = (q1[:, 0] > 0) == (q1[:, 1] > 0)
@@ -147,11 +149,13 @@ def true_unknowns(task: str, form: str, in_channels: int) -> np.ndarray:
     for g in true_generators(task):
         on_input = np.kron(np.eye(in_channels), g)
         if task == "two_body":
-            parts = {"vector": [on_input, on_input], "multichannel": [g, g],
-                     "channelwise": [g] * in_channels}.get(form)
+            parts = {"vector": [on_input, on_input], "multichannel": [g, g], "channelwise": [g] * in_channels}.get(form)
         else:
-            parts = {"vector": [on_input, kronecker_sum(g, g)], "multichannel": [g, kronecker_sum(g, g)],
-                     "tensor": [g, g, g]}.get(form)
+            parts = {
+                "vector": [on_input, kronecker_sum(g, g)],
+                "multichannel": [g, kronecker_sum(g, g)],
+                "tensor": [g, g, g],
+            }.get(form)
         if parts is None:
             raise ValueError(f"task '{task}' has no '{form}' form")
         vectors.append(np.concatenate([p.reshape(-1) for p in parts]))

@@ -47,9 +47,14 @@ def run_quadratic(cfg: Config, ctx: RunContext) -> dict[str, float]:
     final, trace = quadratic.solve(cfg, ctx.seed, log=ctx.log if ctx.is_main else None)
     ctx.log(final, step=cfg.budget)
     if ctx.is_main and cfg.plots:
-        _plot(ctx.run_dir / "curves.png", f"box quadratic, {cfg.optimizer}, K = {cfg.budget}",
-              [("KKT residual S(x_k)", trace.steps, trace.kkt, True),
-               ("max(|x_k| - 1/lambda, 0)", trace.steps, trace.excess, False)])
+        _plot(
+            ctx.run_dir / "curves.png",
+            f"box quadratic, {cfg.optimizer}, K = {cfg.budget}",
+            [
+                ("KKT residual S(x_k)", trace.steps, trace.kkt, True),
+                ("max(|x_k| - 1/lambda, 0)", trace.steps, trace.excess, False),
+            ],
+        )
     return final
 
 
@@ -59,8 +64,8 @@ def evaluate(model: torch.nn.Module, shards: ImageShards, cfg: Config, device: s
     model.eval()
     total, correct = 0.0, 0
     for start in range(0, len(labels), cfg.eval_batch_size):
-        x = to_input(torch.from_numpy(images[start:start + cfg.eval_batch_size]).to(device))
-        y = torch.from_numpy(labels[start:start + cfg.eval_batch_size]).to(device)
+        x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device))
+        y = torch.from_numpy(labels[start : start + cfg.eval_batch_size]).to(device)
         logits = model(x)
         total += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(dim=1) == y).sum().item()
@@ -68,16 +73,17 @@ def evaluate(model: torch.nn.Module, shards: ImageShards, cfg: Config, device: s
     return total / len(labels), correct / len(labels)
 
 
-def full_batch_gradient(model: torch.nn.Module, shards: ImageShards, cfg: Config,
-                        device: str) -> dict[int, torch.Tensor]:
+def full_batch_gradient(
+    model: torch.nn.Module, shards: ImageShards, cfg: Config, device: str
+) -> dict[int, torch.Tensor]:
     """The exact gradient of the mean training loss (in eval mode, so BatchNorm uses its running statistics)."""
     images, labels = shards.arrays()
     params = [p for p in model.parameters() if p.requires_grad]
     grads = [torch.zeros_like(p, dtype=torch.float64) for p in params]
     model.eval()
     for start in range(0, len(labels), cfg.eval_batch_size):
-        x = to_input(torch.from_numpy(images[start:start + cfg.eval_batch_size]).to(device))
-        y = torch.from_numpy(labels[start:start + cfg.eval_batch_size]).to(device)
+        x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device))
+        y = torch.from_numpy(labels[start : start + cfg.eval_batch_size]).to(device)
         loss = F.cross_entropy(model(x), y, reduction="sum") / len(labels)
         for total, grad in zip(grads, torch.autograd.grad(loss, params)):
             total += grad.double()
@@ -109,16 +115,19 @@ def train_network(cfg: Config, ctx: RunContext) -> dict[str, float]:
 
     resumed = ctx.checkpoint.restore() if ctx.checkpoint is not None else None
     start = resumed["data_position"] if resumed else 0
-    run_max = {"box": resumed.get("box_run_max", 0.0) if resumed else 0.0,
-               "rho_min": resumed.get("rho_min", math.inf) if resumed else math.inf,
-               "rho_max": resumed.get("rho_max", 0.0) if resumed else 0.0}
+    run_max = {
+        "box": resumed.get("box_run_max", 0.0) if resumed else 0.0,
+        "rho_min": resumed.get("rho_min", math.inf) if resumed else math.inf,
+        "rho_max": resumed.get("rho_max", 0.0) if resumed else 0.0,
+    }
     curves: dict[str, list] = {"step": [], "train/loss": [], "grad/rho": [], "box/max_abs_times_lambda": []}
     stream = train.batches(cfg.batch_size, seed=ctx.seed, start_batch=start, rank=ctx.rank, world_size=ctx.world_size)
     for step in ctx.progress(range(start, cfg.budget), total=cfg.budget, initial=start, desc=f"lion {cfg.task}"):
         images, labels = next(stream)
         lr = optimizer.param_groups[0]["lr"]
-        loss = F.cross_entropy(model(to_input(torch.from_numpy(images).to(ctx.device))),
-                               torch.from_numpy(labels).to(ctx.device))
+        loss = F.cross_entropy(
+            model(to_input(torch.from_numpy(images).to(ctx.device))), torch.from_numpy(labels).to(ctx.device)
+        )
         value = ctx.strategy.mean_across_ranks(loss.detach()).item()
         if not math.isfinite(value) or value > cfg.divergence_limit:
             raise RunError(f"loss diverged at step {step} (loss {value:.4g}, lr {lr:.4g}): lower lr")
@@ -142,8 +151,15 @@ def train_network(cfg: Config, ctx: RunContext) -> dict[str, float]:
         done = step + 1
         stop = ctx.should_stop()  # once per step: the answer acted on is the one every rank agreed
         if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or stop):
-            ctx.checkpoint.save(done, {"data_position": done, "box_run_max": run_max["box"],
-                                       "rho_min": run_max["rho_min"], "rho_max": run_max["rho_max"]})
+            ctx.checkpoint.save(
+                done,
+                {
+                    "data_position": done,
+                    "box_run_max": run_max["box"],
+                    "rho_min": run_max["rho_min"],
+                    "rho_max": run_max["rho_max"],
+                },
+            )
         if stop and done < cfg.budget:
             raise Preempted(f"stopped at step {done} of {cfg.budget}; resume continues from its checkpoint")
 
@@ -155,12 +171,17 @@ def train_network(cfg: Config, ctx: RunContext) -> dict[str, float]:
     rows = probe.per_tensor_table((names[key], grad) for key, grad in grads.items())
     full = probe.grad_ratio(grads.values())
     final = {
-        "final/train_loss": train_loss, "final/train_acc": train_acc, "val/loss": val_loss, "val/acc": val_acc,
+        "final/train_loss": train_loss,
+        "final/train_acc": train_acc,
+        "val/loss": val_loss,
+        "val/acc": val_acc,
         "test/acc": test_acc,
         "final/kkt_S": box.network_kkt_residual(decay, grads),  # the exact full-batch gradient
-        "final/grad_l1": full["grad/l1"], "final/grad_rho": full["grad/rho"],
+        "final/grad_l1": full["grad/l1"],
+        "final/grad_rho": full["grad/rho"],
         "final/rho_slope": probe.log_ratio_slope(rows),
-        "box/max_abs_times_lambda": box.max_abs_times_lambda(decay), "box/run_max": run_max["box"],
+        "box/max_abs_times_lambda": box.max_abs_times_lambda(decay),
+        "box/run_max": run_max["box"],
     }
     if math.isfinite(run_max["rho_min"]):
         final.update({"grad/rho_min": run_max["rho_min"], "grad/rho_max": run_max["rho_max"]})
@@ -169,10 +190,15 @@ def train_network(cfg: Config, ctx: RunContext) -> dict[str, float]:
     if ctx.is_main:
         write_tensor_table(ctx.run_dir / "grad_ratio_tensors.csv", rows)
         if cfg.plots:
-            _plot(ctx.run_dir / "curves.png", f"{cfg.task}, {cfg.optimizer}",
-                  [("train loss (minibatch)", curves["step"], curves["train/loss"], True),
-                   ("rho = l1 / (sqrt(d) l2)", curves["step"], curves["grad/rho"], False),
-                   ("max lambda |x_i| (decayed)", curves["step"], curves["box/max_abs_times_lambda"], False)])
+            _plot(
+                ctx.run_dir / "curves.png",
+                f"{cfg.task}, {cfg.optimizer}",
+                [
+                    ("train loss (minibatch)", curves["step"], curves["train/loss"], True),
+                    ("rho = l1 / (sqrt(d) l2)", curves["step"], curves["grad/rho"], False),
+                    ("max lambda |x_i| (decayed)", curves["step"], curves["box/max_abs_times_lambda"], False),
+                ],
+            )
     return final
 
 

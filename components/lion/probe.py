@@ -34,9 +34,16 @@ def per_tensor_table(named_grads: Iterable[tuple[str, torch.Tensor]]) -> list[di
     rows = []
     for name, grad in named_grads:
         stats = grad_ratio([grad])
-        rows.append({"tensor": name, "d": grad.numel(), "l1": stats["grad/l1"], "l2": stats["grad/l2"],
-                     "r": stats["grad/l1"] / stats["grad/l2"] if stats["grad/l2"] > 0 else 0.0,
-                     "rho": stats["grad/rho"]})
+        rows.append(
+            {
+                "tensor": name,
+                "d": grad.numel(),
+                "l1": stats["grad/l1"],
+                "l2": stats["grad/l2"],
+                "r": stats["grad/l1"] / stats["grad/l2"] if stats["grad/l2"] > 0 else 0.0,
+                "rho": stats["grad/rho"],
+            }
+        )
     return rows
 
 

@@ -19,14 +19,32 @@ from components.core.schedules import ScheduleConfig, make_scheduler
 from components.pyramid_flow import plots
 from components.pyramid_flow.config import Config
 from components.pyramid_flow.model import PyramidDiT
-from components.pyramid_flow.pyramid import (Layout, TrainingBatch, latent_pyramid, per_sample_loss,
-                                             training_batch, up, zero_loss)
+from components.pyramid_flow.pyramid import (
+    Layout,
+    TrainingBatch,
+    latent_pyramid,
+    per_sample_loss,
+    training_batch,
+    up,
+    zero_loss,
+)
 from components.pyramid_flow.sampler import generate, oracle_velocity, sample_unit, sampling_cost
 from components.pyramid_flow.schedule import StageTable, block_noise, stage_table
 
 VAL_SEED = 20241008  # the val items (units, noise, timesteps, corruption) are the same for every run and seed
-SQUARES = {"dataset": "video/moving_squares", "width": 64, "depth": 3, "heads": 4, "lr": 1e-3, "weight_decay": 1e-4,
-           "batch_size": 32, "warmup": 0, "grid_clips": 6, "jump_draws": 100000, "precision": "fp32"}
+SQUARES = {
+    "dataset": "video/moving_squares",
+    "width": 64,
+    "depth": 3,
+    "heads": 4,
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "batch_size": 32,
+    "warmup": 0,
+    "grid_clips": 6,
+    "jump_draws": 100000,
+    "precision": "fp32",
+}
 PAPER_LATENT = (2, 16, 8, 8)  # random_step: 2 latent frames of the VAE's 16 channels on an 8x8 grid (cheap tokens)
 
 
@@ -57,8 +75,9 @@ def stage_of_rows(cfg: Config, rows: np.ndarray) -> np.ndarray:
     return columns[rows % len(columns)]
 
 
-def val_batches(cfg: Config, table: StageTable, layout: Layout, clips: torch.Tensor,
-                history_clips: torch.Tensor | None = None) -> list[TrainingBatch]:
+def val_batches(
+    cfg: Config, table: StageTable, layout: Layout, clips: torch.Tensor, history_clips: torch.Tensor | None = None
+) -> list[TrainingBatch]:
     """Every val clip at every stage, with fixed units, noise, timesteps and corruption (seeded by VAL_SEED,
     stage and chunk only, so swapping the history source changes nothing else)."""
     count, frames = clips.shape[:2]
@@ -69,15 +88,25 @@ def val_batches(cfg: Config, table: StageTable, layout: Layout, clips: torch.Ten
             rows = slice(first, first + cfg.eval_batch_size)
             generator = torch.Generator().manual_seed(VAL_SEED + 1000 * k + chunk)
             size = len(clips[rows])
-            batches.append(training_batch(clips[rows], np.full(size, k), units[k, rows], table, layout,
-                                          cfg.corrupt_ratio, generator,
-                                          None if history_clips is None else history_clips[rows]))
+            batches.append(
+                training_batch(
+                    clips[rows],
+                    np.full(size, k),
+                    units[k, rows],
+                    table,
+                    layout,
+                    cfg.corrupt_ratio,
+                    generator,
+                    None if history_clips is None else history_clips[rows],
+                )
+            )
     return batches
 
 
 @torch.no_grad()
-def evaluate(model: PyramidDiT, batches: Sequence[TrainingBatch], cfg: Config, device: str,
-             prefix: str = "val") -> dict[str, float]:
+def evaluate(
+    model: PyramidDiT, batches: Sequence[TrainingBatch], cfg: Config, device: str, prefix: str = "val"
+) -> dict[str, float]:
     """Per-stage mean loss and zero-predictor loss; the totals weight stages by sample_ratios (the training mix)."""
     losses = {k: [] for k in range(cfg.stages)}
     zeros = {k: [] for k in range(cfg.stages)}
@@ -115,8 +144,9 @@ def jump_statistics(table: StageTable, draws: int, seed: int = 0) -> dict[str, f
         previous = levels[k - 1]
         noise = torch.randn(draws, *previous.shape, generator=generator, dtype=torch.float64)
         end_point = (1 - a) * noise + a * previous
-        jumped = table.alpha[k] * up(end_point) + table.beta[k] * block_noise(tuple(up(end_point).shape), table.gamma,
-                                                                              generator, torch.float64)
+        jumped = table.alpha[k] * up(end_point) + table.beta[k] * block_noise(
+            tuple(up(end_point).shape), table.gamma, generator, torch.float64
+        )
         height, width = up(previous).shape[-2:]
         blocks = (jumped - (1 - table.start[k]) * up(previous)).reshape(draws, height // 2, 2, width // 2, 2)
         blocks = blocks.permute(0, 1, 3, 2, 4).reshape(draws, -1, 4)  # [draws, blocks, 4]
@@ -146,7 +176,7 @@ def square_errors(images: torch.Tensor, square: int) -> torch.Tensor:
     templates = torch.zeros(height - square + 1, width - square + 1, height, width, dtype=torch.float64)
     for y in range(height - square + 1):
         for x in range(width - square + 1):
-            templates[y, x, y:y + square, x:x + square] = 1.0
+            templates[y, x, y : y + square, x : x + square] = 1.0
     templates = templates.reshape(-1, height * width)
     distance = (frames**2).sum(1, keepdim=True) - 2 * frames @ templates.T + (templates**2).sum(1)[None]
     return distance.min(dim=1).values / (height * width)
@@ -163,15 +193,18 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
     val_split = LatentShards(ctx.data_dir, cfg.dataset, "val")
     frames, channels = train_split.shape[:2]
     if cfg.batch_size % (ctx.world_size * sum(cfg.sample_ratios)) and ctx.world_size > 1:
-        raise RunError(f"batch_size {cfg.batch_size} must be a multiple of world size x sum(sample_ratios) = "
-                       f"{ctx.world_size * sum(cfg.sample_ratios)}")
+        raise RunError(
+            f"batch_size {cfg.batch_size} must be a multiple of world size x sum(sample_ratios) = "
+            f"{ctx.world_size * sum(cfg.sample_ratios)}"
+        )
     table = table_for(cfg)
     torch.manual_seed(ctx.seed)
     net = build_model(cfg, train_split.shape).to(ctx.device)
     layout = net.layout
     if ctx.is_main:
-        plots.write_stage_table(table, layout.sizes, layout.tokens, cfg.sample_steps, cfg.video_sample_steps,
-                                ctx.run_dir)
+        plots.write_stage_table(
+            table, layout.sizes, layout.tokens, cfg.sample_steps, cfg.video_sample_steps, ctx.run_dir
+        )
     optimizer = build_optimizer_for(cfg, net)
     scheduler = make_scheduler(optimizer, ScheduleConfig(name="constant", warmup=cfg.warmup), cfg.steps)
     model, optimizer, scheduler = ctx.strategy.prepare(net, optimizer, scheduler)
@@ -181,16 +214,18 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
     resumed = ctx.checkpoint.restore() if ctx.checkpoint is not None else None
     state = resumed or {"data_position": 0, "history": [], "init": evaluate(net, val_set, cfg, ctx.device)}
     start, history = state["data_position"], state["history"]
-    stream = train_split.batches(cfg.batch_size, seed=ctx.seed, start_batch=start, rank=ctx.rank,
-                                 world_size=ctx.world_size)
+    stream = train_split.batches(
+        cfg.batch_size, seed=ctx.seed, start_batch=start, rank=ctx.rank, world_size=ctx.world_size
+    )
     for step in ctx.progress(range(start, cfg.steps), total=cfg.steps, initial=start, desc="pyramid_flow"):
         clips = torch.from_numpy(next(stream))
         rows = ctx.rank + np.arange(len(clips)) * ctx.world_size
         rng = np.random.default_rng([ctx.seed, step, ctx.rank])
         units = rng.integers(0, frames, size=len(clips))
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        batch = training_batch(clips, stage_of_rows(cfg, rows), units, table, layout, cfg.corrupt_ratio,
-                               generator).to(ctx.device)
+        batch = training_batch(clips, stage_of_rows(cfg, rows), units, table, layout, cfg.corrupt_ratio, generator).to(
+            ctx.device
+        )
         with autocast(cfg, ctx.device):
             prediction = model(batch.packed, batch.tau)
         losses = per_sample_loss(prediction.float(), batch)
@@ -207,8 +242,13 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
             chosen = batch.stage == k
             if chosen.any():
                 metrics[f"train/loss_stage{k}"] = losses.detach()[chosen].mean().item()
-        history.append({"step": step, "loss": value, **{key.split("/")[1]: v for key, v in metrics.items()
-                                                        if key.startswith("train/loss_stage")}})
+        history.append(
+            {
+                "step": step,
+                "loss": value,
+                **{key.split("/")[1]: v for key, v in metrics.items() if key.startswith("train/loss_stage")},
+            }
+        )
         done = step + 1
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
             metrics.update(evaluate(net, val_set, cfg, ctx.device))
@@ -233,12 +273,27 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
         final.update(sampling_cost(net, table, channels, cfg.cost_steps, ctx.device))
     final.update(jump_statistics(table, cfg.jump_draws))
     x1 = val_clips[:1, 0].to(torch.float64)
-    landed = sample_unit(oracle_velocity(x1, table), table, cfg.sample_steps, tuple(x1.shape),
-                         torch.Generator().manual_seed(ctx.seed), dtype=torch.float64)
+    landed = sample_unit(
+        oracle_velocity(x1, table),
+        table,
+        cfg.sample_steps,
+        tuple(x1.shape),
+        torch.Generator().manual_seed(ctx.seed),
+        dtype=torch.float64,
+    )
     final["sample/oracle_max_err"] = (landed - x1).abs().max().item()
     with autocast(cfg, ctx.device):
-        samples = generate(net, table, cfg.sample_clips, frames, channels, cfg.sample_steps, cfg.video_sample_steps,
-                           torch.Generator().manual_seed(ctx.seed), ctx.device).cpu()
+        samples = generate(
+            net,
+            table,
+            cfg.sample_clips,
+            frames,
+            channels,
+            cfg.sample_steps,
+            cfg.video_sample_steps,
+            torch.Generator().manual_seed(ctx.seed),
+            ctx.device,
+        ).cpu()
     images = to_images(samples, train_split.encoder)
     if train_split.manifest["source"] == "moving-squares" and decoder_for(train_split.encoder) is not None:
         errors = square_errors(images, train_split.manifest["options"]["square"]).reshape(cfg.sample_clips, frames)
@@ -251,9 +306,13 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
     if ctx.is_main:
         plots.write_losses(history, cfg.stages, ctx.run_dir)
         count = min(cfg.grid_clips, cfg.sample_clips)
-        plots.write_sample_grid(images[:count], to_images(val_clips[:2], train_split.encoder), ctx.run_dir,
-                                f"pyramid_flow, {cfg.steps} steps: 2 real val clips,\n{count} samples "
-                                f"(Euler steps {list(cfg.sample_steps)}, then {list(cfg.video_sample_steps)})")
+        plots.write_sample_grid(
+            images[:count],
+            to_images(val_clips[:2], train_split.encoder),
+            ctx.run_dir,
+            f"pyramid_flow, {cfg.steps} steps: 2 real val clips,\n{count} samples "
+            f"(Euler steps {list(cfg.sample_steps)}, then {list(cfg.video_sample_steps)})",
+        )
     return final
 
 
@@ -261,9 +320,18 @@ class PyramidFlow:
     name = "pyramid_flow"
     Config = Config
     presets = {
-        "test": {**SQUARES, "steps": 4, "batch_size": 8, "val_clips": 8, "grid_clips": 2, "sample_clips": 2,
-                 "jump_draws": 2000,
-                 "sample_steps": (2, 2, 2), "video_sample_steps": (1, 1, 1), "cost_steps": 2},  # seconds: plumbing
+        "test": {
+            **SQUARES,
+            "steps": 4,
+            "batch_size": 8,
+            "val_clips": 8,
+            "grid_clips": 2,
+            "sample_clips": 2,
+            "jump_draws": 2000,
+            "sample_steps": (2, 2, 2),
+            "video_sample_steps": (1, 1, 1),
+            "cost_steps": 2,
+        },  # seconds: plumbing
         "smoke": {**SQUARES, "steps": 400},  # pyramid_flow.md §6's model and recipe; 400 steps is ~20 s here
         "paper": {},  # the Config defaults: the released AR recipe on a 24-layer, 1536-wide DiT over VAE latents
     }
@@ -288,8 +356,15 @@ class PyramidFlow:
         table = table_for(cfg)
         count = sum(cfg.sample_ratios)
         clips = torch.randn(count, *PAPER_LATENT)
-        batch = training_batch(clips, stage_of_rows(cfg, np.arange(count)), np.arange(count) % 2, table, model.layout,
-                               cfg.corrupt_ratio, torch.Generator().manual_seed(0))
+        batch = training_batch(
+            clips,
+            stage_of_rows(cfg, np.arange(count)),
+            np.arange(count) % 2,
+            table,
+            model.layout,
+            cfg.corrupt_ratio,
+            torch.Generator().manual_seed(0),
+        )
         loss = per_sample_loss(model(batch.packed, batch.tau), batch).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)

@@ -50,16 +50,19 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Config:
         if len(self.stage_range) != self.stages + 1:
-            raise ValueError(f"stage_range needs stages + 1 = {self.stages + 1} boundaries, "
-                             f"got {len(self.stage_range)}")
+            raise ValueError(
+                f"stage_range needs stages + 1 = {self.stages + 1} boundaries, got {len(self.stage_range)}"
+            )
         if self.stage_range[0] != 0 or self.stage_range[-1] != 1:
             raise ValueError(f"stage_range must run from 0 to 1, got {list(self.stage_range)}")
         if any(b <= a for a, b in zip(self.stage_range, self.stage_range[1:])):
             raise ValueError(f"stage_range must increase strictly, got {list(self.stage_range)}")
         table = stage_table(self.stages, self.stage_range, self.gamma, self.shift, self.train_timesteps)
         if any(e >= s for s, e in zip(table.start, table.end)):
-            raise ValueError(f"stage_range {list(self.stage_range)} leaves a stage without a path on the "
-                             f"{self.train_timesteps}-step grid (start noise {table.start}, end {table.end})")
+            raise ValueError(
+                f"stage_range {list(self.stage_range)} leaves a stage without a path on the "
+                f"{self.train_timesteps}-step grid (start noise {table.start}, end {table.end})"
+            )
         for key in ("sample_ratios", "sample_steps", "video_sample_steps"):
             values = getattr(self, key)
             if len(values) != self.stages:
@@ -69,8 +72,10 @@ class Config(BaseModel):
         if any(n < 1 for n in (*self.sample_steps, *self.video_sample_steps)):
             raise ValueError("sample_steps and video_sample_steps must be >= 1 per stage")
         if self.batch_size % sum(self.sample_ratios):
-            raise ValueError(f"batch_size {self.batch_size} must be a multiple of sum(sample_ratios) = "
-                             f"{sum(self.sample_ratios)} (each stage gets its share of every batch)")
+            raise ValueError(
+                f"batch_size {self.batch_size} must be a multiple of sum(sample_ratios) = "
+                f"{sum(self.sample_ratios)} (each stage gets its share of every batch)"
+            )
         if self.width % self.heads or self.width % 4:
             raise ValueError(f"width {self.width} must be divisible by heads ({self.heads}) and by 4")
         if not all(0 <= b < 1 for b in self.betas):

@@ -70,8 +70,9 @@ class Block(nn.Module):
 class PyramidDiT(nn.Module):
     """Velocity model v_theta(tokens, positions, frames, tau) over packed pyramid sequences."""
 
-    def __init__(self, layout: Layout, channels: int, width: int, depth: int, heads: int, mlp_ratio: float,
-                 frames: int):
+    def __init__(
+        self, layout: Layout, channels: int, width: int, depth: int, heads: int, mlp_ratio: float, frames: int
+    ):
         super().__init__()
         if width % heads or width % 4:
             raise ValueError(f"width {width} must be divisible by heads {heads} and by 4")

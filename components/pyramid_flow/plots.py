@@ -30,11 +30,19 @@ def _save(fig, path: Path) -> None:
     partial.replace(path)
 
 
-def write_stage_table(table: StageTable, sizes: Sequence[tuple[int, int]], tokens: Sequence[int],
-                      first_steps: Sequence[int], video_steps: Sequence[int], run_dir: Path) -> None:
+def write_stage_table(
+    table: StageTable,
+    sizes: Sequence[tuple[int, int]],
+    tokens: Sequence[int],
+    first_steps: Sequence[int],
+    video_steps: Sequence[int],
+    run_dir: Path,
+) -> None:
     """stage_table.csv (full precision) and stage_table.md (rounded, for reading)."""
-    rows = [{**row, "latent_size": f"{h}x{w}", "tokens_per_unit": n, "first_unit_steps": a, "video_steps": b}
-            for row, (h, w), n, a, b in zip(table.rows(), sizes, tokens, first_steps, video_steps)]
+    rows = [
+        {**row, "latent_size": f"{h}x{w}", "tokens_per_unit": n, "first_unit_steps": a, "video_steps": b}
+        for row, (h, w), n, a, b in zip(table.rows(), sizes, tokens, first_steps, video_steps)
+    ]
     columns = list(rows[0])
     with open(run_dir / ".stage_table.partial.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
@@ -47,9 +55,13 @@ def write_stage_table(table: StageTable, sizes: Sequence[tuple[int, int]], token
             return "-" if math.isnan(value) else f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
         return str(value)
 
-    lines = [f"Stage table: K = {table.stages}, gamma = {table.gamma:.4g}, {table.train_timesteps} timesteps. "
-             "Noise levels are the noise coefficient sigma (1 = pure noise).", "",
-             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = [
+        f"Stage table: K = {table.stages}, gamma = {table.gamma:.4g}, {table.train_timesteps} timesteps. "
+        "Noise levels are the noise coefficient sigma (1 = pure noise).",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
     lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
     atomic_write_text(run_dir / "stage_table.md", "\n".join(lines) + "\n")
 
@@ -72,9 +84,13 @@ def write_losses(history: Sequence[dict[str, float]], stages: int, run_dir: Path
         keep = np.isfinite(values)
         if keep.sum() >= window:
             smooth = np.convolve(values[keep], np.ones(window) / window, mode="valid")
-            ax.plot(steps[keep][window - 1:], smooth, label=name.replace("loss_", ""), lw=2 if name == "loss" else 1)
-    ax.set(xlabel="optimizer step", ylabel=f"flow-matching MSE (mean of {window})", yscale="log",
-           title="training loss per stage (stage 0 = lowest resolution)")
+            ax.plot(steps[keep][window - 1 :], smooth, label=name.replace("loss_", ""), lw=2 if name == "loss" else 1)
+    ax.set(
+        xlabel="optimizer step",
+        ylabel=f"flow-matching MSE (mean of {window})",
+        yscale="log",
+        title="training loss per stage (stage 0 = lowest resolution)",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

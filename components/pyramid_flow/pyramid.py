@@ -42,8 +42,9 @@ def noise_pyramid(noise: torch.Tensor, stages: int) -> list[torch.Tensor]:
     return levels[::-1]
 
 
-def endpoints(clean: list[torch.Tensor], noise: list[torch.Tensor], k: int,
-              table: StageTable) -> tuple[torch.Tensor, torch.Tensor]:
+def endpoints(
+    clean: list[torch.Tensor], noise: list[torch.Tensor], k: int, table: StageTable
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(S_k, E_k) of stage k from the clean and noise pyramids, sharing the one noise n_k (pyramid_flow.md §3.3)."""
     s, e = table.start[k], table.end[k]
     start = noise[0] if k == 0 else s * noise[k] + (1 - s) * up(clean[k - 1])
@@ -125,11 +126,11 @@ class Layout:
             at = 0
             for i, (block, level, unit) in enumerate(blocks):
                 n = block.shape[0]
-                tokens[b, at:at + n] = block
-                pos[b, at:at + n] = torch.arange(self.offsets[level], self.offsets[level] + n)
-                frame[b, at:at + n] = unit
-                valid[b, at:at + n] = True
-                current[b, at:at + n] = i == len(blocks) - 1
+                tokens[b, at : at + n] = block
+                pos[b, at : at + n] = torch.arange(self.offsets[level], self.offsets[level] + n)
+                frame[b, at : at + n] = unit
+                valid[b, at : at + n] = True
+                current[b, at : at + n] = i == len(blocks) - 1
                 at += n
         return Packed(tokens, pos, frame, valid, current)
 
@@ -143,13 +144,25 @@ class TrainingBatch:
     ratio: torch.Tensor  # [B] local ratio r (1 at S_k, 0 at E_k)
 
     def to(self, device: str | torch.device) -> TrainingBatch:
-        return TrainingBatch(self.packed.to(device), self.target.to(device), self.stage.to(device), self.tau.to(device),
-                             self.ratio.to(device))
+        return TrainingBatch(
+            self.packed.to(device),
+            self.target.to(device),
+            self.stage.to(device),
+            self.tau.to(device),
+            self.ratio.to(device),
+        )
 
 
-def training_batch(clips: torch.Tensor, stage: np.ndarray, unit: np.ndarray, table: StageTable, layout: Layout,
-                   corrupt_ratio: float, generator: torch.Generator,
-                   history_clips: torch.Tensor | None = None) -> TrainingBatch:
+def training_batch(
+    clips: torch.Tensor,
+    stage: np.ndarray,
+    unit: np.ndarray,
+    table: StageTable,
+    layout: Layout,
+    corrupt_ratio: float,
+    generator: torch.Generator,
+    history_clips: torch.Tensor | None = None,
+) -> TrainingBatch:
     """Training items for clips [B, T, C, H, W]: sample b is unit unit[b] of its clip at stage stage[b].
 
     Current unit: x_r = r S_k + (1 - r) E_k with r = 1 - i/T, i uniform in 0..T-1, and target v* = S_k - E_k.
@@ -183,8 +196,10 @@ def training_batch(clips: torch.Tensor, stage: np.ndarray, unit: np.ndarray, tab
     source = clips if history_clips is None else history_clips
     corrupted = latent_pyramid(source, table.stages)
     s = sig.view(-1, 1, 1, 1, 1)
-    hist_tokens = [patchify(s * torch.randn(level.shape, generator=generator, dtype=x.dtype) + (1 - s) * level,
-                            layout.patch) for level in corrupted]  # [B, T, n_l, D] per level
+    hist_tokens = [
+        patchify(s * torch.randn(level.shape, generator=generator, dtype=x.dtype) + (1 - s) * level, layout.patch)
+        for level in corrupted
+    ]  # [B, T, n_l, D] per level
     samples = []
     for b in range(count):
         j, k = int(unit[b]), int(stage[b])

@@ -15,8 +15,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from components.pyramid_flow.model import PyramidDiT
-from components.pyramid_flow.pyramid import (history_levels, jump, latent_pyramid, noise_pyramid, patchify,
-                                             unpatchify, up)
+from components.pyramid_flow.pyramid import (
+    history_levels,
+    jump,
+    latent_pyramid,
+    noise_pyramid,
+    patchify,
+    unpatchify,
+    up,
+)
 from components.pyramid_flow.schedule import StageTable
 
 Velocity = Callable[[torch.Tensor, int, float, float], torch.Tensor]
@@ -31,8 +38,15 @@ def stage_grid(table: StageTable, k: int, steps: int) -> tuple[list[float], list
     return ratios, np.linspace(first_tau, last_tau, steps).tolist()
 
 
-def sample_unit(velocity: Velocity, table: StageTable, steps: Sequence[int], shape: tuple[int, ...],
-                generator: torch.Generator, dtype: torch.dtype = torch.float32, device: str = "cpu") -> torch.Tensor:
+def sample_unit(
+    velocity: Velocity,
+    table: StageTable,
+    steps: Sequence[int],
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+) -> torch.Tensor:
     """One unit through all stages: n_0 (a full-res draw downsampled with the x2 factor), Euler inside each
     stage, a jump into the next. Returns the full-resolution result [B, C, H, W]."""
     z = noise_pyramid(torch.randn(shape, generator=generator, dtype=dtype), table.stages)[0].to(device)
@@ -45,9 +59,15 @@ def sample_unit(velocity: Velocity, table: StageTable, steps: Sequence[int], sha
     return z
 
 
-def sample_fullres(velocity: Velocity, steps: int, shape: tuple[int, ...], generator: torch.Generator,
-                   train_timesteps: int = 1000, dtype: torch.dtype = torch.float32,
-                   device: str = "cpu") -> torch.Tensor:
+def sample_fullres(
+    velocity: Velocity,
+    steps: int,
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    train_timesteps: int = 1000,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+) -> torch.Tensor:
     """The baseline: one flow from pure noise to data at full resolution, `steps` Euler steps (the model is
     queried as at the last stage; only its cost is compared)."""
     z = torch.randn(shape, generator=generator, dtype=dtype).to(device)
@@ -100,9 +120,17 @@ def model_velocity(model: PyramidDiT, table: StageTable, history: torch.Tensor |
 
 
 @torch.no_grad()
-def generate(model: PyramidDiT, table: StageTable, count: int, units: int, channels: int,
-             first_steps: Sequence[int], video_steps: Sequence[int], generator: torch.Generator,
-             device: str = "cpu") -> torch.Tensor:
+def generate(
+    model: PyramidDiT,
+    table: StageTable,
+    count: int,
+    units: int,
+    channels: int,
+    first_steps: Sequence[int],
+    video_steps: Sequence[int],
+    generator: torch.Generator,
+    device: str = "cpu",
+) -> torch.Tensor:
     """Autoregressive clips [count, units, C, H, W]: unit 0 as an image, then each unit conditioned on the
     clean (generated) history."""
     height, width = model.layout.sizes[-1]
@@ -111,14 +139,16 @@ def generate(model: PyramidDiT, table: StageTable, count: int, units: int, chann
         history = torch.stack(generated, dim=1) if generated else None
         steps = first_steps if unit == 0 else video_steps
         velocity = model_velocity(model, table, history, unit)
-        generated.append(sample_unit(velocity, table, steps, (count, channels, height, width), generator,
-                                     device=device))
+        generated.append(
+            sample_unit(velocity, table, steps, (count, channels, height, width), generator, device=device)
+        )
     return torch.stack(generated, dim=1)
 
 
 @torch.no_grad()
-def sampling_cost(model: PyramidDiT, table: StageTable, channels: int, steps: int,
-                  device: str = "cpu") -> dict[str, float]:
+def sampling_cost(
+    model: PyramidDiT, table: StageTable, channels: int, steps: int, device: str = "cpu"
+) -> dict[str, float]:
     """Model FLOPs of the pyramid sampler (unit 0, N steps per stage) against a full-res flow with K N steps,
     and the predicted ratio sum_k F(n_k) / (K F(n_{K-1})) with F(n) = n c_lin + n^2 c_attn per layer."""
     height, width = model.layout.sizes[-1]
@@ -131,12 +161,15 @@ def sampling_cost(model: PyramidDiT, table: StageTable, channels: int, steps: in
             if run == "pyramid":
                 sample_unit(velocity, table, [steps] * table.stages, shape, generator, device=device)
             else:
-                sample_fullres(velocity, steps * table.stages, shape, generator, table.train_timesteps,
-                               device=device)
+                sample_fullres(velocity, steps * table.stages, shape, generator, table.train_timesteps, device=device)
         counts.append(float(counter.get_total_flops()))
     c_lin, c_attn = model.flops_per_layer()
     cost = [n * c_lin + n * n * c_attn for n in model.layout.tokens]
     predicted = sum(cost) / (table.stages * cost[-1])
-    return {"sample/flops_pyramid": counts[0], "sample/flops_fullres": counts[1],
-            "sample/flops_ratio_vs_fullres": counts[0] / counts[1], "sample/flops_ratio_predicted": predicted,
-            "sample/flops_ratio_linear_only": sum(model.layout.tokens) / (table.stages * model.layout.tokens[-1])}
+    return {
+        "sample/flops_pyramid": counts[0],
+        "sample/flops_fullres": counts[1],
+        "sample/flops_ratio_vs_fullres": counts[0] / counts[1],
+        "sample/flops_ratio_predicted": predicted,
+        "sample/flops_ratio_linear_only": sum(model.layout.tokens) / (table.stages * model.layout.tokens[-1]),
+    }

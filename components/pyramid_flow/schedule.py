@@ -47,11 +47,23 @@ class StageTable:
         return self.tau_max[k] + (self.tau_min[k] - self.tau_max[k]) * fraction
 
     def rows(self) -> list[dict[str, float]]:
-        return [{"stage": k, "downsample": self.downsample(k), "start_noise": self.start[k],
-                 "nominal_start_noise": self.nominal_start[k], "end_noise": self.end[k],
-                 "path_length": self.start[k] - self.end[k], "timeline_start": self.timeline[k][0],
-                 "timeline_end": self.timeline[k][1], "tau_max": self.tau_max[k], "tau_min": self.tau_min[k],
-                 "jump_alpha": self.alpha[k], "jump_beta": self.beta[k]} for k in range(self.stages)]
+        return [
+            {
+                "stage": k,
+                "downsample": self.downsample(k),
+                "start_noise": self.start[k],
+                "nominal_start_noise": self.nominal_start[k],
+                "end_noise": self.end[k],
+                "path_length": self.start[k] - self.end[k],
+                "timeline_start": self.timeline[k][0],
+                "timeline_end": self.timeline[k][1],
+                "tau_max": self.tau_max[k],
+                "tau_min": self.tau_min[k],
+                "jump_alpha": self.alpha[k],
+                "jump_beta": self.beta[k],
+            }
+            for k in range(self.stages)
+        ]
 
 
 def global_sigmas(train_timesteps: int = 1000, shift: float = 1.0) -> torch.Tensor:
@@ -68,8 +80,13 @@ def jump_coefficients(signal: float, gamma: float) -> tuple[float, float, float]
     return alpha, alpha * (1.0 - a) / math.sqrt(gamma), alpha * a
 
 
-def stage_table(stages: int = 3, stage_range: tuple[float, ...] = (0.0, 1 / 3, 2 / 3, 1.0), gamma: float = 1 / 3,
-                shift: float = 1.0, train_timesteps: int = 1000) -> StageTable:
+def stage_table(
+    stages: int = 3,
+    stage_range: tuple[float, ...] = (0.0, 1 / 3, 2 / 3, 1.0),
+    gamma: float = 1 / 3,
+    shift: float = 1.0,
+    train_timesteps: int = 1000,
+) -> StageTable:
     """Stage windows on the global grid, the corrected starts, and each stage's slice of the model timeline,
     proportional to its path length s_k - e_k (the official scheduler's init_sigmas_for_each_stage)."""
     if len(stage_range) != stages + 1:
@@ -99,12 +116,23 @@ def stage_table(stages: int = 3, stage_range: tuple[float, ...] = (0.0, 1 / 3, 2
     timeline, tau_max, tau_min = [], [], []
     for k in range(stages):
         lo = 0.0 if k == 0 else sum(lengths[:k]) / total
-        hi = 1.0 if k == stages - 1 else sum(lengths[:k + 1]) / total
+        hi = 1.0 if k == stages - 1 else sum(lengths[: k + 1]) / total
         timeline.append((lo, hi))
         tau_max.append(timesteps[int(lo * train_timesteps)].item())
         tau_min.append(timesteps[min(int(hi * train_timesteps), train_timesteps - 1)].item())
-    return StageTable(stages, gamma, train_timesteps, tuple(start), tuple(nominal), tuple(end), tuple(timeline),
-                      tuple(tau_max), tuple(tau_min), tuple(alpha), tuple(beta))
+    return StageTable(
+        stages,
+        gamma,
+        train_timesteps,
+        tuple(start),
+        tuple(nominal),
+        tuple(end),
+        tuple(timeline),
+        tuple(tau_max),
+        tuple(tau_min),
+        tuple(alpha),
+        tuple(beta),
+    )
 
 
 def block_sqrt(gamma: float, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -114,8 +142,9 @@ def block_sqrt(gamma: float, dtype: torch.dtype = torch.float64) -> torch.Tensor
     return math.sqrt(1 + gamma) * (torch.eye(4, dtype=dtype) - mean) + math.sqrt(max(1 - 3 * gamma, 0.0)) * mean
 
 
-def block_noise(shape: tuple[int, ...], gamma: float, generator: torch.Generator,
-                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def block_noise(
+    shape: tuple[int, ...], gamma: float, generator: torch.Generator, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Noise of `shape` [..., H, W] whose 2x2 blocks are i.i.d. MVN(0, Sigma), unit variance, within-block
     correlation -gamma; a block's position (p, q) is entry 2p + q (any consistent order: Sigma is symmetric
     under permuting the four)."""

@@ -24,8 +24,15 @@ from components.sei_bwsnn.model import build_model, to_input
 from components.snn import record_spike_rates
 
 TEACHER_FILE = "teacher.safetensors"
-DIGITS_MLP = {"dataset": "images/digits", "arch": "mlp", "width": 128, "depth": 3, "lr": 2e-3,
-              "schedule": {"name": "constant"}, "batch_size": 64}  # sei_bwsnn.md §6 (Adam 2e-3, batch 64)
+DIGITS_MLP = {
+    "dataset": "images/digits",
+    "arch": "mlp",
+    "width": 128,
+    "depth": 3,
+    "lr": 2e-3,
+    "schedule": {"name": "constant"},
+    "batch_size": 64,
+}  # sei_bwsnn.md §6 (Adam 2e-3, batch 64)
 
 
 def teacher_path(cfg: Config) -> Path | None:
@@ -41,8 +48,10 @@ def predict(model: torch.nn.Module, images: np.ndarray, cfg: Config, device: str
     """Per-step logits [T, N, C] over a whole split, in chunks, in eval mode."""
     was_training = model.training
     model.eval()
-    chunks = [model(to_input(torch.from_numpy(images[i:i + cfg.eval_batch_size]).to(device), cfg.arch))
-              for i in range(0, len(images), cfg.eval_batch_size)]
+    chunks = [
+        model(to_input(torch.from_numpy(images[i : i + cfg.eval_batch_size]).to(device), cfg.arch))
+        for i in range(0, len(images), cfg.eval_batch_size)
+    ]
     model.train(was_training)
     return torch.cat(chunks, dim=1).cpu()
 
@@ -85,8 +94,10 @@ def load_or_train_teacher(cfg: Config, ctx: RunContext, train: ImageShards) -> t
         try:
             teacher.load_state_dict(load_file(str(saved)))
         except RuntimeError as err:
-            raise RunError(f"{saved} does not fit kd.teacher_width={cfg.kd.teacher_width}, arch {cfg.arch}: "
-                           f"{str(err).splitlines()[0]}") from err
+            raise RunError(
+                f"{saved} does not fit kd.teacher_width={cfg.kd.teacher_width}, arch {cfg.arch}: "
+                f"{str(err).splitlines()[0]}"
+            ) from err
         return teacher.to(ctx.device).eval()
     teacher = train_teacher(cfg, ctx, train)
     if ctx.is_main:
@@ -96,8 +107,14 @@ def load_or_train_teacher(cfg: Config, ctx: RunContext, train: ImageShards) -> t
     return teacher.eval()
 
 
-def evaluate(model: torch.nn.Module, shards: ImageShards, cfg: Config, device: str, prefix: str,
-             fanout: dict[str, int] | None = None) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module,
+    shards: ImageShards,
+    cfg: Config,
+    device: str,
+    prefix: str,
+    fanout: dict[str, int] | None = None,
+) -> dict[str, float]:
     images, labels = shards.arrays()
     labels = torch.from_numpy(labels)
     if fanout is None:
@@ -106,13 +123,17 @@ def evaluate(model: torch.nn.Module, shards: ImageShards, cfg: Config, device: s
         with record_spike_rates(model) as stats:
             step_logits = predict(model, images, cfg, device)
     mean_logits = step_logits.mean(dim=0)
-    metrics = {f"{prefix}/loss": F.cross_entropy(mean_logits, labels).item(),
-               f"{prefix}/acc": accuracy(mean_logits, labels)}
+    metrics = {
+        f"{prefix}/loss": F.cross_entropy(mean_logits, labels).item(),
+        f"{prefix}/acc": accuracy(mean_logits, labels),
+    }
     if fanout is None:
         return metrics
     per_step = [accuracy(logits, labels) for logits in step_logits]
-    metrics |= {f"{prefix}/top5": accuracy(mean_logits, labels, k=5),
-                f"{prefix}/ensemble_gain": metrics[f"{prefix}/acc"] - float(np.mean(per_step))}
+    metrics |= {
+        f"{prefix}/top5": accuracy(mean_logits, labels, k=5),
+        f"{prefix}/ensemble_gain": metrics[f"{prefix}/acc"] - float(np.mean(per_step)),
+    }
     metrics |= {f"{prefix}/acc_step_{t + 1}": acc for t, acc in enumerate(per_step)}
     metrics |= {f"spike_rate/{name}": rate for name, rate in stats.rates().items()}
     metrics["spike_rate"] = stats.overall()
@@ -131,10 +152,17 @@ def write_step_plot(metrics: dict[str, float], cfg: Config, run_dir: Path) -> No
     steps = [metrics[f"test/acc_step_{t + 1}"] for t in range(cfg.steps)]
     layers = sorted(k for k in metrics if k.startswith("spike_rate/"))
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-    left.bar([str(t + 1) for t in range(cfg.steps)] + ["mean"], steps + [metrics["test/acc"]],
-             color=["tab:gray"] * cfg.steps + ["tab:blue"])
-    left.set(xlabel="time step (ensemble member)", ylabel="test accuracy", ylim=(0, 1),
-             title=f"self-ensemble, T={cfg.steps}, {'binary' if cfg.binary else 'FP'} weights")
+    left.bar(
+        [str(t + 1) for t in range(cfg.steps)] + ["mean"],
+        steps + [metrics["test/acc"]],
+        color=["tab:gray"] * cfg.steps + ["tab:blue"],
+    )
+    left.set(
+        xlabel="time step (ensemble member)",
+        ylabel="test accuracy",
+        ylim=(0, 1),
+        title=f"self-ensemble, T={cfg.steps}, {'binary' if cfg.binary else 'FP'} weights",
+    )
     right.barh([k.removeprefix("spike_rate/") for k in layers], [metrics[k] for k in layers])
     right.set(xlabel="spikes per neuron per step", title=f"firing rates (mean {metrics['spike_rate']:.3f})")
     fig.tight_layout()
@@ -193,10 +221,13 @@ def train_student(cfg: Config, ctx: RunContext) -> dict[str, float]:
         if stop and done < budget:
             raise Preempted(f"stopped at step {done} of {budget}; resume continues from its checkpoint")
 
-    final = evaluate(raw_model, val, cfg, ctx.device, "val") | evaluate(raw_model, test, cfg, ctx.device, "test",
-                                                                         fanout)
-    final |= {"binary_weight_fraction": binary_weight_fraction(raw_model) if cfg.binary else 0.0,
-              "model_size_bits": float(model_size_bits(raw_model))}
+    final = evaluate(raw_model, val, cfg, ctx.device, "val") | evaluate(
+        raw_model, test, cfg, ctx.device, "test", fanout
+    )
+    final |= {
+        "binary_weight_fraction": binary_weight_fraction(raw_model) if cfg.binary else 0.0,
+        "model_size_bits": float(model_size_bits(raw_model)),
+    }
     if teacher is not None:
         images, labels = test.arrays()
         final["teacher/test_acc"] = accuracy(predict(teacher, images, cfg, ctx.device)[0], torch.from_numpy(labels))
@@ -212,8 +243,17 @@ class SEIBWSNN:
     Config = Config
     presets = {
         # seconds: the plumbing, KD and the transformer path on 8x8 digits (patch 2: 16 tokens)
-        "test": {**DIGITS_MLP, "arch": "transformer", "width": 16, "depth": 1, "heads": 2, "patch": 2,
-                 "epochs": 1, "batch_size": 100, "kd": {"teacher_width": 16, "teacher_epochs": 1}},
+        "test": {
+            **DIGITS_MLP,
+            "arch": "transformer",
+            "width": 16,
+            "depth": 1,
+            "heads": 2,
+            "patch": 2,
+            "epochs": 1,
+            "batch_size": 100,
+            "kd": {"teacher_width": 16, "teacher_epochs": 1},
+        },
         # sei_bwsnn.md §6: 64-128-(128 binary)x3-10, T=2, 20 epochs; teacher 256 wide, 30 epochs
         "smoke": {**DIGITS_MLP, "steps": 2, "epochs": 20, "kd": {"teacher_width": 256, "teacher_epochs": 30}},
         "paper": {},  # the Config defaults: ImageNet, spiking Transformer 8-512, binary FFN, T=2, 300 epochs

@@ -17,14 +17,18 @@ class NeuronConfig(BaseModel):
     tau: float = Field(2.0, gt=1.0)  # OTTT's tau = 2 (lambda = 0.5); SLTT uses 1.1 - the paper's value is unknown
     v_threshold: float = Field(1.0, gt=0)  # theta = 1 in the group's convention
     surrogate: Literal["sigmoid", "atan", "triangle"] = "sigmoid"  # sigmoid-4; SLTT's triangle is the alternative
-    alpha: float | None = Field(None, gt=0)  # surrogate width; None: the family's default (sigmoid 4, atan 2, triangle 1)
+    alpha: float | None = Field(
+        None, gt=0
+    )  # surrogate width; None: the family's default (sigmoid 4, atan 2, triangle 1)
     temporal_grad: Literal["detach", "bptt"] = "detach"  # detach: the exact self-ensemble of T BNNs (spec 3.2)
 
 
 class KDConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    teacher: str = "train"  # "train": fit a full-precision ANN first; "none": no KD; else a run dir with teacher.safetensors
+    teacher: str = (
+        "train"  # "train": fit a full-precision ANN first; "none": no KD; else a run dir with teacher.safetensors
+    )
     beta: float = Field(1.0, ge=0, le=1)  # ReActNet's pure distribution loss [assumed]
     tau: float = Field(1.0, gt=0)  # KD temperature; the KL is scaled by tau^2
     target: Literal["mean", "per_step"] = "mean"  # distil the time-averaged logits, or every ensemble member
@@ -46,7 +50,9 @@ class Config(BaseModel):
     steps: int = Field(2, ge=1)  # T, the number of time steps (= ensemble members); T = 2 for the 82.52%
     binary: bool = True  # binarise the layers named by the arch (off: the full-precision SNN for comparison)
     alpha_grad: Literal["autograd", "detach"] = "detach"  # gradient through the per-channel scale a_o [assumed]
-    shortcut: Literal["per_layer", "block", "none"] = "per_layer"  # "multiple shortcuts": one per binary layer [assumed]
+    shortcut: Literal["per_layer", "block", "none"] = (
+        "per_layer"  # "multiple shortcuts": one per binary layer [assumed]
+    )
     neuron: NeuronConfig = NeuronConfig()
     kd: KDConfig = KDConfig()
     width: int = Field(512, ge=8)  # model width D (MLP hidden / Transformer embedding); Spikformer-8-512 class

@@ -13,8 +13,14 @@ def kl_to_teacher(teacher_logits: torch.Tensor, student_logits: torch.Tensor, ta
     return tau * tau * F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
 
 
-def sei_loss(step_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None, beta: float,
-             tau: float, target: str) -> torch.Tensor:
+def sei_loss(
+    step_logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    beta: float,
+    tau: float,
+    target: str,
+) -> torch.Tensor:
     """step_logits [T, B, C]; the readout is their mean. target "per_step" distils every ensemble member."""
     mean_logits = step_logits.mean(dim=0)
     loss = (1.0 - beta) * F.cross_entropy(mean_logits, labels) if beta < 1.0 else mean_logits.new_zeros(())

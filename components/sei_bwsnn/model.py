@@ -28,8 +28,15 @@ def make_neuron(cfg: Config, spiking: bool) -> nn.Module:
     if not spiking:
         return nn.ReLU()
     n = cfg.neuron
-    return LIF(tau=n.tau, v_threshold=n.v_threshold, reset="soft", decay_input=False,
-               detach_state=n.temporal_grad == "detach", surrogate=n.surrogate, alpha=n.alpha)
+    return LIF(
+        tau=n.tau,
+        v_threshold=n.v_threshold,
+        reset="soft",
+        decay_input=False,
+        detach_state=n.temporal_grad == "detach",
+        surrogate=n.surrogate,
+        alpha=n.alpha,
+    )
 
 
 def make_linear(cfg: Config, binary: bool, d_in: int, d_out: int) -> nn.Module:
@@ -112,8 +119,9 @@ class SpikingBlock(nn.Module):
 class SpikingTransformer(nn.Module):
     """FP patch embedding (conv + BN) + position embedding -> blocks -> LIF -> token mean -> FP head."""
 
-    def __init__(self, cfg: Config, image_shape: tuple[int, ...], classes: int, width: int, binary: bool,
-                 spiking: bool):
+    def __init__(
+        self, cfg: Config, image_shape: tuple[int, ...], classes: int, width: int, binary: bool, spiking: bool
+    ):
         super().__init__()
         height, width_px, channels = (*image_shape, 1)[:3] if len(image_shape) == 2 else image_shape
         if height % cfg.patch or width_px % cfg.patch:
@@ -130,8 +138,12 @@ class SpikingTransformer(nn.Module):
         hidden = width * cfg.mlp_ratio
         self.fanout = {"out_neuron": classes}
         for i in range(cfg.depth):  # spikes into linear layers; the attention products are not counted
-            self.fanout |= {f"blocks.{i}.attn_in": 3 * width, f"blocks.{i}.attn_out": width,
-                            f"blocks.{i}.ffn_in": hidden, f"blocks.{i}.ffn_mid": width}
+            self.fanout |= {
+                f"blocks.{i}.attn_in": 3 * width,
+                f"blocks.{i}.attn_out": width,
+                f"blocks.{i}.ffn_in": hidden,
+                f"blocks.{i}.ffn_mid": width,
+            }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] in [0, 1]
         tokens = rearrange(self.embed_norm(self.embed(x)), "b d h w -> b (h w) d") + self.position

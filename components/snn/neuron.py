@@ -30,9 +30,18 @@ class LIF(nn.Module):
     "temporal_grad = detach"; the self-ensemble view of sei_bwsnn is exact only in this mode).
     """
 
-    def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, reset: Reset = "soft", v_reset: float = 0.0,
-                 decay_input: bool = False, detach_reset: bool = False, detach_state: bool = False,
-                 surrogate: str = "sigmoid", alpha: float | None = None) -> None:
+    def __init__(
+        self,
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        reset: Reset = "soft",
+        v_reset: float = 0.0,
+        decay_input: bool = False,
+        detach_reset: bool = False,
+        detach_state: bool = False,
+        surrogate: str = "sigmoid",
+        alpha: float | None = None,
+    ) -> None:
         super().__init__()
         if not tau > 1.0:
             raise ValueError(f"LIF tau must be > 1 (decay 1 - 1/tau in (0, 1]; inf is IF); got {tau}")
@@ -75,12 +84,29 @@ class LIF(nn.Module):
         return (out, torch.stack(membranes)) if return_membrane else out
 
     def extra_repr(self) -> str:
-        return (f"tau={self.tau}, v_threshold={self.v_threshold}, reset={self.reset}, "
-                f"detach_reset={self.detach_reset}, detach_state={self.detach_state}, surrogate={self.surrogate}")
+        return (
+            f"tau={self.tau}, v_threshold={self.v_threshold}, reset={self.reset}, "
+            f"detach_reset={self.detach_reset}, detach_state={self.detach_state}, surrogate={self.surrogate}"
+        )
 
 
-def IF(v_threshold: float = 1.0, reset: Reset = "soft", v_reset: float = 0.0, detach_reset: bool = False,
-       detach_state: bool = False, surrogate: str = "sigmoid", alpha: float | None = None) -> LIF:
+def IF(
+    v_threshold: float = 1.0,
+    reset: Reset = "soft",
+    v_reset: float = 0.0,
+    detach_reset: bool = False,
+    detach_state: bool = False,
+    surrogate: str = "sigmoid",
+    alpha: float | None = None,
+) -> LIF:
     """Integrate-and-fire: an LIF without leak (tau = inf: decay 1, gain 1)."""
-    return LIF(tau=math.inf, v_threshold=v_threshold, reset=reset, v_reset=v_reset, detach_reset=detach_reset,
-               detach_state=detach_state, surrogate=surrogate, alpha=alpha)
+    return LIF(
+        tau=math.inf,
+        v_threshold=v_threshold,
+        reset=reset,
+        v_reset=v_reset,
+        detach_reset=detach_reset,
+        detach_state=detach_state,
+        surrogate=surrogate,
+        alpha=alpha,
+    )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from torch import nn
 
@@ -34,10 +34,12 @@ def record_spike_rates(model: nn.Module) -> Iterator[SpikeRates]:
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, LIF):
+
             def hook(module: nn.Module, inputs: tuple, output, name: str = name) -> None:
                 spikes = output[0] if isinstance(output, tuple) else output
                 stats.spikes[name] = stats.spikes.get(name, 0.0) + float(spikes.detach().sum())
                 stats.neuron_steps[name] = stats.neuron_steps.get(name, 0.0) + spikes.numel()
+
             handles.append(module.register_forward_hook(hook))
     try:
         yield stats

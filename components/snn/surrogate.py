@@ -7,7 +7,7 @@ what it means there (and in the papers, which quote SpikingJelly's widths: sigmo
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -17,14 +17,27 @@ from components.core.optim import build_optimizer
 from components.core.series import SeriesTable
 from components.transdf.config import Config
 from components.transdf.model import Forecaster, last_value, seasonal_naive
-from components.transdf.transform import (LabelTransform, components_kept, fit_label_transform,
-                                          transdf_loss, transform_diagnostics)
+from components.transdf.transform import (
+    LabelTransform,
+    components_kept,
+    fit_label_transform,
+    transdf_loss,
+    transform_diagnostics,
+)
 
 TRANSFORM_FILE = "label_transform.npz"
 # transdf.md §6: weekly co2, L 96, P 48, Adam 1e-2, batch 64; TSLib's type3 decay (at a constant 1e-2 the L1
 # transformed loss never settles: test MSE 0.027-0.037 against TMSE's 0.007-0.013)
-CO2 = {"dataset": "series/co2", "seq_len": 96, "pred_len": 48, "seasonal_period": 52, "lradj": "type3",
-       "patience": 0, "batch_size": 64, "lr": 1e-2}
+CO2 = {
+    "dataset": "series/co2",
+    "seq_len": 96,
+    "pred_len": 48,
+    "seasonal_period": 52,
+    "lradj": "type3",
+    "patience": 0,
+    "batch_size": 64,
+    "lr": 1e-2,
+}
 
 
 def epoch_lr_factor(lradj: str, epoch: int) -> float:
@@ -61,8 +74,10 @@ def load_or_fit_transform(cfg: Config, table: SeriesTable, train_labels: np.ndar
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: np.ndarray, cfg: Config, device: str) -> torch.Tensor:
     model.eval()
-    out = [model(torch.from_numpy(x[i:i + cfg.eval_batch_size]).float().to(device)).cpu()
-           for i in range(0, len(x), cfg.eval_batch_size)]
+    out = [
+        model(torch.from_numpy(x[i : i + cfg.eval_batch_size]).float().to(device)).cpu()
+        for i in range(0, len(x), cfg.eval_batch_size)
+    ]
     model.train()
     return torch.cat(out)
 
@@ -98,15 +113,19 @@ def train_forecaster(cfg: Config, ctx: RunContext) -> dict[str, float]:
     table = SeriesTable(ctx.data_dir, cfg.dataset)
     values = scale(table)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = (
-        table.windows(values, split, cfg.seq_len, cfg.pred_len) for split in ("train", "val", "test"))
+        table.windows(values, split, cfg.seq_len, cfg.pred_len) for split in ("train", "val", "test")
+    )
     if len(x_train) < cfg.batch_size:
         raise RunError(f"{cfg.dataset}: {len(x_train)} training windows, fewer than batch_size {cfg.batch_size}")
     if cfg.seasonal_period is not None and cfg.seasonal_period > cfg.seq_len:
         raise RunError(f"seasonal_period {cfg.seasonal_period} is longer than seq_len {cfg.seq_len}")
     if cfg.loss.type == "transdf" and cfg.loss.rank_ratio < 1 and cfg.loss.rec_lambda == 0:
-        warnings.warn(f"transdf: rank_ratio {cfg.loss.rank_ratio} < 1 with rec_lambda 0 leaves the "
-                      f"{cfg.pred_len - components_kept(cfg.pred_len, cfg.loss.rank_ratio)} discarded label directions "
-                      "unconstrained; Adam can drift there (transdf.md §6 check 5): keep rec_lambda > 0", stacklevel=1)
+        warnings.warn(
+            f"transdf: rank_ratio {cfg.loss.rank_ratio} < 1 with rec_lambda 0 leaves the "
+            f"{cfg.pred_len - components_kept(cfg.pred_len, cfg.loss.rank_ratio)} discarded label directions "
+            "unconstrained; Adam can drift there (transdf.md §6 check 5): keep rec_lambda > 0",
+            stacklevel=1,
+        )
 
     transform = load_or_fit_transform(cfg, table, y_train, ctx.run_dir)
     components = torch.from_numpy(transform.components).float().to(ctx.device)
@@ -122,8 +141,13 @@ def train_forecaster(cfg: Config, ctx: RunContext) -> dict[str, float]:
     budget = cfg.epochs * steps_per_epoch
 
     resumed = ctx.checkpoint.restore() if ctx.checkpoint is not None else None
-    state = resumed or {"data_position": 0, "best_val": math.inf, "bad_epochs": 0, "best_state": None,
-                        "stopped_early": False}
+    state = resumed or {
+        "data_position": 0,
+        "best_val": math.inf,
+        "bad_epochs": 0,
+        "best_state": None,
+        "stopped_early": False,
+    }
     best_state = state["best_state"]
     start = state["data_position"]
     for step in ctx.progress(range(start, budget), total=budget, initial=start, desc=f"transdf {cfg.loss.type}"):
@@ -133,8 +157,8 @@ def train_forecaster(cfg: Config, ctx: RunContext) -> dict[str, float]:
         for group, base in zip(optimizer.param_groups, base_lrs):
             group["lr"] = base * epoch_lr_factor(cfg.lradj, epoch)
         order = np.random.default_rng([ctx.seed, epoch]).permutation(len(x_train))
-        rows = order[batch * cfg.batch_size:(batch + 1) * cfg.batch_size]
-        rows = rows[ctx.rank::ctx.world_size]
+        rows = order[batch * cfg.batch_size : (batch + 1) * cfg.batch_size]
+        rows = rows[ctx.rank :: ctx.world_size]
         x = torch.from_numpy(x_train[rows]).float().to(ctx.device)
         y = torch.from_numpy(y_train[rows]).float().to(ctx.device)
         loss, tmse, transformed = transdf_loss(model(x), y, components, std, rec_lambda, cfg.loss.distance)
@@ -143,8 +167,12 @@ def train_forecaster(cfg: Config, ctx: RunContext) -> dict[str, float]:
             raise RunError(f"loss diverged at step {step} (loss {value:.4g}): lower lr or keep rec_lambda > 0")
         ctx.strategy.backward(loss)
         ctx.strategy.step()
-        metrics = {"train/loss": value, "train/loss_rec": tmse.item(), "train/loss_trans": transformed.item(),
-                   "lr": optimizer.param_groups[0]["lr"]}
+        metrics = {
+            "train/loss": value,
+            "train/loss_rec": tmse.item(),
+            "train/loss_trans": transformed.item(),
+            "lr": optimizer.param_groups[0]["lr"],
+        }
         done = step + 1
         if done % steps_per_epoch == 0:  # validation uses plain MSE, never the transformed loss
             val_mse = errors(predict(model, x_val, cfg, ctx.device), y_val, "val")["val/mse"]
@@ -202,8 +230,14 @@ class TransDF:
         labels = np.random.default_rng(0).standard_normal((256, cfg.pred_len, 7))
         transform = fit_label_transform(labels, cfg.loss.rank_ratio)
         x, y = torch.randn(4, cfg.seq_len, 7), torch.from_numpy(labels[:4]).float()
-        loss, _, _ = transdf_loss(model(x), y, torch.from_numpy(transform.components).float(),
-                                  torch.from_numpy(transform.std).float(), cfg.loss.rec_lambda, cfg.loss.distance)
+        loss, _, _ = transdf_loss(
+            model(x),
+            y,
+            torch.from_numpy(transform.components).float(),
+            torch.from_numpy(transform.std).float(),
+            cfg.loss.rec_lambda,
+            cfg.loss.distance,
+        )
         loss.backward()
         optimizer.step()
         return loss.item()

@@ -72,14 +72,22 @@ def transform_diagnostics(transform: LabelTransform, labels: np.ndarray) -> dict
         raw = np.corrcoef(labels[:, :, d], rowvar=False)
         mask = ~np.eye(len(raw), dtype=bool)
         raw_mean += float(np.abs(raw[mask]).mean()) / labels.shape[2]
-    return {"transform/rank": float(transform.rank),
-            "transform/explained_var_topK": float(transform.explained[:, : transform.rank].sum(axis=1).mean()),
-            "transform/offdiag_corr_max": offdiag_max,
-            "transform/label_corr_mean": raw_mean}
+    return {
+        "transform/rank": float(transform.rank),
+        "transform/explained_var_topK": float(transform.explained[:, : transform.rank].sum(axis=1).mean()),
+        "transform/offdiag_corr_max": offdiag_max,
+        "transform/label_corr_mean": raw_mean,
+    }
 
 
-def transdf_loss(pred: torch.Tensor, label: torch.Tensor, components: torch.Tensor, std: torch.Tensor,
-                 rec_lambda: float, distance: str = "l1") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def transdf_loss(
+    pred: torch.Tensor,
+    label: torch.Tensor,
+    components: torch.Tensor,
+    std: torch.Tensor,
+    rec_lambda: float,
+    distance: str = "l1",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """rec_lambda x TMSE + (1 - rec_lambda) x distance(z(pred), z(label)); returns (loss, tmse, transformed).
 
     z(pred) - z(label) = sum_t C[d, k, t] (pred - label)[t, d] / Sd[t, d]: the mean M cancels."""

@@ -71,8 +71,8 @@ def evaluate(model: torch.nn.Module, shards: ImageShards, cfg: Config, device: s
     model.eval()
     total_loss, correct = 0.0, 0
     for start in range(0, len(labels), cfg.eval_batch_size):
-        x = to_input(torch.from_numpy(images[start:start + cfg.eval_batch_size]).to(device), cfg.task)
-        y = torch.from_numpy(labels[start:start + cfg.eval_batch_size]).to(device)
+        x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device), cfg.task)
+        y = torch.from_numpy(labels[start : start + cfg.eval_batch_size]).to(device)
         logits = model(x)
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(dim=1) == y).sum().item()
@@ -121,8 +121,13 @@ def train_classifier(cfg: Config, ctx: RunContext) -> dict[str, float]:
     train_loss, train_acc = evaluate(model, train, cfg, ctx.device)
     val_loss, val_acc = evaluate(model, val, cfg, ctx.device)
     _, test_acc = evaluate(model, test, cfg, ctx.device)
-    final = {"final/train_loss": train_loss, "final/train_acc": train_acc, "val/loss": val_loss, "val/acc": val_acc,
-             "test/acc": test_acc}
+    final = {
+        "final/train_loss": train_loss,
+        "final/train_acc": train_acc,
+        "val/loss": val_loss,
+        "val/acc": val_acc,
+        "test/acc": test_acc,
+    }
     ctx.log(final, step=cfg.budget)
     ctx.strategy.save_weights(ctx.run_dir / "model.safetensors")
     if ctx.is_main:

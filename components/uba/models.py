@@ -11,8 +11,10 @@ from components.core.models import build_classifier
 
 def digits_cnn(width: int = 16, num_classes: int = 10) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(1, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Linear(2 * width * 4 * 4, num_classes),

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from components.core.errors import ConfigError, DataError, did_you_mean
 from components.core.shards import MANIFEST, check_dataset, dataset_files, prepare_command, sha256_file
@@ -110,4 +110,3 @@ def verify(data_root: Path, name: str | None = None) -> list[str]:
                     f"re-prepare it with `{prepare_command(dataset)}` (or `dvc pull` it)"
                 )
     return names
-

@@ -7,8 +7,9 @@ Each source writes `<out_dir>/manifest.json` and WebDataset shards through
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -164,7 +165,9 @@ def _encode_resized(path: Path, size: int, image_format: str) -> bytes:
     return buffer.getvalue()
 
 
-def _encoded_samples(paths: list[Path], labels: np.ndarray, size: int, image_format: str) -> Iterator[tuple[bytes, int]]:
+def _encoded_samples(
+    paths: list[Path], labels: np.ndarray, size: int, image_format: str
+) -> Iterator[tuple[bytes, int]]:
     for path, label in zip(paths, labels):
         yield _encode_resized(path, size, image_format), int(label)
 

@@ -29,8 +29,9 @@ def rotate(vector: np.ndarray, angle: float) -> np.ndarray:
     return np.array([c * vector[0] - s * vector[1], s * vector[0] + c * vector[1]])
 
 
-def initial_state(rng: np.random.Generator, orbit_noise: float = 0.2, min_radius: float = 0.9,
-                  max_radius: float = 1.2) -> np.ndarray:
+def initial_state(
+    rng: np.random.Generator, orbit_noise: float = 0.2, min_radius: float = 0.9, max_radius: float = 1.2
+) -> np.ndarray:
     """HNN's `random_config`: (3, 4) rows (q_x, q_y, v_x, v_y) of a perturbed circular three-body orbit."""
     direction = 2 * rng.random(2) - 1  # as HNN: a point of the square, scaled onto the circle
     radius = rng.random() * (max_radius - min_radius) + min_radius
@@ -57,9 +58,22 @@ def derivative(_: float, y: np.ndarray) -> np.ndarray:
     k12 = (dx12 * dx12 + dy12 * dy12) ** -1.5
     k13 = (dx13 * dx13 + dy13 * dy13) ** -1.5
     k23 = (dx23 * dx23 + dy23 * dy23) ** -1.5
-    return np.array([u1, w1, dx12 * k12 + dx13 * k13, dy12 * k12 + dy13 * k13,
-                     u2, w2, -dx12 * k12 + dx23 * k23, -dy12 * k12 + dy23 * k23,
-                     u3, w3, -dx13 * k13 - dx23 * k23, -dy13 * k13 - dy23 * k23])
+    return np.array(
+        [
+            u1,
+            w1,
+            dx12 * k12 + dx13 * k13,
+            dy12 * k12 + dy13 * k13,
+            u2,
+            w2,
+            -dx12 * k12 + dx23 * k23,
+            -dy12 * k12 + dy23 * k23,
+            u3,
+            w3,
+            -dx13 * k13 - dx23 * k23,
+            -dy13 * k13 - dy23 * k23,
+        ]
+    )
 
 
 def energy(states: np.ndarray) -> np.ndarray:
@@ -86,8 +100,16 @@ def three_body_orbits(trajectories: int, timesteps: int, t_end: float, seed: int
     return np.stack([integrate(initial_state(rng), times, rtol) for _ in range(trajectories)])
 
 
-def prepare_three_body(out_dir: Path, *, trajectories: int = 500, timesteps: int = 50, t_end: float = 5.0,
-                       test_fraction: float = 0.2, seed: int = 0, rtol: float = 1e-9) -> dict:
+def prepare_three_body(
+    out_dir: Path,
+    *,
+    trajectories: int = 500,
+    timesteps: int = 50,
+    t_end: float = 5.0,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    rtol: float = 1e-9,
+) -> dict:
     """HNN three-body orbits for EKAN (ekan.md §4): 50 points on [0, 5] per trajectory, 20 % for test."""
     where = "three-body"
     if trajectories < 2:
@@ -96,13 +118,21 @@ def prepare_three_body(out_dir: Path, *, trajectories: int = 500, timesteps: int
         raise ConfigError(f"{where}: option timesteps must be >= 6 (4 input steps, 1 target, 1 spare), got {timesteps}")
     test = int(round(trajectories * test_fraction))
     if not 1 <= test < trajectories:
-        raise ConfigError(f"{where}: test_fraction {test_fraction} leaves {test} of {trajectories} trajectories "
-                          "for test; choose it so both splits are non-empty")
+        raise ConfigError(
+            f"{where}: test_fraction {test_fraction} leaves {test} of {trajectories} trajectories "
+            "for test; choose it so both splits are non-empty"
+        )
     orbits = three_body_orbits(trajectories, timesteps, t_end, seed, rtol)
     drift = np.abs(energy(orbits) - energy(orbits[:, :1])) / np.abs(energy(orbits[:, :1]))
-    arrays = {"train": orbits[: trajectories - test], "test": orbits[trajectories - test:]}
-    options = {"trajectories": trajectories, "timesteps": timesteps, "t_end": t_end, "test_fraction": test_fraction,
-               "seed": seed, "rtol": rtol}
+    arrays = {"train": orbits[: trajectories - test], "test": orbits[trajectories - test :]}
+    options = {
+        "trajectories": trajectories,
+        "timesteps": timesteps,
+        "t_end": t_end,
+        "test_fraction": test_fraction,
+        "seed": seed,
+        "rtol": rtol,
+    }
     with atomic_directory(out_dir) as staging:
         files = []
         for split, array in arrays.items():
@@ -110,11 +140,18 @@ def prepare_three_body(out_dir: Path, *, trajectories: int = 500, timesteps: int
             path.write_bytes(encode_npy(array))
             files.append({"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
         manifest = {
-            "name": f"{Path(out_dir).parent.name}/{Path(out_dir).name}", "kind": "tables", "source": where,
-            "options": options, "generator_version": GENERATOR_VERSION, "format": "npy",
-            "layout": ["trajectory", "time", "body", list(FIELDS)], "dtype": "float64",
-            "splits": {split: {"trajectories": int(len(array)), "shape": list(array.shape), "shards": []}
-                       for split, array in arrays.items()},
+            "name": f"{Path(out_dir).parent.name}/{Path(out_dir).name}",
+            "kind": "tables",
+            "source": where,
+            "options": options,
+            "generator_version": GENERATOR_VERSION,
+            "format": "npy",
+            "layout": ["trajectory", "time", "body", list(FIELDS)],
+            "dtype": "float64",
+            "splits": {
+                split: {"trajectories": int(len(array)), "shape": list(array.shape), "shards": []}
+                for split, array in arrays.items()
+            },
             "files": files,
             "max_relative_energy_drift": float(drift.max()),
         }

@@ -18,8 +18,9 @@ ETT_MONTHS = (12, 4, 4)  # ETT's train/val/test borders in 30-day months (Inform
 Split = Literal["ratio", "ett"]
 
 
-def split_borders(dates: np.ndarray, split: str, train_fraction: float, test_fraction: float,
-                  where: str) -> dict[str, tuple[int, int]]:
+def split_borders(
+    dates: np.ndarray, split: str, train_fraction: float, test_fraction: float, where: str
+) -> dict[str, tuple[int, int]]:
     """Chronological [start, end) rows per split: ETT month borders, or Time-Series-Library's ratio rule
     (train = int(n * 0.7), test = int(n * 0.2), val = the rest)."""
     rows = len(dates)
@@ -34,8 +35,10 @@ def split_borders(dates: np.ndarray, split: str, train_fraction: float, test_fra
         month = 30 * rows_per_day
         ends = np.cumsum(ETT_MONTHS) * month
         if rows < ends[-1]:
-            raise DataError(f"{where}: ETT borders need {ends[-1]} rows ({sum(ETT_MONTHS)} months of "
-                            f"{rows_per_day} rows a day); the table has {rows}: use split=ratio")
+            raise DataError(
+                f"{where}: ETT borders need {ends[-1]} rows ({sum(ETT_MONTHS)} months of "
+                f"{rows_per_day} rows a day); the table has {rows}: use split=ratio"
+            )
         return {"train": (0, int(ends[0])), "val": (int(ends[0]), int(ends[1])), "test": (int(ends[1]), int(ends[2]))}
     raise ConfigError(f"{where}: option split must be 'ratio' or 'ett', got '{split}'")
 
@@ -55,8 +58,9 @@ def fill_linear(values: np.ndarray, where: str) -> tuple[np.ndarray, int]:
     return filled, missing
 
 
-def prepare_co2(out_dir: Path, *, split: Split = "ratio", train_fraction: float = 0.7,
-                test_fraction: float = 0.2) -> dict:
+def prepare_co2(
+    out_dir: Path, *, split: Split = "ratio", train_fraction: float = 0.7, test_fraction: float = 0.2
+) -> dict:
     """statsmodels' weekly CO2 at Mauna Loa (1958-2001, 2284 weeks; 59 missing weeks filled linearly)."""
     from statsmodels.datasets import co2
 
@@ -64,15 +68,29 @@ def prepare_co2(out_dir: Path, *, split: Split = "ratio", train_fraction: float 
     dates = frame.index.to_numpy().astype("datetime64[s]")
     values, missing = fill_linear(frame[["co2"]].to_numpy(dtype=np.float64), "statsmodels-co2")
     borders = split_borders(dates, split, train_fraction, test_fraction, "statsmodels-co2")
-    return write_series_dataset(out_dir, source="statsmodels-co2", generator_version=GENERATOR_VERSION,
-                                options={"split": split, "train_fraction": train_fraction,
-                                         "test_fraction": test_fraction},
-                                dates=dates, values=values, columns=["co2"], borders=borders,
-                                notes={"filled_missing": missing})
+    return write_series_dataset(
+        out_dir,
+        source="statsmodels-co2",
+        generator_version=GENERATOR_VERSION,
+        options={"split": split, "train_fraction": train_fraction, "test_fraction": test_fraction},
+        dates=dates,
+        values=values,
+        columns=["co2"],
+        borders=borders,
+        notes={"filled_missing": missing},
+    )
 
 
-def prepare_two_sine(out_dir: Path, *, rows: int = 6000, noise: float = 0.05, seed: int = 0, split: Split = "ratio",
-                     train_fraction: float = 0.7, test_fraction: float = 0.2) -> dict:
+def prepare_two_sine(
+    out_dir: Path,
+    *,
+    rows: int = 6000,
+    noise: float = 0.05,
+    seed: int = 0,
+    split: Split = "ratio",
+    train_fraction: float = 0.7,
+    test_fraction: float = 0.2,
+) -> dict:
     """x_t = sin(2 pi t / 24) + 0.5 sin(2 pi t / 7 + 1) + noise * eps_t, hourly from 2020-01-01 (transdf.md §6)."""
     if rows < 2:
         raise ConfigError(f"two-sine: option rows must be >= 2, got {rows}")
@@ -81,10 +99,23 @@ def prepare_two_sine(out_dir: Path, *, rows: int = 6000, noise: float = 0.05, se
     x = np.sin(2 * np.pi * t / 24) + 0.5 * np.sin(2 * np.pi * t / 7 + 1) + noise * eps
     dates = np.datetime64("2020-01-01T00:00:00") + np.arange(rows).astype("timedelta64[h]")
     borders = split_borders(dates, split, train_fraction, test_fraction, "two-sine")
-    return write_series_dataset(out_dir, source="two-sine", generator_version=GENERATOR_VERSION,
-                                options={"rows": rows, "noise": noise, "seed": seed, "split": split,
-                                         "train_fraction": train_fraction, "test_fraction": test_fraction},
-                                dates=dates, values=x[:, None], columns=["x"], borders=borders)
+    return write_series_dataset(
+        out_dir,
+        source="two-sine",
+        generator_version=GENERATOR_VERSION,
+        options={
+            "rows": rows,
+            "noise": noise,
+            "seed": seed,
+            "split": split,
+            "train_fraction": train_fraction,
+            "test_fraction": test_fraction,
+        },
+        dates=dates,
+        values=x[:, None],
+        columns=["x"],
+        borders=borders,
+    )
 
 
 def read_csv_table(path: Path, date_column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -109,8 +140,10 @@ def read_csv_table(path: Path, date_column: str) -> tuple[np.ndarray, np.ndarray
             try:
                 dates.append(np.datetime64(row[date_index].strip(), "s"))
             except ValueError:
-                raise DataError(f"{path}, line {line}: '{row[date_index]}' in column '{date_column}' "
-                                f"is not a date (use ISO 8601, e.g. 2016-07-01 00:00:00)") from None
+                raise DataError(
+                    f"{path}, line {line}: '{row[date_index]}' in column '{date_column}' "
+                    f"is not a date (use ISO 8601, e.g. 2016-07-01 00:00:00)"
+                ) from None
             numbers = []
             for i, cell in enumerate(row):
                 if i == date_index:
@@ -124,13 +157,23 @@ def read_csv_table(path: Path, date_column: str) -> tuple[np.ndarray, np.ndarray
     steps = np.diff(dates_array).astype(np.int64)
     if len(steps) and (steps <= 0).any():
         line = int(np.argmax(steps <= 0)) + 3
-        raise DataError(f"{path}, line {line}: dates must increase; '{dates_array[line - 2]}' does not follow "
-                        f"'{dates_array[line - 3]}'")
+        raise DataError(
+            f"{path}, line {line}: dates must increase; '{dates_array[line - 2]}' does not follow "
+            f"'{dates_array[line - 3]}'"
+        )
     return dates_array, np.array(values, dtype=np.float64), columns
 
 
-def prepare_csv(out_dir: Path, *, path: str, split: Split = "ratio", date_column: str = "date",
-                min_rows: int = 2, train_fraction: float = 0.7, test_fraction: float = 0.2) -> dict:
+def prepare_csv(
+    out_dir: Path,
+    *,
+    path: str,
+    split: Split = "ratio",
+    date_column: str = "date",
+    min_rows: int = 2,
+    train_fraction: float = 0.7,
+    test_fraction: float = 0.2,
+) -> dict:
     """An ETT-style CSV (a date column, then numeric columns), e.g. ETTh1.csv: split=ett for ETT's
     12/4/4-month borders, split=ratio for the 70/10/20 rule (Electricity, Weather, Traffic)."""
     source = Path(path).expanduser()
@@ -141,8 +184,20 @@ def prepare_csv(out_dir: Path, *, path: str, split: Split = "ratio", date_column
         row, column = np.argwhere(np.isnan(values))[0]
         raise DataError(f"{source}, line {row + 2}: column '{columns[column]}' is NaN; fill it before preparing")
     borders = split_borders(dates, split, train_fraction, test_fraction, str(source))
-    return write_series_dataset(out_dir, source="csv", generator_version=GENERATOR_VERSION,
-                                options={"path": str(path), "split": split, "date_column": date_column,
-                                         "min_rows": min_rows, "train_fraction": train_fraction,
-                                         "test_fraction": test_fraction},
-                                dates=dates, values=values, columns=columns, borders=borders)
+    return write_series_dataset(
+        out_dir,
+        source="csv",
+        generator_version=GENERATOR_VERSION,
+        options={
+            "path": str(path),
+            "split": split,
+            "date_column": date_column,
+            "min_rows": min_rows,
+            "train_fraction": train_fraction,
+            "test_fraction": test_fraction,
+        },
+        dates=dates,
+        values=values,
+        columns=columns,
+        borders=borders,
+    )

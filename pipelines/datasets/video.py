@@ -31,8 +31,9 @@ CLIP_SUFFIXES = (".npy",) + VIDEO_SUFFIXES
 SD3_NORMALISATION = {"first_shift": 0.1490, "first_scale": 1 / 1.8415, "shift": -0.2343, "scale": 1 / 3.0986}
 
 
-def render_moving_squares(count: int, *, frames: int, size: int, square: int, max_speed: int,
-                          rng: np.random.Generator) -> np.ndarray:
+def render_moving_squares(
+    count: int, *, frames: int, size: int, square: int, max_speed: int, rng: np.random.Generator
+) -> np.ndarray:
     """Clips [count, frames, 1, size, size] of one white square on black (pyramid_flow.md §6).
 
     The top-left corner starts uniformly on the integer grid [0, size - square]^2 and moves by an integer
@@ -61,42 +62,72 @@ def _check_shard_option(source: str, samples_per_shard: int) -> None:
         raise ConfigError(f"{source}: option samples_per_shard must be an integer >= 1, got {samples_per_shard}")
 
 
-def prepare_moving_squares(out_dir: Path, *, train_clips: int = 512, val_clips: int = 64, frames: int = 5,
-                           size: int = 16, square: int = 4, max_speed: int = 2, seed: int = 0, patch: int = 2,
-                           samples_per_shard: int = 4096) -> dict:
+def prepare_moving_squares(
+    out_dir: Path,
+    *,
+    train_clips: int = 512,
+    val_clips: int = 64,
+    frames: int = 5,
+    size: int = 16,
+    square: int = 4,
+    max_speed: int = 2,
+    seed: int = 0,
+    patch: int = 2,
+    samples_per_shard: int = 4096,
+) -> dict:
     """pyramid_flow.md §6: 512 train clips (seed 0) and 64 val clips (seed 1) of 5 frames of 16x16, through
     the unshuffle stand-in (pixel_unshuffle by 2, standardised by the train split's mean and std)."""
     source = "moving-squares"
     _check_shard_option(source, samples_per_shard)
-    for key, value, low in (("train_clips", train_clips, 1), ("val_clips", val_clips, 1), ("frames", frames, 1),
-                            ("square", square, 1), ("max_speed", max_speed, 0), ("patch", patch, 1)):
+    for key, value, low in (
+        ("train_clips", train_clips, 1),
+        ("val_clips", val_clips, 1),
+        ("frames", frames, 1),
+        ("square", square, 1),
+        ("max_speed", max_speed, 0),
+        ("patch", patch, 1),
+    ):
         if int(value) != value or value < low:
             raise ConfigError(f"{source}: option {key} must be an integer >= {low}, got {value}")
     if not 0 < square <= size:
         raise ConfigError(f"{source}: option square ({square}) must lie in 1..size ({size})")
     if max_speed > size - square:
-        raise ConfigError(f"{source}: option max_speed ({max_speed}) exceeds the free range size - square "
-                          f"({size - square}); one reflection could not bring the square back")
+        raise ConfigError(
+            f"{source}: option max_speed ({max_speed}) exceeds the free range size - square "
+            f"({size - square}); one reflection could not bring the square back"
+        )
     common = dict(frames=int(frames), size=int(size), square=int(square), max_speed=int(max_speed))
     train = render_moving_squares(int(train_clips), rng=np.random.default_rng(seed), **common)
     val = render_moving_squares(int(val_clips), rng=np.random.default_rng(seed + 1), **common)
     encoder = UnshuffleEncoder.fitted(train, int(patch))
     pixel_shape = train.shape[1:]
     return write_latent_dataset(
-        out_dir, source=source, generator_version=GENERATOR_VERSION,
-        options={**common, "train_clips": int(train_clips), "val_clips": int(val_clips), "seed": int(seed),
-                 "patch": int(patch), "samples_per_shard": int(samples_per_shard)},
-        encoder=encoder.describe(), pixel_shape=list(pixel_shape), latent_shape=list(encoder.latent_shape(pixel_shape)),
+        out_dir,
+        source=source,
+        generator_version=GENERATOR_VERSION,
+        options={
+            **common,
+            "train_clips": int(train_clips),
+            "val_clips": int(val_clips),
+            "seed": int(seed),
+            "patch": int(patch),
+            "samples_per_shard": int(samples_per_shard),
+        },
+        encoder=encoder.describe(),
+        pixel_shape=list(pixel_shape),
+        latent_shape=list(encoder.latent_shape(pixel_shape)),
         splits={"train": (len(train), iter(encoder.encode(train))), "val": (len(val), iter(encoder.encode(val)))},
-        samples_per_shard=int(samples_per_shard))
+        samples_per_shard=int(samples_per_shard),
+    )
 
 
 def load_factory(spec: str) -> Callable[..., Any]:
     """'package.module:attr.path' or '/path/to/file.py:attr.path' -> the callable it names."""
     target, sep, attribute = spec.partition(":")
     if not sep or not target or not attribute:
-        raise ConfigError(f"video-folder: option vae_factory '{spec}' must look like 'module:callable' or "
-                          f"'/path/file.py:callable'")
+        raise ConfigError(
+            f"video-folder: option vae_factory '{spec}' must look like 'module:callable' or '/path/file.py:callable'"
+        )
     try:
         if target.endswith(".py"):
             path = Path(target).expanduser()
@@ -108,8 +139,10 @@ def load_factory(spec: str) -> Callable[..., Any]:
         else:
             module = importlib.import_module(target)
     except ImportError as error:
-        raise DataError(f"video-folder: cannot import the VAE code '{target}' ({error}): install or check out the "
-                        f"VAE's code (e.g. the Pyramid-Flow repository's video_vae package) on PYTHONPATH") from None
+        raise DataError(
+            f"video-folder: cannot import the VAE code '{target}' ({error}): install or check out the "
+            f"VAE's code (e.g. the Pyramid-Flow repository's video_vae package) on PYTHONPATH"
+        ) from None
     factory: Any = module
     for part in attribute.split("."):
         if not hasattr(factory, part):
@@ -136,9 +169,11 @@ class VAEEncoder:
 
         path = Path(weights).expanduser()
         if not path.exists():
-            raise DataError(f"video-folder: VAE weights not found at {path} (option vae_weights): download them "
-                            f"yourself (e.g. the causal_video_vae folder of rain1011/pyramid-flow-sd3) and point "
-                            f"vae_weights at them; nothing is downloaded at prepare time")
+            raise DataError(
+                f"video-folder: VAE weights not found at {path} (option vae_weights): download them "
+                f"yourself (e.g. the causal_video_vae folder of rain1011/pyramid-flow-sd3) and point "
+                f"vae_weights at them; nothing is downloaded at prepare time"
+            )
         self.factory, self.weights, self.normalisation, self.device = factory, str(weights), normalisation, device
         self.model = load_factory(factory)(str(path))
         if not hasattr(self.model, "encode"):
@@ -157,8 +192,10 @@ class VAEEncoder:
         elif hasattr(dist, "mean") and not isinstance(dist, self._torch.Tensor):
             out = dist.mean
         if not isinstance(out, self._torch.Tensor) or out.ndim != 5:
-            raise DataError(f"video-folder: {self.factory}'s encode() must give latents [B, C, T', h, w], got "
-                            f"{getattr(out, 'shape', type(out).__name__)}")
+            raise DataError(
+                f"video-folder: {self.factory}'s encode() must give latents [B, C, T', h, w], got "
+                f"{getattr(out, 'shape', type(out).__name__)}"
+            )
         return out.float()
 
     def latent_shape(self, pixel_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -172,13 +209,19 @@ class VAEEncoder:
         video = video.permute(0, 2, 1, 3, 4) * 2 - 1  # [N, T, 3, H, W] in [0, 1] -> [N, 3, T, H, W] in [-1, 1]
         z = self._encode_tensor(video)
         n = self.normalisation
-        z = self._torch.cat([(z[:, :, :1] - n["first_shift"]) * n["first_scale"],
-                             (z[:, :, 1:] - n["shift"]) * n["scale"]], dim=2)
+        z = self._torch.cat(
+            [(z[:, :, :1] - n["first_shift"]) * n["first_scale"], (z[:, :, 1:] - n["shift"]) * n["scale"]], dim=2
+        )
         return z.permute(0, 2, 1, 3, 4).cpu().numpy()  # [N, T', C, h, w]
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "factory": self.factory,
-                "weights": Path(self.weights).name, "normalisation": self.normalisation}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "factory": self.factory,
+            "weights": Path(self.weights).name,
+            "normalisation": self.normalisation,
+        }
 
 
 def _read_clip(path: Path, frames: int, height: int, width: int) -> np.ndarray:
@@ -194,8 +237,10 @@ def _read_clip(path: Path, frames: int, height: int, width: int) -> np.ndarray:
         try:
             import av
         except ImportError:
-            raise DataError(f"reading {path.suffix} videos needs PyAV (pip install av), or convert the clips to "
-                            f".npy uint8 [T, H, W, 3] arrays") from None
+            raise DataError(
+                f"reading {path.suffix} videos needs PyAV (pip install av), or convert the clips to "
+                f".npy uint8 [T, H, W, 3] arrays"
+            ) from None
         try:
             with av.open(str(path)) as container:
                 decoded = []
@@ -212,16 +257,29 @@ def _read_clip(path: Path, frames: int, height: int, width: int) -> np.ndarray:
     if array.shape[1:3] != (height, width):
         from PIL import Image
 
-        array = np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.BICUBIC))
-                          for f in array])
+        array = np.stack(
+            [np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.BICUBIC)) for f in array]
+        )
     return (array.astype(np.float32) / 255.0).transpose(0, 3, 1, 2)
 
 
-def prepare_video_folder(out_dir: Path, *, src: str, encoder: Literal["vae", "unshuffle"] = "vae",
-                         vae_factory: str = "", vae_weights: str = "", frames: int = 121, height: int = 384,
-                         width: int = 640, val_fraction: float = 0.05, seed: int = 0, patch: int = 2,
-                         device: str = "cpu", dtype: Literal["float32", "float16"] = "float32",
-                         samples_per_shard: int = 256) -> dict:
+def prepare_video_folder(
+    out_dir: Path,
+    *,
+    src: str,
+    encoder: Literal["vae", "unshuffle"] = "vae",
+    vae_factory: str = "",
+    vae_weights: str = "",
+    frames: int = 121,
+    height: int = 384,
+    width: int = 640,
+    val_fraction: float = 0.05,
+    seed: int = 0,
+    patch: int = 2,
+    device: str = "cpu",
+    dtype: Literal["float32", "float16"] = "float32",
+    samples_per_shard: int = 256,
+) -> dict:
     """A folder of clips (`*.mp4|webm|mkv|mov|avi` through PyAV, or `*.npy` uint8 [T, H, W, 3]) searched
     recursively in sorted order, cut to `frames` frames (1 + 8m for the causal VAE: 121 = 5 s at 24 fps),
     resized to height x width, split train/val with a seeded permutation, and encoded to latents."""
@@ -230,19 +288,25 @@ def prepare_video_folder(out_dir: Path, *, src: str, encoder: Literal["vae", "un
     root = Path(src).expanduser()
     if not root.is_dir():
         raise DataError(f"video folder {root} (option src) does not exist: point src at a folder of video clips")
-    files = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in CLIP_SUFFIXES),
-                   key=lambda p: p.relative_to(root).as_posix())
+    files = sorted(
+        (p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in CLIP_SUFFIXES),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
     if not files:
         raise DataError(f"video folder {root} has no clips ({', '.join(CLIP_SUFFIXES)})")
     if not 0 <= val_fraction < 1:
         raise ConfigError(f"{source}: option val_fraction must be in [0, 1), got {val_fraction}")
     if encoder == "vae":
         if not vae_weights:
-            raise ConfigError(f"{source}: encoder vae needs option vae_weights (the VAE's weights you downloaded) "
-                              f"and vae_factory (module:callable building the VAE from them)")
+            raise ConfigError(
+                f"{source}: encoder vae needs option vae_weights (the VAE's weights you downloaded) "
+                f"and vae_factory (module:callable building the VAE from them)"
+            )
         if not vae_factory:
-            raise ConfigError(f"{source}: encoder vae needs option vae_factory, e.g. "
-                              f"video_vae.modeling_causal_vae:CausalVideoVAE.from_pretrained")
+            raise ConfigError(
+                f"{source}: encoder vae needs option vae_factory, e.g. "
+                f"video_vae.modeling_causal_vae:CausalVideoVAE.from_pretrained"
+            )
         chosen: LatentEncoder = VAEEncoder(vae_factory, vae_weights, SD3_NORMALISATION, device)
     elif encoder == "unshuffle":
         chosen = UnshuffleEncoder.fitted(np.stack([_read_clip(f, frames, height, width) for f in files]), patch)
@@ -258,11 +322,28 @@ def prepare_video_folder(out_dir: Path, *, src: str, encoder: Literal["vae", "un
             yield chosen.encode(_read_clip(path, frames, height, width)[None])[0]
 
     return write_latent_dataset(
-        out_dir, source=source, generator_version=GENERATOR_VERSION,
-        options={"src": str(src), "encoder": encoder, "vae_factory": vae_factory, "vae_weights": str(vae_weights),
-                 "frames": int(frames), "height": int(height), "width": int(width), "val_fraction": float(val_fraction),
-                 "seed": int(seed), "patch": int(patch), "device": device, "dtype": dtype,
-                 "samples_per_shard": int(samples_per_shard)},
-        encoder=chosen.describe(), pixel_shape=list(pixel_shape), latent_shape=list(chosen.latent_shape(pixel_shape)),
+        out_dir,
+        source=source,
+        generator_version=GENERATOR_VERSION,
+        options={
+            "src": str(src),
+            "encoder": encoder,
+            "vae_factory": vae_factory,
+            "vae_weights": str(vae_weights),
+            "frames": int(frames),
+            "height": int(height),
+            "width": int(width),
+            "val_fraction": float(val_fraction),
+            "seed": int(seed),
+            "patch": int(patch),
+            "device": device,
+            "dtype": dtype,
+            "samples_per_shard": int(samples_per_shard),
+        },
+        encoder=chosen.describe(),
+        pixel_shape=list(pixel_shape),
+        latent_shape=list(chosen.latent_shape(pixel_shape)),
         splits={split: (len(paths), latents(paths)) for split, paths in split_files.items()},
-        samples_per_shard=int(samples_per_shard), dtype=dtype)
+        samples_per_shard=int(samples_per_shard),
+        dtype=dtype,
+    )

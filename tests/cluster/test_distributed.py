@@ -15,8 +15,13 @@ def test_torchrun_variables():
 
 
 def test_slurm_multi_task_job():
-    env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123456",
-           "SLURM_JOB_NODELIST": "gpu[07-08]"}
+    env = {
+        "SLURM_PROCID": "5",
+        "SLURM_NTASKS": "8",
+        "SLURM_LOCALID": "1",
+        "SLURM_JOB_ID": "123456",
+        "SLURM_JOB_NODELIST": "gpu[07-08]",
+    }
     dist = from_environment(env)
     assert (dist.rank, dist.world_size, dist.local_rank) == (5, 8, 1)
     assert dist.master_addr == "gpu07" and dist.master_port == 20000 + 123456 % 20000

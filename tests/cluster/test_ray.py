@@ -65,8 +65,11 @@ class Watch(threading.Thread):
                     if process.pid != me.pid:
                         self.processes[(process.pid, process.create_time())] = name
                     if name in RAY_DAEMONS:
-                        self.temp_dirs |= {arg.split("=", 1)[1] for arg in process.cmdline()
-                                           if arg.startswith(("--temp_dir=", "--temp-dir="))}
+                        self.temp_dirs |= {
+                            arg.split("=", 1)[1]
+                            for arg in process.cmdline()
+                            if arg.startswith(("--temp_dir=", "--temp-dir="))
+                        }
                     for conn in process.net_connections(kind="inet"):
                         if conn.status in (psutil.CONN_LISTEN, psutil.CONN_NONE) and conn.laddr:
                             self.sockets.add((name, conn.laddr.ip, conn.laddr.port))
@@ -117,10 +120,20 @@ def test_ray_trials_equal_local_trials_bit_for_bit(params, data_root, tmp_path, 
     grid = {"schedule.phi": [0.5, 2, 5], "optimizer": ["adamw"]}
     points = [(trial.overrides, trial.seed) for trial in expand_sweep(params["sweeps"]["uba_phi"], grid, [1])]
     assert len(points) == 3
-    on_ray = get_backend("ray")(make_specs(params, data_root, tmp_path / "ray", points, "ray"), Profile(),
-                                workdir=tmp_path / "sweep", metric="val/loss", mode="min")
-    here = get_backend("local")(make_specs(params, data_root, tmp_path / "local", points, "local"), Profile(),
-                                workdir=tmp_path / "local-sweep", metric="val/loss", mode="min")
+    on_ray = get_backend("ray")(
+        make_specs(params, data_root, tmp_path / "ray", points, "ray"),
+        Profile(),
+        workdir=tmp_path / "sweep",
+        metric="val/loss",
+        mode="min",
+    )
+    here = get_backend("local")(
+        make_specs(params, data_root, tmp_path / "local", points, "local"),
+        Profile(),
+        workdir=tmp_path / "local-sweep",
+        metric="val/loss",
+        mode="min",
+    )
     assert [o.status for o in on_ray] == ["completed"] * 3
     assert [o.metrics for o in on_ray] == [o.metrics for o in here]
     assert len({o.metrics["val/loss"] for o in on_ray}) == 3  # three different trials, not one run thrice
@@ -143,8 +156,7 @@ def test_asha_stops_a_lagging_trial_and_its_run_says_so(params, data_root, tmp_p
     # One trial at a time, so the good one sets every rung before the slow one reaches it.
     points = [({"eval_every": 2}, 0), ({"eval_every": 2, "lr": 1e-5}, 0)]
     specs = make_specs(params, data_root, tmp_path / "trials", points, "ray")
-    good, slow = get_backend("ray")(specs, Profile(), workdir=tmp_path / "sweep", metric="val/loss",
-                                    max_concurrent=1)
+    good, slow = get_backend("ray")(specs, Profile(), workdir=tmp_path / "sweep", metric="val/loss", max_concurrent=1)
     assert good.status == "completed"
     assert slow.status == "stopped" and "ASHA" in slow.error
     info = json.loads(Path(slow.spec.run_dir, "run.json").read_text())

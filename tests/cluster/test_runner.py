@@ -19,8 +19,17 @@ def test_run_directory_holds_everything(params, data_root, tmp_path):
     result = execute(request, run_root=tmp_path, data_dir=data_root, show_progress=False)
     run_dir = result.run_dir
     assert run_dir.parent == tmp_path / "uba" and run_dir.name.endswith(f"-{request.config_hash}-s1")
-    for name in ("config.yaml", "metrics.json", "metrics.jsonl", "run.json", "environment.json", "lr.csv",
-                 "lr.png", "model.safetensors", "dvclive"):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "metrics.jsonl",
+        "run.json",
+        "environment.json",
+        "lr.csv",
+        "lr.png",
+        "model.safetensors",
+        "dvclive",
+    ):
         assert (run_dir / name).exists(), name
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["schedule"]["phi"] == 0.5
     info = json.loads((run_dir / "run.json").read_text())
@@ -32,8 +41,15 @@ def test_run_directory_holds_everything(params, data_root, tmp_path):
 
 
 def test_another_seed_gives_other_metrics(params, data_root, tmp_path):
-    runs = [execute(plan_run("uba", params, preset="test", seed=seed, data_dir=data_root), run_root=tmp_path,
-                    data_dir=data_root, show_progress=False) for seed in (0, 1)]
+    runs = [
+        execute(
+            plan_run("uba", params, preset="test", seed=seed, data_dir=data_root),
+            run_root=tmp_path,
+            data_dir=data_root,
+            show_progress=False,
+        )
+        for seed in (0, 1)
+    ]
     assert runs[0].metrics != runs[1].metrics
     assert runs[0].run_dir != runs[1].run_dir
 
@@ -41,18 +57,25 @@ def test_another_seed_gives_other_metrics(params, data_root, tmp_path):
 def test_resume_after_preemption_is_bit_exact(params, data_root, tmp_path, preempt_at):
     sets = ["budget=40", "schedule.warmup=3"]
     request = plan_run("uba", params, preset="test", overrides=sets, seed=2, data_dir=data_root)
-    whole = execute(request, run_root=tmp_path / "whole", data_dir=data_root, show_progress=False,
-                    checkpoint_every=10)
+    whole = execute(request, run_root=tmp_path / "whole", data_dir=data_root, show_progress=False, checkpoint_every=10)
     with pytest.raises(Preempted):
-        execute(request, run_root=tmp_path / "cut", data_dir=data_root, show_progress=False, checkpoint_every=10,
-                sinks=[preempt_at(17)])
+        execute(
+            request,
+            run_root=tmp_path / "cut",
+            data_dir=data_root,
+            show_progress=False,
+            checkpoint_every=10,
+            sinks=[preempt_at(17)],
+        )
     (cut_dir,) = (tmp_path / "cut" / "uba").iterdir()
     assert json.loads((cut_dir / "run.json").read_text())["status"] == "preempted"
     assert (cut_dir / "checkpoints" / "step_000000018").is_dir()
     resumed = execute(load_request(cut_dir), cut_dir, data_dir=data_root, show_progress=False, checkpoint_every=10)
     assert resumed.metrics == whole.metrics
-    losses = [[r.get("train/loss") for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())]
-              for d in (whole.run_dir, cut_dir)]
+    losses = [
+        [r.get("train/loss") for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())]
+        for d in (whole.run_dir, cut_dir)
+    ]
     assert losses[0] == losses[1]
     with pytest.raises(RunError, match="already completed"):
         load_request(cut_dir)

@@ -50,8 +50,13 @@ def slurm():
 
 def shim_states(*job_ids: str) -> dict[str, str]:
     args = [arg for job_id in job_ids for arg in ("-j", job_id)]
-    out = subprocess.run([str(SACCT), "-o", "JobID,State,NodeList", "--parsable2", *args], capture_output=True,
-                         text=True, check=True, timeout=60).stdout.splitlines()
+    out = subprocess.run(
+        [str(SACCT), "-o", "JobID,State,NodeList", "--parsable2", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.splitlines()
     assert out[0] == "JobID|State|NodeList"
     return {line.split("|")[0]: line.split("|")[1] for line in out[1:]}
 
@@ -73,8 +78,12 @@ def train_losses(run_dir: Path) -> list[tuple[int, float]]:
 
 def test_sbatch_job_completes_and_sacct_shim_reports_it(slurm, tmp_path):
     out = tmp_path / "job.out"
-    submitted = subprocess.run(["sbatch", "--parsable", "-o", str(out), "--wrap", "echo ran on $SLURMD_NODENAME"],
-                               capture_output=True, text=True, timeout=60)
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "-o", str(out), "--wrap", "echo ran on $SLURMD_NODENAME"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip().split(";")[0]
     wait_for(lambda: shim_states(job_id).get(job_id) == "COMPLETED", 60, f"job {job_id} to complete")
@@ -82,15 +91,18 @@ def test_sbatch_job_completes_and_sacct_shim_reports_it(slurm, tmp_path):
 
 
 def test_job_array_of_a_sweep_matches_the_local_backend(slurm, params, data_root, tmp_path, capsys):
-    trials = expand_sweep(params["sweeps"]["uba_phi"], {"schedule.phi": [0.5, 2, 5], "optimizer": ["adamw"]}, [1],
-                          "uba_phi")
+    trials = expand_sweep(
+        params["sweeps"]["uba_phi"], {"schedule.phi": [0.5, 2, 5], "optimizer": ["adamw"]}, [1], "uba_phi"
+    )
     overrides = [dict(t.overrides) for t in trials] + [{"optimizer": "sgd", "lr": 1e6}]  # the last one diverges
     requests = [plan_run("uba", params, preset="test", overrides=o, seed=1, data_dir=data_root) for o in overrides]
     profile = load_profile("slurm-cpu")
 
     def specs(backend: str) -> list[LaunchSpec]:
-        return [LaunchSpec.from_request(r, tmp_path / backend / f"trial{i}", data_root, profile, backend=backend)
-                for i, r in enumerate(requests)]
+        return [
+            LaunchSpec.from_request(r, tmp_path / backend / f"trial{i}", data_root, profile, backend=backend)
+            for i, r in enumerate(requests)
+        ]
 
     on_slurm = get_backend("submitit")(specs("submitit"), profile, workdir=tmp_path / "submitit", metric="val/loss")
     printed = capsys.readouterr().out
@@ -133,11 +145,15 @@ def test_requeued_job_resumes_from_its_checkpoint_bit_exact(slurm, params, data_
     # ~8 s of training on one core: long enough to requeue it well before the end
     request = plan_run("uba", params, preset="test", overrides={"budget": 4000}, seed=3, data_dir=data_root)
     profile = load_profile("slurm-cpu")
-    spec = LaunchSpec.from_request(request, tmp_path / "run", data_root, profile, checkpoint_every=100,
-                                   backend="submitit")
+    spec = LaunchSpec.from_request(
+        request, tmp_path / "run", data_root, profile, checkpoint_every=100, backend="submitit"
+    )
     outcomes = []
-    worker = threading.Thread(target=lambda: outcomes.extend(
-        get_backend("submitit")([spec], profile, workdir=tmp_path / "launch", metric="val/loss")))
+    worker = threading.Thread(
+        target=lambda: outcomes.extend(
+            get_backend("submitit")([spec], profile, workdir=tmp_path / "launch", metric="val/loss")
+        )
+    )
     worker.start()
     try:
         checkpoints = tmp_path / "run" / "checkpoints"
@@ -166,8 +182,9 @@ def test_requeued_job_resumes_from_its_checkpoint_bit_exact(slurm, params, data_
 
 
 def submit_trivial_job() -> int:
-    done = subprocess.run(["sbatch", "--parsable", "-o", "/dev/null", "--wrap", "true"], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        ["sbatch", "--parsable", "-o", "/dev/null", "--wrap", "true"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return int(done.stdout.strip().split(";")[0])
 

@@ -59,8 +59,14 @@ def test_world_size_two_follows_world_size_one(profile_name, reference, data_roo
 def test_deepspeed_zero_stages_match_plain_at_world_size_one(stage, reference, data_root, tmp_path):
     request, single = reference
     options = Profile(strategy="deepspeed", deepspeed_config=f"zero{stage}.json").strategy_options()
-    result = execute(request, tmp_path / "run", data_dir=data_root, show_progress=False, strategy="deepspeed",
-                     strategy_options=options)
+    result = execute(
+        request,
+        tmp_path / "run",
+        data_dir=data_root,
+        show_progress=False,
+        strategy="deepspeed",
+        strategy_options=options,
+    )
     np.testing.assert_allclose(step_losses(result.run_dir), step_losses(single.run_dir), rtol=PARITY_RTOL)
     assert (result.run_dir / "model.safetensors").is_file()
     assert "RANK" not in os.environ and "MASTER_PORT" not in os.environ  # nothing stale for jobs started later
@@ -69,8 +75,9 @@ def test_deepspeed_zero_stages_match_plain_at_world_size_one(stage, reference, d
 def test_deepspeed_checkpoint_resumes_exactly(reference, data_root, tmp_path, preempt_at):
     request, _ = reference
     options = Profile(strategy="deepspeed", deepspeed_config="zero2.json").strategy_options()
-    common = dict(data_dir=data_root, show_progress=False, strategy="deepspeed", strategy_options=options,
-                  checkpoint_every=5)
+    common = dict(
+        data_dir=data_root, show_progress=False, strategy="deepspeed", strategy_options=options, checkpoint_every=5
+    )
     whole = execute(request, tmp_path / "whole", **common)
     with pytest.raises(Preempted):
         execute(request, tmp_path / "cut", sinks=[preempt_at(12)], **common)
@@ -96,8 +103,9 @@ def test_a_signal_to_one_rank_stops_all_ranks_at_one_checkpoint(data_root, tmp_p
     profile = load_profile("cpu-ddp2")
     cut = LaunchSpec.from_request(request, tmp_path / "cut", data_root, profile, backend="torchrun")
     (tmp_path / "cut.json").write_text(cut.to_json())
-    launcher = subprocess.Popen(torchrun_command(tmp_path / "cut.json", 2), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+    launcher = subprocess.Popen(
+        torchrun_command(tmp_path / "cut.json", 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 120
         log = tmp_path / "cut" / "metrics.jsonl"

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 
 from cluster.runner import execute, load_request, plan_run
 from components.adamw_l1.models import to_input
-from components.core.models import build_classifier, digits_mlp
 from components.adamw_l1.probe import gradient_norms, loglog_slope, partial_sums, stats_from_sums, vector_stats
 from components.adamw_l1.reference import ReferenceAdamW
 from components.core.errors import ConfigError, Preempted
+from components.core.models import build_classifier, digits_mlp
 from components.core.optim import OPTIMIZERS, build_optimizer, param_groups
 from components.core.shards import ImageShards
 
@@ -113,8 +113,13 @@ def adamw_trajectories(data_root, bias_correction: bool = True) -> float:
     twin.load_state_dict(model.state_dict())
     spec = OPTIMIZERS["adamw"]
     torch_adamw = build_optimizer("adamw", model)
-    reference = ReferenceAdamW(param_groups(twin, spec.no_decay, spec.weight_decay), lr=spec.lr, betas=(0.9, 0.999),
-                               eps=1e-8, bias_correction=bias_correction)
+    reference = ReferenceAdamW(
+        param_groups(twin, spec.no_decay, spec.weight_decay),
+        lr=spec.lr,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        bias_correction=bias_correction,
+    )
     stream = ImageShards(data_root, "images/digits", "train").batches(64, seed=0)
     for _ in range(100):
         images, labels = next(stream)
@@ -147,8 +152,15 @@ def test_smoke_rho_band_and_sqrt_d_slope(params, data_root, tmp_path):
     assert 0.3 <= metrics["loglog_slope"] <= 0.7
     ratios = [metrics[f"w{w}/ratio_mean"] for w in (16, 64, 256)]
     assert metrics["loglog_slope"] == pytest.approx(loglog_slope([1482, 8970, 85002], ratios), abs=1e-12)
-    for name in ("ratio_vs_d.png", "rho_vs_step.png", "grad_norms.csv", "tensors.csv", "widths.csv",
-                 "model.safetensors", "model-w16.safetensors"):
+    for name in (
+        "ratio_vs_d.png",
+        "rho_vs_step.png",
+        "grad_norms.csv",
+        "tensors.csv",
+        "widths.csv",
+        "model.safetensors",
+        "model-w16.safetensors",
+    ):
         assert (result.run_dir / name).is_file(), name
 
 

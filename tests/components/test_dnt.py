@@ -177,8 +177,9 @@ def invariance_cosines(model: ViT, images: torch.Tensor, labels: torch.Tensor) -
     cosines = {}
     for name, group in pairs.items():
         inner = sum((w.double() * g.double()).sum() for w, g in group)
-        norms = math.sqrt(sum(w.double().pow(2).sum() for w, _ in group)) * \
-            math.sqrt(sum(g.double().pow(2).sum() for _, g in group))
+        norms = math.sqrt(sum(w.double().pow(2).sum() for w, _ in group)) * math.sqrt(
+            sum(g.double().pow(2).sum() for _, g in group)
+        )
         cosines[name] = abs(inner.item()) / norms
     return cosines
 
@@ -208,8 +209,13 @@ def test_gradients_are_orthogonal_to_invariant_weights(data_root):
 # Check 3: structure. Catches a missing or extra normalisation in any variant.
 @pytest.mark.parametrize("backbone", ["vit", "gpt"])
 def test_norm_counts(backbone):
-    expected = {"dnt": 1 + 5 * DEPTH + 1, "s4": 1 + 6 * DEPTH + 1, "standard": 2 * DEPTH + 1,
-                "s2": 4 * DEPTH + 1, "s3": 1 + 4 * DEPTH + 1}
+    expected = {
+        "dnt": 1 + 5 * DEPTH + 1,
+        "s4": 1 + 6 * DEPTH + 1,
+        "standard": 2 * DEPTH + 1,
+        "s2": 4 * DEPTH + 1,
+        "s3": 1 + 4 * DEPTH + 1,
+    }
     for variant, count in expected.items():
         model = tiny_vit(variant) if backbone == "vit" else GPT(tiny_spec(variant), 256, 16)
         assert count_norms(model) == count, variant
@@ -228,8 +234,16 @@ GRID = (0.03, 0.1, 0.3, 1.0)
 
 
 def train_digits(params, data_root, run_root, variant: str, lr: float, **extra) -> dict[str, float] | None:
-    sets = {"variant": variant, "optimizer": "msgdw", "lr": lr, "weight_decay": 1e-4, "steps": 300,
-            "eval_every": 0, "grad_stats_every": 0, **extra}
+    sets = {
+        "variant": variant,
+        "optimizer": "msgdw",
+        "lr": lr,
+        "weight_decay": 1e-4,
+        "steps": 300,
+        "eval_every": 0,
+        "grad_stats_every": 0,
+        **extra,
+    }
     request = plan_run("dnt", params, preset="smoke", overrides=sets, data_dir=data_root)
     try:
         return execute(request, run_root=run_root, data_dir=data_root, show_progress=False).metrics
@@ -247,17 +261,21 @@ def test_dnt_with_msgdw_is_not_worse_than_standard(params, data_root, tmp_path):
     assert dnt is not None and dnt["test/acc"] >= best_standard - 0.01
 
 
-@pytest.mark.xfail(strict=True, reason="dnt.md §6 check 4 expects S5 at LR 1.0 to stay finite; with PyTorch-form "
-                   "momentum (b = 0.9 b + g) the norm gains and the classifier head blow up and the loss is NaN "
-                   "at step 46 (README). LR 1.0 in the EMA form equals LR 0.1 here, which trains fine.")
+@pytest.mark.xfail(
+    strict=True,
+    reason="dnt.md §6 check 4 expects S5 at LR 1.0 to stay finite; with PyTorch-form "
+    "momentum (b = 0.9 b + g) the norm gains and the classifier head blow up and the loss is NaN "
+    "at step 46 (README). LR 1.0 in the EMA form equals LR 0.1 here, which trains fine.",
+)
 def test_dnt_at_lr_one_stays_finite(params, data_root, tmp_path):
     assert train_digits(params, data_root, tmp_path, "dnt", 1.0, divergence_limit=1e300) is not None
 
 
 def test_dnt_at_lr_one_in_the_ema_momentum_form_stays_finite(params, data_root, tmp_path):
     # dnt.md §8: "if training diverges at the paper's LRs, the EMA form is the alternative to test"
-    metrics = train_digits(params, data_root, tmp_path, "dnt", 1.0, optimizer="msgdw_ema", weight_decay=1e-5,
-                           divergence_limit=1e300)
+    metrics = train_digits(
+        params, data_root, tmp_path, "dnt", 1.0, optimizer="msgdw_ema", weight_decay=1e-5, divergence_limit=1e300
+    )
     assert metrics is not None and metrics["test/acc"] > 0.8, metrics
 
 
@@ -301,13 +319,19 @@ def test_gpt_trains_on_stdlib_bytes_and_markov(params, data_root, tmp_path):
 
 def test_resume_after_preemption_is_bit_exact(params, data_root, tmp_path, preempt_at):
     # the checkpoint carries the data position, the last losses and the init gradient statistics
-    request = plan_run("dnt", params, preset="test", overrides={"steps": 24, "grad_stats_every": 5}, seed=1,
-                       data_dir=data_root)
-    whole = execute(request, run_root=tmp_path / "whole", data_dir=data_root, show_progress=False,
-                    checkpoint_every=5)
+    request = plan_run(
+        "dnt", params, preset="test", overrides={"steps": 24, "grad_stats_every": 5}, seed=1, data_dir=data_root
+    )
+    whole = execute(request, run_root=tmp_path / "whole", data_dir=data_root, show_progress=False, checkpoint_every=5)
     with pytest.raises(Preempted):
-        execute(request, run_root=tmp_path / "cut", data_dir=data_root, show_progress=False, checkpoint_every=5,
-                sinks=[preempt_at(13)])
+        execute(
+            request,
+            run_root=tmp_path / "cut",
+            data_dir=data_root,
+            show_progress=False,
+            checkpoint_every=5,
+            sinks=[preempt_at(13)],
+        )
     (cut_dir,) = (tmp_path / "cut" / "dnt").iterdir()
     resumed = execute(load_request(cut_dir), cut_dir, data_dir=data_root, show_progress=False, checkpoint_every=5)
     assert resumed.metrics == whole.metrics
@@ -335,8 +359,7 @@ def test_bad_configs_name_the_key(params):
 
 
 def test_image_size_mismatch_is_a_clear_error(params, data_root, tmp_path):
-    request = plan_run("dnt", params, preset="test", overrides={"image_size": 16, "patch_size": 4},
-                       data_dir=data_root)
+    request = plan_run("dnt", params, preset="test", overrides={"image_size": 16, "patch_size": 4}, data_dir=data_root)
     with pytest.raises(RunError, match="image_size=8"):
         execute(request, run_root=tmp_path, data_dir=data_root, show_progress=False)
 
@@ -358,14 +381,19 @@ def report_grid(data_root: Path, run_root: Path) -> None:
     params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
     images, labels = digits_batch(data_root)
     print("check 1: max|dlogits| / max|logits| after rescaling")
-    for name, build in (("dnt", lambda: tiny_vit("dnt")), ("standard", lambda: tiny_vit("standard")),
-                        ("postnorm", lambda: postnorm(tiny_vit("dnt"))),
-                        ("whole-vector qknorm", lambda: whole_vector_qknorm(tiny_vit("dnt"))),
-                        ("no inputnorm", lambda: no_input_norm(tiny_vit("dnt")))):
+    for name, build in (
+        ("dnt", lambda: tiny_vit("dnt")),
+        ("standard", lambda: tiny_vit("standard")),
+        ("postnorm", lambda: postnorm(tiny_vit("dnt"))),
+        ("whole-vector qknorm", lambda: whole_vector_qknorm(tiny_vit("dnt"))),
+        ("no inputnorm", lambda: no_input_norm(tiny_vit("dnt"))),
+    ):
         print(f"  {name}: {relative_change(build(), images):.3g}")
-    cosines = {"dnt init": invariance_cosines(tiny_vit("dnt"), images, labels),
-               "dnt after 50 steps": invariance_cosines(train_steps(tiny_vit("dnt"), data_root), images, labels),
-               "standard init": invariance_cosines(tiny_vit("standard"), images, labels)}
+    cosines = {
+        "dnt init": invariance_cosines(tiny_vit("dnt"), images, labels),
+        "dnt after 50 steps": invariance_cosines(train_steps(tiny_vit("dnt"), data_root), images, labels),
+        "standard init": invariance_cosines(tiny_vit("standard"), images, labels),
+    }
     print("check 2: max |cos(grad, W)|:", ", ".join(f"{k} {max(v.values()):.3g}" for k, v in cosines.items()))
     for variant in ("dnt", "standard"):
         model = tiny_vit(variant)
@@ -376,8 +404,11 @@ def report_grid(data_root: Path, run_root: Path) -> None:
     for variant in ("dnt", "standard"):
         for lr in GRID:
             metrics = train_digits(params, data_root, run_root, variant, lr)
-            print(f"  {variant} {lr} " + (f"{metrics['test/acc']:.4f} {metrics['val/acc']:.4f}" if metrics
-                                          else "diverged"), flush=True)
+            print(
+                f"  {variant} {lr} "
+                + (f"{metrics['test/acc']:.4f} {metrics['val/acc']:.4f}" if metrics else "diverged"),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,14 @@ def relative_equivariance(model, rep_in, rep_out, x, samples=5, seed=0):
 
 # Check 2: projector sanity. A wrong dual (-A instead of -A^T), a float32 solve or a loose SVD cut changes
 # these dimensions; a wrong Kronecker sum breaks them for k >= 2.
-INVARIANTS = {"SO13p": [0, 1, 0, 4], "SO13": [0, 1, 0, 4], "O13": [0, 1, 0, 3], "SO2": [0, 2, 0, 6],
-              "O2": [0, 1, 0, 3], "SO3": [0, 1, 1, 3]}
+INVARIANTS = {
+    "SO13p": [0, 1, 0, 4],
+    "SO13": [0, 1, 0, 4],
+    "O13": [0, 1, 0, 3],
+    "SO2": [0, 2, 0, 6],
+    "O2": [0, 1, 0, 3],
+    "SO3": [0, 1, 1, 3],
+}
 
 
 @pytest.mark.parametrize("name", sorted(INVARIANTS))
@@ -132,11 +138,21 @@ def test_adan_matches_hand_computed_steps():
 # Check 4: the parameter anchors of the official code (seeded uniform_rep, same layer shapes).
 def test_parameter_counts_match_the_official_code():
     lorentz, so2 = get_group("SO13p"), get_group("SO2")
-    assert count_parameters(EKAN(vectors(lorentz, 3), scalars(lorentz), [uniform_rep(200, lorentz, np.random.RandomState(0))])) == 34014
+    assert (
+        count_parameters(
+            EKAN(vectors(lorentz, 3), scalars(lorentz), [uniform_rep(200, lorentz, np.random.RandomState(0))])
+        )
+        == 34014
+    )
     allocation = np.random.RandomState(0)
     emlp = EMLP(vectors(lorentz, 3), scalars(lorentz), [uniform_rep(200, lorentz, allocation) for _ in range(3)])
     assert count_parameters(emlp) == 132734  # 34,014 / 132,734 = 25.6 %: the abstract's "26 %"
-    assert count_parameters(EKAN(vectors(lorentz, 4), scalars(lorentz), [uniform_rep(1000, lorentz, np.random.RandomState(0))])) == 435493
+    assert (
+        count_parameters(
+            EKAN(vectors(lorentz, 4), scalars(lorentz), [uniform_rep(1000, lorentz, np.random.RandomState(0))])
+        )
+        == 435493
+    )
     assert count_parameters(KAN(16, 1, [3840])) == 460801
     three_body = EKAN(vectors(so2, 24), vectors(so2, 6), [uniform_rep(45, so2, np.random.RandomState(0))])
     assert 30000 < count_parameters(three_body) < 34000  # the ~32k budget of the smallest three-body EKAN
@@ -159,8 +175,15 @@ def run_ekan(params, data_root, tmp_path, seed=0, **overrides):
     return execute(request, run_root=tmp_path, data_dir=data_root, show_progress=False)
 
 
-THIRTY = {"task": "three_body", "steps": 30, "n_train": 256, "n_test": 256, "batch_size": 128, "width": 45,
-          "equivariance_points": 256}
+THIRTY = {
+    "task": "three_body",
+    "steps": 30,
+    "n_train": 256,
+    "n_test": 256,
+    "batch_size": 128,
+    "width": 45,
+    "equivariance_points": 256,
+}
 
 
 @pytest.mark.parametrize("name", ["SO2", "O2"])
@@ -178,8 +201,19 @@ def test_trained_ekan_is_equivariant_and_kan_mlp_are_not(params, data_root, tmp_
 def test_trained_lorentz_ekan_is_equivariant_and_not_constant(params, data_root, tmp_path):
     # invariant output: at init the model is nearly constant (std ~1e-5 of the label's), so the centred
     # error only means something once the output varies; 100 steps get std(f) above 1e-3 std(y) (measured 6e-3)
-    metrics = run_ekan(params, data_root, tmp_path, task="particle", group="O13", steps=100, n_train=256,
-                       n_test=256, batch_size=128, width=16, equivariance_points=256).metrics
+    metrics = run_ekan(
+        params,
+        data_root,
+        tmp_path,
+        task="particle",
+        group="O13",
+        steps=100,
+        n_train=256,
+        n_test=256,
+        batch_size=128,
+        width=16,
+        equivariance_points=256,
+    ).metrics
     assert metrics["equivariance/output_std_ratio"] > 1e-3
     assert metrics["equivariance/rel_error"] < 1e-8
 
@@ -198,8 +232,15 @@ def test_without_bilinear_a_lorentz_invariant_output_ignores_the_input():
 
 # Check 3 (reported; one seed as a bound, EKAN vs KAN only).
 def test_o2_toy_ekan_beats_kan_on_one_seed(params, data_root, tmp_path):
-    smoke = {"task": "o2_toy", "group": "O2", "width": 16, "n_train": 128, "n_test": 1000, "steps": 300,
-             "batch_size": 128}
+    smoke = {
+        "task": "o2_toy",
+        "group": "O2",
+        "width": 16,
+        "n_train": 128,
+        "n_test": 1000,
+        "steps": 300,
+        "batch_size": 128,
+    }
     ekan = run_ekan(params, data_root, tmp_path / "ekan", **smoke).metrics["test/mse"]
     kan = run_ekan(params, data_root, tmp_path / "kan", model="kan", **smoke).metrics["test/mse"]
     assert ekan < 0.5 * kan  # measured: EKAN 1.08, KAN 1.8e4 (seed 0); spec: 0.83 / 87

@@ -17,9 +17,9 @@ from components.core.errors import ConfigError
 from components.ict import checks, reference, stream
 from components.ict.cg import real_cg, real_to_complex, vector_cg, vector_permutation, wigner_d
 from components.ict.component import component
-from components.ict.hom import EquivariantLinear, Space, hom_basis, hom_dimension, multiplicities as space_mult
-from components.ict.paths import (cartesian_paths, central_trinomial, end_dimension, multiplicities, num_paths,
-                                  trinomial)
+from components.ict.hom import EquivariantLinear, Space, hom_basis, hom_dimension
+from components.ict.hom import multiplicities as space_mult
+from components.ict.paths import cartesian_paths, central_trinomial, end_dimension, multiplicities, num_paths, trinomial
 
 # ict.md §3.2's table: m_0..m_n, #paths, sum m_l (2l+1), dim End.
 TABLE = {
@@ -45,6 +45,7 @@ def rank_errors():
 
 
 # Conventions -----------------------------------------------------------------------------------------------
+
 
 def test_e3nn_vector_basis_is_cartesian():
     # ict.md §3.1: D^1(R) == R in e3nn 0.6.0; a permuted basis would silently mix x, y, z in every path matrix
@@ -82,11 +83,12 @@ def test_sympy_real_cg_equals_e3nn():
 
 # Paths and multiplicities (check 6, first half) ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("n", sorted(TABLE))
 def test_multiplicities_match_the_table(n):
     mult, count, dim, end = TABLE[n]
     assert multiplicities(n) == mult and num_paths(n) == count == central_trinomial(n)
-    assert sum(m * (2 * l + 1) for l, m in enumerate(mult)) == dim == 3 ** n and end_dimension(n) == end
+    assert sum(m * (2 * l + 1) for l, m in enumerate(mult)) == dim == 3**n and end_dimension(n) == end
     if n <= 6:  # the enumeration agrees with the walk count, in depth-first order starting with the top path
         paths = cartesian_paths(n)
         assert len(paths) == count and paths[0] == tuple(range(n + 1)) and len(set(paths)) == count
@@ -98,6 +100,7 @@ def test_multiplicities_match_e3nn(n):
 
 
 # Checks 1-3 (n = 1..5) ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
 def test_orthogonality(rank_errors, n):
@@ -121,18 +124,19 @@ def test_equivariance(rank_errors, n):
 def test_missing_normalisation_is_caught():
     # the check has teeth: chaining e3nn's unit-Frobenius CG without rescaling shrinks every column
     mats = reference.path_matrices(3)
-    unnormalised = torch.cat([m * m[:, 0].norm() / math.prod(math.sqrt(2 * j + 1) for j in p[1:])
-                              for p, m in mats], 1)
+    unnormalised = torch.cat([m * m[:, 0].norm() / math.prod(math.sqrt(2 * j + 1) for j in p[1:]) for p, m in mats], 1)
     assert (unnormalised.T @ unnormalised - torch.eye(27, dtype=torch.float64)).abs().max() > 0.1
 
 
 # Check 4: n = 2 ground truth ---------------------------------------------------------------------------
+
 
 def test_rank_two_is_trace_antisymmetric_symmetric_traceless():
     assert checks.rank2_ground_truth_error() < 1e-12
 
 
 # Check 5: the top path is the natural-form ICT ----------------------------------------------------------
+
 
 def test_top_path_is_symmetric_traceless():
     # a wrong coupling order at the top (or a path matrix that is not the weight-n part) breaks symmetry
@@ -143,12 +147,14 @@ def test_top_path_is_symmetric_traceless():
 
 # Check 6: isotypic projectors against e3nn ReducedTensorProducts ------------------------------------------
 
+
 def test_isotypic_projectors_match_e3nn():
     # independent numerical construction; a missing path or a wrong weight assignment changes some Pi_l
     assert checks.isotypic_vs_e3nn_error(4) < 1e-10
 
 
 # Check 7: End basis -------------------------------------------------------------------------------------
+
 
 def test_end_basis_is_complete_and_orthogonal():
     e = checks.end_basis_errors(3)
@@ -165,6 +171,7 @@ def test_end_basis_keeps_the_projectors():
 
 # Slot order: D_p is the joint eigenspace of the nested Casimirs of slots 1..k ----------------------------
 
+
 def test_path_projectors_equal_nested_casimir_projectors():
     # no CG involved: pins the slot order (new slot most significant) and every intermediate weight
     assert checks.casimir_error(4) < 1e-12
@@ -174,14 +181,16 @@ def test_reversed_slot_order_is_caught():
     # the check has teeth: building with the new slot least significant keeps Pi_l but changes individual D_p
     def reversed_paths(n):
         out = []
+
         def visit(path, m):
             if len(path) == n + 1:
                 out.append((path, m))
                 return
-            for j2 in ((1,) if path[-1] == 0 else (path[-1] + 1, path[-1], path[-1] - 1)):
+            for j2 in (1,) if path[-1] == 0 else (path[-1] + 1, path[-1], path[-1] - 1):
                 if j2 >= 0:
                     c = real_cg(1, path[-1], j2) * math.sqrt(2 * j2 + 1)
                     visit(path + (j2,), torch.einsum("am,bmn->abn", m, c).reshape(-1, 2 * j2 + 1))
+
         visit((0,), torch.ones(1, 1, dtype=torch.float64))
         return out
 
@@ -190,6 +199,7 @@ def test_reversed_slot_order_is_caught():
 
 
 # Fast path against the naive reference (n <= 5) ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
 def test_fast_path_matches_naive_reference(rank_errors, n):
@@ -227,17 +237,18 @@ def test_stream_checksums_equal_the_dense_upper_triangle(layout):
         upper = dense[torch.ones_like(dense, dtype=torch.bool).triu()]
         nonzero_rows = sum(b.rows.numel() for b in bm.blocks)
         assert found.entries == sum(b.rows.numel() * (b.rows.numel() + 1) // 2 for b in bm.blocks) <= upper.numel()
-        assert abs(found.total - upper.sum().item()) < 1e-12 and abs(found.squares - (upper ** 2).sum().item()) < 1e-12
+        assert abs(found.total - upper.sum().item()) < 1e-12 and abs(found.squares - (upper**2).sum().item()) < 1e-12
         assert abs(found.trace - (2 * bm.weight + 1)) < 1e-12 and abs(found.frobenius2 - (2 * bm.weight + 1)) < 1e-12
-        assert nonzero_rows <= 3 ** n
+        assert nonzero_rows <= 3**n
 
 
 @pytest.mark.parametrize("layout", ["spherical", "dense"])
 def test_written_stream_reads_back_with_matching_sha256(tmp_path, layout):
     n = 4
     naive = dict(reference.decomposition_matrices(n))
-    records, _ = stream.write_matrices(stream.projector_matrices(n, layout), tmp_path, n, layout, "projectors",
-                                       panel_entries=2048)
+    records, _ = stream.write_matrices(
+        stream.projector_matrices(n, layout), tmp_path, n, layout, "projectors", panel_entries=2048
+    )
     manifest = json.loads((tmp_path / "projectors.json").read_text())
     for shard in manifest["shards"].values():
         assert hashlib.sha256((tmp_path / shard["values"]).read_bytes()).hexdigest() == shard["values_sha256"]
@@ -253,11 +264,12 @@ def test_spherical_orthogonality_is_exact_and_square():
 
 
 def test_cartesian_orthogonality_probe():
-    probes = torch.randn(3 ** 5, 3, generator=generator(), dtype=torch.float64)
+    probes = torch.randn(3**5, 3, generator=generator(), dtype=torch.float64)
     assert stream.cartesian_orthogonality_probe(5, probes / probes.norm(dim=0)) < 1e-12
 
 
 # Hom(S, S') and the Algorithm-4 layer -------------------------------------------------------------------
+
 
 def o3_commutant_dimension(space_in: Space, space_out: Space) -> int:
     """dim {X : X D_in(g) = D_out(g) X} from three generic rotations and the inversion (row-major vec)."""
@@ -266,15 +278,25 @@ def o3_commutant_dimension(space_in: Space, space_out: Space) -> int:
     elements.append((torch.eye(3, dtype=torch.float64), True))
     for rotation, improper in elements:
         d_in, d_out = space_in.representation(rotation, improper), space_out.representation(rotation, improper)
-        rows.append(torch.kron(torch.eye(space_out.dim, dtype=torch.float64), d_in.T.contiguous())
-                    - torch.kron(d_out, torch.eye(space_in.dim, dtype=torch.float64)))
+        rows.append(
+            torch.kron(torch.eye(space_out.dim, dtype=torch.float64), d_in.T.contiguous())
+            - torch.kron(d_out, torch.eye(space_in.dim, dtype=torch.float64))
+        )
     singular = torch.linalg.svdvals(torch.cat(rows))
     return int((singular < 1e-9).sum())
 
 
-@pytest.mark.parametrize("pair", [("1o x 1o", "1o x 1o"), ("1o x 2e + 3o", "1o + 2o x 1e + 3o"),
-                                  ("1o x 1o", "2e + 0e"), ("1o x 1o", "2o + 1o"), ("1o", "1e"),
-                                  ("2e x 1o", "1o x 2e")])
+@pytest.mark.parametrize(
+    "pair",
+    [
+        ("1o x 1o", "1o x 1o"),
+        ("1o x 2e + 3o", "1o + 2o x 1e + 3o"),
+        ("1o x 1o", "2e + 0e"),
+        ("1o x 1o", "2o + 1o"),
+        ("1o", "1e"),
+        ("2e x 1o", "1o x 2e"),
+    ],
+)
 def test_hom_basis_is_equivariant_orthogonal_and_complete(pair):
     # parity per space: the official equivariant_bases.py gives S' the parity of S, so (1o x 1o -> 2o + 1o)
     # and (1o -> 1e) would get elements that fail the inversion below; both must be empty here
@@ -303,9 +325,12 @@ def test_algo4_layer_spans_hom_with_one_weight_per_basis_element():
     assert layer.num_weights == hom_dimension(space_in, space_out)
     from components.ict.hom import space_path_matrix
 
-    expected = sum(layer.mix[g][qi, pi].detach() * space_path_matrix(space_out, q) @ space_path_matrix(space_in, p).T
-                   for g, (ins, outs) in enumerate(zip(layer.paths_in, layer.paths_out))
-                   for qi, q in enumerate(outs) for pi, p in enumerate(ins))
+    expected = sum(
+        layer.mix[g][qi, pi].detach() * space_path_matrix(space_out, q) @ space_path_matrix(space_in, p).T
+        for g, (ins, outs) in enumerate(zip(layer.paths_in, layer.paths_out))
+        for qi, q in enumerate(outs)
+        for pi, p in enumerate(ins)
+    )
     assert (layer.as_matrix() - expected).abs().max() < 1e-12
     x = torch.randn(4, space_in.dim, generator=generator(2), dtype=torch.float64)
     rotation = checks.random_rotations(1, generator(4))[0]
@@ -315,6 +340,7 @@ def test_algo4_layer_spans_hom_with_one_weight_per_basis_element():
 
 
 # The component ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("preset", ["test", "smoke", "paper"])
 def test_every_preset_validates(preset, params):
@@ -328,9 +354,15 @@ def test_paper_preset_is_the_papers_largest_rank(params):
     assert component.random_step(cfg) is None
 
 
-@pytest.mark.parametrize("overrides, key", [({"n": 9, "write": True}, "write"), ({"mode": "algo4_layer", "n": 9}, "n"),
-                                            ({"mode": "projectors", "layout": "dense", "n": 9}, "layout"),
-                                            ({"mode": "spherical"}, "mode")])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"n": 9, "write": True}, "write"),
+        ({"mode": "algo4_layer", "n": 9}, "n"),
+        ({"mode": "projectors", "layout": "dense", "n": 9}, "layout"),
+        ({"mode": "spherical"}, "mode"),
+    ],
+)
 def test_bad_config_names_the_key(params, overrides, key):
     with pytest.raises(ConfigError, match=key):
         resolve_config(component, "smoke", params.get("ict"), overrides)
@@ -343,8 +375,10 @@ def test_test_preset_is_deterministic_and_writes_its_files(params, tmp_path):
     assert first.metrics == second.metrics
     assert first.metrics["projectors/count"] == num_paths(3) and first.metrics["projectors/max_frobenius_err"] < 1e-12
     assert (first.run_dir / "summary.md").is_file() and (first.run_dir / "projectors" / "projectors.json").is_file()
-    assert json.loads((first.run_dir / "projectors_checksums.json").read_text())["fingerprint"] == \
-        json.loads((second.run_dir / "projectors_checksums.json").read_text())["fingerprint"]
+    assert (
+        json.loads((first.run_dir / "projectors_checksums.json").read_text())["fingerprint"]
+        == json.loads((second.run_dir / "projectors_checksums.json").read_text())["fingerprint"]
+    )
 
 
 @pytest.mark.parametrize("mode", ["path_mats", "isotypic", "end_basis", "algo4_layer"])

@@ -14,8 +14,8 @@ import torch
 from cluster.runner import execute, load_request, plan_run
 from components.core.config import resolve_config
 from components.core.errors import ConfigError, Preempted
-from components.liesd import evaluation, systems, tasks
 from components.core.optim import Adan
+from components.liesd import evaluation, systems, tasks
 from components.liesd.component import component
 from components.liesd.discovery import gram_matrix
 
@@ -30,6 +30,7 @@ def inertia_spectrum(form: str, rows=None, n: int = 500, seed: int = 0) -> tuple
         gram = gram_matrix(lambda v: tasks.inertia_torch(v, 3), x, form, out_shape)
     else:  # a hand-modified assembly, to show the check can fail
         from torch.func import jacrev, vmap
+
         flat = x.reshape(n, 9)
         fn = lambda v: tasks.inertia_torch(v, 3)  # noqa: E731
         block = rows(x, vmap(fn)(flat).reshape(n, 3, 3), vmap(jacrev(fn))(flat).reshape(n, 3, 3, 3, 3))
@@ -40,8 +41,7 @@ def inertia_spectrum(form: str, rows=None, n: int = 500, seed: int = 0) -> tuple
 def check_one_holds(sigma: np.ndarray, gram: np.ndarray) -> bool:
     """liesd.md §6 check 1: exactly 5 singular values below 1e-4 sigma_6, and so(3) + scaling in that null space."""
     truth = tasks.true_unknowns("inertia", "tensor", 3)
-    return (int(np.sum(sigma < 1e-4 * sigma[5])) == 5
-            and np.linalg.norm(gram @ truth.T) < 1e-8 * np.linalg.norm(gram))
+    return int(np.sum(sigma < 1e-4 * sigma[5])) == 5 and np.linalg.norm(gram @ truth.T) < 1e-8 * np.linalg.norm(gram)
 
 
 # Check 1: the assembly with the exact function (no network).
@@ -111,8 +111,10 @@ def test_exact_equivariant_multichannel_function_gives_rotation_in_every_form():
     def fn(v):
         channels = v.reshape(4, 2)
         inner = channels @ channels.T
-        return ((mix * (1 + torch.tanh((inner * weights).sum()))) @ channels
-                + torch.sin(inner).sum(1, keepdim=True) * channels).reshape(8)
+        return (
+            (mix * (1 + torch.tanh((inner * weights).sum()))) @ channels
+            + torch.sin(inner).sum(1, keepdim=True) * channels
+        ).reshape(8)
 
     x = torch.from_numpy(rng.standard_normal((400, 4, 2)))
     for form in ("channelwise", "multichannel"):
@@ -186,9 +188,11 @@ def require_fit(metrics: dict[str, float]) -> None:
     """The gate: fail loudly (never skip) when the network did not fit, with the numbers."""
     excess = metrics["train_excess_rel_mse"]
     if not excess <= FIT_THRESHOLD:
-        pytest.fail(f"the network did not fit: train relative MSE {metrics['train_rel_mse']:.3g} is "
-                    f"{excess:.3g} above the noise floor {metrics['noise_floor_rel_mse']:.3g} (threshold "
-                    f"{FIT_THRESHOLD:g}); the symmetry result cannot be judged")
+        pytest.fail(
+            f"the network did not fit: train relative MSE {metrics['train_rel_mse']:.3g} is "
+            f"{excess:.3g} above the noise floor {metrics['noise_floor_rel_mse']:.3g} (threshold "
+            f"{FIT_THRESHOLD:g}); the symmetry result cannot be judged"
+        )
     assert metrics["fitted"] == 1.0
 
 
@@ -277,12 +281,15 @@ def test_random_step_of_the_paper_model(params):
         assert isinstance(loss, float) and math.isfinite(loss)
 
 
-@pytest.mark.parametrize("overrides, key", [
-    ({"form": "tensor", "task": "two_body"}, "form 'tensor' does not apply to task 'two_body'"),
-    ({"form": "channelwise"}, "form 'channelwise' does not apply to task 'inertia'"),
-    ({"num_bases": 28}, "num_bases 28 exceeds the 27 unknowns"),
-    ({"inertia.nosie": 0.1}, "did you mean 'inertia.noise'"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"form": "tensor", "task": "two_body"}, "form 'tensor' does not apply to task 'two_body'"),
+        ({"form": "channelwise"}, "form 'channelwise' does not apply to task 'inertia'"),
+        ({"num_bases": 28}, "num_bases 28 exceeds the 27 unknowns"),
+        ({"inertia.nosie": 0.1}, "did you mean 'inertia.noise'"),
+    ],
+)
 def test_bad_config_is_a_one_line_error(params, tmp_path, overrides, key):
     with pytest.raises(ConfigError, match=key):
         plan_run("liesd", params, preset="smoke", overrides=overrides, data_dir=tmp_path)

@@ -42,6 +42,7 @@ def torch_step(optimizer: torch.optim.Optimizer, x: torch.Tensor):
         x.grad = torch.full_like(x, grad)
         optimizer.step()
         return float(x.detach()[0])
+
     return step
 
 
@@ -78,8 +79,14 @@ def test_core_lion_matches_reference_over_100_random_steps():
     params = [torch.nn.Parameter(torch.from_numpy(x.copy())) for x in start]
     lrs = 0.01 * (1 + np.arange(100) % 7)
     core = Lion(params, lr=0.01, betas=(0.8, 0.95), weight_decay=0.3)
-    variants = {name: ReferenceLion(lr=0.01, betas=(0.8, 0.95), weight_decay=0.3, **kw) for name, kw in
-                {"spec": {}, "momentum_first": {"order": "momentum_first"}, "coupled": {"decay": "coupled"}}.items()}
+    variants = {
+        name: ReferenceLion(lr=0.01, betas=(0.8, 0.95), weight_decay=0.3, **kw)
+        for name, kw in {
+            "spec": {},
+            "momentum_first": {"order": "momentum_first"},
+            "coupled": {"decay": "coupled"},
+        }.items()
+    }
     paths = {name: [x.copy() for x in start] for name in variants}
     for step in range(100):
         core.param_groups[0]["lr"] = lrs[step]
@@ -88,10 +95,12 @@ def test_core_lion_matches_reference_over_100_random_steps():
             param.grad = torch.from_numpy(grad)
         core.step()
         for name, reference in variants.items():
-            paths[name] = [reference.step(x, g, key=i, lr=lrs[step])
-                           for i, (x, g) in enumerate(zip(paths[name], grads))]
-    gap = {name: max(np.abs(p.detach().numpy() - x).max() for p, x in zip(params, path))
-           for name, path in paths.items()}
+            paths[name] = [
+                reference.step(x, g, key=i, lr=lrs[step]) for i, (x, g) in enumerate(zip(paths[name], grads))
+            ]
+    gap = {
+        name: max(np.abs(p.detach().numpy() - x).max() for p, x in zip(params, path)) for name, path in paths.items()
+    }
     assert gap["spec"] < 1e-7
     assert gap["momentum_first"] > 1e-3 and gap["coupled"] > 1e-3  # the comparison can tell them apart
 
@@ -143,8 +152,18 @@ def test_digits_mlp_stays_in_the_box_at_every_step(params, data_root, tmp_path, 
     # lam = 0.5 is the spec's setting, where the box never binds (max lam|x| = 0.19). lam = 7 (radius 0.143;
     # the init, at most 1/8, is inside) at a constant LR drives weights onto the faces (max lam|x| = 0.998),
     # so a decay not scaled by eta, or a tensor left out of the decay, would cross them.
-    result = run(params, tmp_path, data_root, preset="smoke", lr=1e-3, weight_decay=lam, no_decay="none",
-                 log_every=1, plots=False, **{"schedule.name": schedule})
+    result = run(
+        params,
+        tmp_path,
+        data_root,
+        preset="smoke",
+        lr=1e-3,
+        weight_decay=lam,
+        no_decay="none",
+        log_every=1,
+        plots=False,
+        **{"schedule.name": schedule},
+    )
     boxes = [r["box/max_abs_times_lambda"] for r in records(result.run_dir) if "box/max_abs_times_lambda" in r]
     assert len(boxes) >= 600
     assert max(boxes) <= 1 + lam * 1e-6
@@ -190,8 +209,10 @@ def test_theorem_hyperparameters():
 def test_average_kkt_residual_decays_at_least_like_k_to_the_minus_quarter(params, tmp_path):
     # catches eta shrinking faster than K^(-3/4): with eta ~ 1/K the travel budget K eta stops growing and the
     # ratios become 0.94 and 0.96 (numpy, same problem)
-    runs = [quadratic(params, tmp_path, budget=K, theory={"c1": 1, "c2": 1, "c3": 40}, **{"quadratic.noise": 0.5})
-            for K in (1000, 4000, 16000)]
+    runs = [
+        quadratic(params, tmp_path, budget=K, theory={"c1": 1, "c2": 1, "c3": 40}, **{"quadratic.noise": 0.5})
+        for K in (1000, 4000, 16000)
+    ]
     averages = [m["kkt/S_avg"] for m in runs]
     finals = [m["kkt/S"] for m in runs]
     for before, after in zip(averages, averages[1:]):
@@ -213,8 +234,17 @@ def test_probe_on_known_vectors():
 
 def test_rho_stays_in_a_constant_band_during_lion_training(params, data_root, tmp_path):
     # lion.md §6 check 5: rho in [0.2, 0.9] at every logged step (the box setting of check 2)
-    result = run(params, tmp_path, data_root, preset="smoke", lr=1e-3, weight_decay=0.5, no_decay="none",
-                 log_every=1, plots=False)
+    result = run(
+        params,
+        tmp_path,
+        data_root,
+        preset="smoke",
+        lr=1e-3,
+        weight_decay=0.5,
+        no_decay="none",
+        log_every=1,
+        plots=False,
+    )
     rhos = [r["grad/rho"] for r in records(result.run_dir) if "grad/rho" in r]
     assert len(rhos) >= 600
     assert 0.2 <= min(rhos) and max(rhos) <= 0.9  # measured 0.407 .. 0.659
@@ -226,18 +256,39 @@ def test_lion_best_of_grid_beats_sgd_within_slack_in_every_seed(params, data_roo
     # (LION's sign steps do not settle, lion.md §8): see the README
     grids = {"lion": (1e-4, 3e-4, 1e-3, 3e-3), "sgd_plain": (0.03, 0.1, 0.3, 1.0)}
     for seed in (0, 1, 2):
-        best = {name: min(run(params, tmp_path / name / f"{lr:g}", data_root, preset="smoke", seed=seed,
-                              optimizer=name, lr=lr, plots=False, log_every=600).metrics["final/train_loss"]
-                          for lr in grid)
-                for name, grid in grids.items()}
+        best = {
+            name: min(
+                run(
+                    params,
+                    tmp_path / name / f"{lr:g}",
+                    data_root,
+                    preset="smoke",
+                    seed=seed,
+                    optimizer=name,
+                    lr=lr,
+                    plots=False,
+                    log_every=600,
+                ).metrics["final/train_loss"]
+                for lr in grid
+            )
+            for name, grid in grids.items()
+        }
         assert best["lion"] <= 1.25 * best["sgd_plain"], (seed, best)  # measured ratios 0.007, 0.036, 0.006
 
 
 # The contract.
 def test_smoke_run_reports_every_metric_and_artefact(params, data_root, tmp_path):
     result = run(params, tmp_path, data_root, preset="test")
-    for key in ("final/train_loss", "val/loss", "test/acc", "final/kkt_S", "final/grad_rho", "box/run_max",
-                "grad/rho_min", "grad/rho_max"):
+    for key in (
+        "final/train_loss",
+        "val/loss",
+        "test/acc",
+        "final/kkt_S",
+        "final/grad_rho",
+        "box/run_max",
+        "grad/rho_min",
+        "grad/rho_max",
+    ):
         assert math.isfinite(result.metrics[key])
     for name in ("curves.png", "grad_ratio_tensors.csv", "model.safetensors"):
         assert (result.run_dir / name).is_file()
@@ -253,14 +304,17 @@ def test_resume_after_preemption_is_bit_exact(params, data_root, tmp_path, preem
     assert execute(load_request(cut_dir), cut_dir, **common).metrics == whole.metrics
 
 
-@pytest.mark.parametrize("overrides, key", [
-    ({"optimizer": "sgd_plain", "theory": {"c3": 40}}, "theory"),
-    ({"theory": {"c3": 40}, "lr": 0.1}, "lr"),
-    ({"task": "box_quadratic", "optimizer": "adamw"}, "optimizer"),
-    ({"no_decay": "ndim<3"}, "no_decay"),
-    ({"quadratic": {"dimension": 10}}, "quadratic.dimension"),
-    ({"betas": [0.9, 1.0]}, "betas"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"optimizer": "sgd_plain", "theory": {"c3": 40}}, "theory"),
+        ({"theory": {"c3": 40}, "lr": 0.1}, "lr"),
+        ({"task": "box_quadratic", "optimizer": "adamw"}, "optimizer"),
+        ({"no_decay": "ndim<3"}, "no_decay"),
+        ({"quadratic": {"dimension": 10}}, "quadratic.dimension"),
+        ({"betas": [0.9, 1.0]}, "betas"),
+    ],
+)
 def test_bad_config_is_one_error_naming_the_key(params, tmp_path, overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         plan_run("lion", params, preset="test", overrides=overrides, data_dir=tmp_path, check_data=False)
@@ -283,6 +337,7 @@ def test_random_step_of_the_paper_preset(params):
     assert cfg.task == "resnet18"
     loss = component.random_step(cfg)
     assert isinstance(loss, float) and math.isfinite(loss)
-    quadratic_cfg = plan_run("lion", params, preset="paper", overrides={"task": "box_quadratic"},
-                             check_data=False).config
+    quadratic_cfg = plan_run(
+        "lion", params, preset="paper", overrides={"task": "box_quadratic"}, check_data=False
+    ).config
     assert component.random_step(quadratic_cfg) is None

@@ -14,11 +14,20 @@ from cluster.runner import execute, load_request, plan_run
 from components.core.config import resolve_config
 from components.core.contract import PRESETS
 from components.core.errors import ConfigError, Preempted
+from components.pyramid_flow import sampler
 from components.pyramid_flow.component import build_model, component
 from components.pyramid_flow.model import sincos
-from components.pyramid_flow.pyramid import (Layout, down, history_levels, latent_pyramid, patchify, per_sample_loss,
-                                             training_batch, unpatchify, up)
-from components.pyramid_flow import sampler
+from components.pyramid_flow.pyramid import (
+    Layout,
+    down,
+    history_levels,
+    latent_pyramid,
+    patchify,
+    per_sample_loss,
+    training_batch,
+    unpatchify,
+    up,
+)
 from components.pyramid_flow.sampler import oracle_velocity, sample_unit, sampling_cost
 from components.pyramid_flow.schedule import block_noise, jump_coefficients, stage_table
 
@@ -194,13 +203,14 @@ def test_temporal_pyramid_history_levels_and_alignment():
     at = 0
     for unit, level in enumerate([0, 0, 1, 2]):  # clean history when corrupt_ratio = 0
         n = layout.tokens[level]
-        assert torch.equal(packed.frame[0, at:at + n], torch.full((n,), unit))
-        assert torch.allclose(packed.tokens[0, at:at + n], patchify(pyramid[level][unit], 2))
-        assert torch.equal(packed.pos[0, at:at + n], torch.arange(layout.offsets[level], layout.offsets[level] + n))
+        assert torch.equal(packed.frame[0, at : at + n], torch.full((n,), unit))
+        assert torch.allclose(packed.tokens[0, at : at + n], patchify(pyramid[level][unit], 2))
+        assert torch.equal(packed.pos[0, at : at + n], torch.arange(layout.offsets[level], layout.offsets[level] + n))
         at += n
     assert packed.current[0, at:].all() and at + 16 == packed.tokens.shape[1]
-    corrupted = training_batch(clips, np.array([2]), np.array([4]), table, layout, 1 / 3,
-                               torch.Generator().manual_seed(2)).packed.tokens[0, :at]
+    corrupted = training_batch(
+        clips, np.array([2]), np.array([4]), table, layout, 1 / 3, torch.Generator().manual_seed(2)
+    ).packed.tokens[0, :at]
     assert not torch.allclose(corrupted, packed.tokens[0, :at])  # training history is noised
 
 
@@ -210,8 +220,15 @@ def test_loss_reads_only_current_tokens_and_history_never_sees_the_current_unit(
     model = build_model(cfg, SMOKE_SHAPE)
     table = stage_table()
     clips = torch.randn(4, 5, 4, 8, 8, generator=torch.Generator().manual_seed(0))
-    batch = training_batch(clips, np.array([0, 1, 1, 2]), np.array([3, 2, 0, 4]), table, model.layout, 1 / 3,
-                           torch.Generator().manual_seed(1))
+    batch = training_batch(
+        clips,
+        np.array([0, 1, 1, 2]),
+        np.array([3, 2, 0, 4]),
+        table,
+        model.layout,
+        1 / 3,
+        torch.Generator().manual_seed(1),
+    )
     out = model(batch.packed, batch.tau)
     changed = out.clone()
     changed[~batch.packed.current] += 5.0

@@ -58,8 +58,9 @@ def test_autograd_scale_adds_the_gradient_through_a():
 
 
 def test_trained_run_keeps_exactly_binary_weights(params, data_root, tmp_path):
-    request = plan_run("sei_bwsnn", params, preset="test", overrides={"kd.beta": 0.0, "kd.teacher": "none"},
-                       data_dir=data_root)
+    request = plan_run(
+        "sei_bwsnn", params, preset="test", overrides={"kd.beta": 0.0, "kd.teacher": "none"}, data_dir=data_root
+    )
     metrics = execute(request, run_root=tmp_path, data_dir=data_root, show_progress=False).metrics
     assert metrics["binary_weight_fraction"] == 1.0
 
@@ -78,8 +79,7 @@ def ensemble_gradient_gap(temporal_grad: str) -> float:
     def snn_grads():
         a, b = w1.clone().requires_grad_(True), w2.clone().requires_grad_(True)
         current = x @ binarise(a).T
-        spikes, membrane = make_neuron(cfg, spiking=True)(current.expand(steps, *current.shape),
-                                                          return_membrane=True)
+        spikes, membrane = make_neuron(cfg, spiking=True)(current.expand(steps, *current.shape), return_membrane=True)
         out = spikes @ binarise(b).T
         F.cross_entropy(out.mean(0), y).backward()
         return a.grad, b.grad, (membrane - current).detach()  # eps[t] = H[t] - I[t]
@@ -113,8 +113,9 @@ def test_smoke_binary_weight_snn_learns_digits(params, data_root, tmp_path):
     assert metrics["test/acc"] >= 0.85, metrics
     assert metrics["binary_weight_fraction"] == 1.0
     assert 0.0 < metrics["spike_rate"] < 1.0
-    assert {"test/acc_step_1", "test/acc_step_2", "test/ensemble_gain", "synops_per_sample",
-            "teacher/test_acc"} <= set(metrics)
+    assert {"test/acc_step_1", "test/acc_step_2", "test/ensemble_gain", "synops_per_sample", "teacher/test_acc"} <= set(
+        metrics
+    )
 
 
 @pytest.mark.parametrize("arch", ["mlp", "transformer"])
@@ -145,15 +146,21 @@ def test_distillation_loss():
 
 
 def test_teacher_is_reused_from_a_run_directory(params, data_root, tmp_path):
-    first = execute(plan_run("sei_bwsnn", params, preset="test", data_dir=data_root), run_root=tmp_path,
-                    data_dir=data_root, show_progress=False)
+    first = execute(
+        plan_run("sei_bwsnn", params, preset="test", data_dir=data_root),
+        run_root=tmp_path,
+        data_dir=data_root,
+        show_progress=False,
+    )
     assert (first.run_dir / "teacher.safetensors").is_file()
-    reuse = plan_run("sei_bwsnn", params, preset="test", overrides={"kd.teacher": str(first.run_dir)},
-                     data_dir=data_root)
+    reuse = plan_run(
+        "sei_bwsnn", params, preset="test", overrides={"kd.teacher": str(first.run_dir)}, data_dir=data_root
+    )
     second = execute(reuse, run_root=tmp_path, data_dir=data_root, show_progress=False)
     assert second.metrics["teacher/test_acc"] == first.metrics["teacher/test_acc"]
-    missing = plan_run("sei_bwsnn", params, preset="test", overrides={"kd.teacher": str(tmp_path / "nowhere")},
-                       data_dir=data_root)
+    missing = plan_run(
+        "sei_bwsnn", params, preset="test", overrides={"kd.teacher": str(tmp_path / "nowhere")}, data_dir=data_root
+    )
     with pytest.raises(ConfigError, match="kd.teacher: no teacher weights at"):
         execute(missing, run_root=tmp_path / "bad", data_dir=data_root, show_progress=False)
 
@@ -178,10 +185,12 @@ def test_kd_without_teacher_is_a_config_error(params, data_root):
 
 def test_snn_timesteps_sweep_reports_accuracy_and_spike_rate(params, data_root, tmp_path):
     trials = expand_sweep(params["sweeps"]["snn_timesteps"])
-    assert {(t.overrides["steps"], t.overrides["binary"]) for t in trials} == \
-        {(s, b) for s in (1, 2, 4, 6) for b in (True, False)}
-    outcome = run_sweep("snn_timesteps", params, grid={"steps": [1, 2]}, seeds=[0], preset="test",
-                        run_root=tmp_path, data_dir=data_root)
+    assert {(t.overrides["steps"], t.overrides["binary"]) for t in trials} == {
+        (s, b) for s in (1, 2, 4, 6) for b in (True, False)
+    }
+    outcome = run_sweep(
+        "snn_timesteps", params, grid={"steps": [1, 2]}, seeds=[0], preset="test", run_root=tmp_path, data_dir=data_root
+    )
     rows = [json.loads(line) for line in (outcome.directory / "trials.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(r["status"] == "completed" for r in rows)
     assert all({"test/acc", "spike_rate"} <= set(r["metrics"]) for r in rows)

@@ -82,8 +82,10 @@ def test_two_sine_components_span_the_sinusoids(data_root):
 @pytest.fixture(scope="module")
 def trained(params_module, data_root, tmp_path_factory) -> dict[str, list[dict[str, float]]]:
     root = tmp_path_factory.mktemp("transdf")
-    return {loss: [run(params_module, data_root, root, seed=s, **{"loss.type": loss}) for s in range(3)]
-            for loss in ("tmse", "transdf")}
+    return {
+        loss: [run(params_module, data_root, root, seed=s, **{"loss.type": loss}) for s in range(3)]
+        for loss in ("tmse", "transdf")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +106,11 @@ def test_both_losses_beat_seasonal_naive_three_times(trained):
         assert runs[0]["baseline_seasonal/mse"] >= 3 * mean_mse(runs)  # spec: 0.031 vs ~0.006
 
 
-@pytest.mark.xfail(strict=True, reason="transdf.md check 4 (medium confidence) does not hold here: TransDF/TMSE "
-                                       "test MSE 1.11 over 3 seeds (spec prototype 0.86); see components/transdf/README")
+@pytest.mark.xfail(
+    strict=True,
+    reason="transdf.md check 4 (medium confidence) does not hold here: TransDF/TMSE "
+    "test MSE 1.11 over 3 seeds (spec prototype 0.86); see components/transdf/README",
+)
 def test_transdf_is_not_worse_than_tmse(trained):
     assert mean_mse(trained["transdf"]) <= 1.05 * mean_mse(trained["tmse"])
 

@@ -53,12 +53,13 @@ def quadratic_residual(params, tmp_path, **overrides) -> float:
 
 
 def test_quadratic_matched_phi_contracts_and_cosine_does_not(params, tmp_path):
-    matched = quadratic_residual(params, tmp_path, **{"lr": 1.0, "schedule.name": "uba", "schedule.phi": 200,
-                                                      "schedule.min_ratio": 0.01})
-    cosine = quadratic_residual(params, tmp_path, **{"lr": 0.01, "schedule.name": "cosine",
-                                                     "schedule.min_ratio": 0.0})
-    underestimated = quadratic_residual(params, tmp_path, **{"lr": 1.0, "schedule.name": "uba", "schedule.phi": 100,
-                                                             "schedule.min_ratio": 0.01})
+    matched = quadratic_residual(
+        params, tmp_path, **{"lr": 1.0, "schedule.name": "uba", "schedule.phi": 200, "schedule.min_ratio": 0.01}
+    )
+    cosine = quadratic_residual(params, tmp_path, **{"lr": 0.01, "schedule.name": "cosine", "schedule.min_ratio": 0.0})
+    underestimated = quadratic_residual(
+        params, tmp_path, **{"lr": 1.0, "schedule.name": "uba", "schedule.phi": 100, "schedule.min_ratio": 0.01}
+    )
     assert matched < 1e-4  # measured 7.7e-6 in the spec for t = 0..T-1
     assert cosine > 0.3  # spec: 0.60
     assert underestimated > 1e3  # the large early steps are really there
@@ -71,8 +72,14 @@ def step_losses(run_dir) -> list[float]:
 
 
 def digits_losses(params, data_root, tmp_path, name: str, phi: float) -> np.ndarray:
-    sets = {"schedule.name": name, "schedule.phi": phi, "schedule.warmup": 5, "schedule.init_ratio": 0.1,
-            "schedule.min_ratio": 0.01, "budget": 40}
+    sets = {
+        "schedule.name": name,
+        "schedule.phi": phi,
+        "schedule.warmup": 5,
+        "schedule.init_ratio": 0.1,
+        "schedule.min_ratio": 0.01,
+        "budget": 40,
+    }
     request = plan_run("uba", params, preset="test", overrides=sets, data_dir=data_root)
     result = execute(request, run_root=tmp_path / name / str(phi), data_dir=data_root, show_progress=False)
     return np.array(step_losses(result.run_dir))

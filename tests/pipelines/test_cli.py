@@ -21,17 +21,20 @@ def cli(*args: str, data_root: Path | None = None, run_root: Path | None = None)
     return base + list(args)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", "ubaa"], "unknown component 'ubaa' (did you mean 'uba'?)"),
-    (["run", "uba", "--set", "schedule.phy=1"], "unknown key 'schedule.phy' (did you mean 'schedule.phi'?)"),
-    (["run", "uba", "--set", "budget=many"], "budget = 'many'"),
-    (["run", "uba", "--set", "schedule.phi=0"], "schedule.phi = 0"),
-    (["run", "uba", "--set", "optimizer=adam"], "optimizer = 'adam'"),
-    (["run", "uba", "--set", "schedule.name=onecycle"], "schedule.name = 'onecycle'"),
-    (["run", "uba", "--preset", "huge"], "unknown preset 'huge'"),
-    (["sweep", "uba_ph"], "unknown sweep 'uba_ph' (did you mean 'uba_phi'?)"),
-    (["prepare", "images", "digitz"], "dataset 'images/digitz' is not in"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "ubaa"], "unknown component 'ubaa' (did you mean 'uba'?)"),
+        (["run", "uba", "--set", "schedule.phy=1"], "unknown key 'schedule.phy' (did you mean 'schedule.phi'?)"),
+        (["run", "uba", "--set", "budget=many"], "budget = 'many'"),
+        (["run", "uba", "--set", "schedule.phi=0"], "schedule.phi = 0"),
+        (["run", "uba", "--set", "optimizer=adam"], "optimizer = 'adam'"),
+        (["run", "uba", "--set", "schedule.name=onecycle"], "schedule.name = 'onecycle'"),
+        (["run", "uba", "--preset", "huge"], "unknown preset 'huge'"),
+        (["sweep", "uba_ph"], "unknown sweep 'uba_ph' (did you mean 'uba_phi'?)"),
+        (["prepare", "images", "digitz"], "dataset 'images/digitz' is not in"),
+    ],
+)
 def test_bad_input_is_one_line(args, message, capsys, tmp_path):
     assert main(cli(*args, data_root=tmp_path, run_root=tmp_path)) == 2
     err = capsys.readouterr().err.strip()
@@ -45,8 +48,23 @@ def test_missing_dataset_names_the_command(capsys, tmp_path):
 
 
 def test_run_then_report_and_config(capsys, data_root, tmp_path):
-    assert main(cli("run", "uba", "--preset", "test", "--set", "schedule.phi=0.5", "--set", "optimizer=lion",
-                    data_root=data_root, run_root=tmp_path / "runs")) == 0
+    assert (
+        main(
+            cli(
+                "run",
+                "uba",
+                "--preset",
+                "test",
+                "--set",
+                "schedule.phi=0.5",
+                "--set",
+                "optimizer=lion",
+                data_root=data_root,
+                run_root=tmp_path / "runs",
+            )
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     metrics = json.loads(out[: out.index("run directory:")])
     assert 0 <= metrics["val/acc"] <= 1

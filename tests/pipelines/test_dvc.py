@@ -17,8 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 def project_files() -> list[str]:
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.split("\n")
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split("\n")
     return [name for name in listed if name and (ROOT / name).is_file()]
 
 
@@ -40,11 +41,32 @@ def repo(tmp_path_factory) -> Path:
     params["preset"] = "test"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "init", "-q", cwd=repo)
-    sh("git", "-c", "user.name=paperzoo-test", "-c", "user.email=test@localhost", "commit", "-q", "--allow-empty",
-       "-m", "empty", cwd=repo)
+    sh(
+        "git",
+        "-c",
+        "user.name=paperzoo-test",
+        "-c",
+        "user.email=test@localhost",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "empty",
+        cwd=repo,
+    )
     sh("git", "add", "-A", cwd=repo)
-    sh("git", "-c", "user.name=paperzoo-test", "-c", "user.email=test@localhost", "commit", "-q", "-m", "project",
-       cwd=repo)
+    sh(
+        "git",
+        "-c",
+        "user.name=paperzoo-test",
+        "-c",
+        "user.email=test@localhost",
+        "commit",
+        "-q",
+        "-m",
+        "project",
+        cwd=repo,
+    )
     return repo
 
 
@@ -55,8 +77,9 @@ def ran_stages(output: str) -> set[str]:
 def test_repro_then_nothing_then_only_what_changed(repo):
     listed = yaml.safe_load((repo / "params.yaml").read_text())
     first = sh("dvc", "repro", cwd=repo)
-    assert ran_stages(first) == {f"prepare@{name}" for name in listed["datasets"]} | \
-        {f"train@{slug}" for slug in listed["components"]} | {"report"}
+    assert ran_stages(first) == {f"prepare@{name}" for name in listed["datasets"]} | {
+        f"train@{slug}" for slug in listed["components"]
+    } | {"report"}
     for name in listed["datasets"]:
         assert (repo / "data" / name / "manifest.json").is_file()
     report = (repo / "reports/index.md").read_text()

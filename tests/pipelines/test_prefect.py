@@ -21,8 +21,9 @@ pytestmark = pytest.mark.integration
 
 
 def prefect(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -40,8 +41,12 @@ def prefect_env(tmp_path_factory):
     """A Prefect server, the deployments and a process worker; all stopped by pid afterwards."""
     home = tmp_path_factory.mktemp("prefect")
     port = free_port()
-    env = {**os.environ, **prefect_environment(home, port), "PREFECT_LOGGING_LEVEL": "INFO",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        **prefect_environment(home, port),
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     server = start_server(home, port)
     worker = None
     try:
@@ -49,9 +54,14 @@ def prefect_env(tmp_path_factory):
         assert created.returncode == 0, created.stdout + created.stderr
         deployed = prefect("--no-prompt", "deploy", "--all", env=env)
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "paperzoo"], cwd=ROOT,
-                                  env=env, stdout=open(home / "worker.log", "ab"), stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", "paperzoo"],
+            cwd=ROOT,
+            env=env,
+            stdout=open(home / "worker.log", "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         yield env
     finally:
         if worker is not None:
@@ -79,9 +89,21 @@ def test_every_component_and_sweep_has_a_deployment(params):
 
 def test_deployment_run_trains_uba(prefect_env, data_root, tmp_path):
     started = time.perf_counter()
-    done = prefect("deployment", "run", "train/uba", "--param", "preset=test", "--param", f"run_root={tmp_path}",
-                   "--param", f"data_dir={data_root}", "--param", 'overrides={"schedule.phi": 0.5}', "--watch",
-                   env=prefect_env)
+    done = prefect(
+        "deployment",
+        "run",
+        "train/uba",
+        "--param",
+        "preset=test",
+        "--param",
+        f"run_root={tmp_path}",
+        "--param",
+        f"data_dir={data_root}",
+        "--param",
+        'overrides={"schedule.phi": 0.5}',
+        "--watch",
+        env=prefect_env,
+    )
     elapsed = time.perf_counter() - started
     assert done.returncode == 0, done.stdout + done.stderr
     (run_dir,) = (tmp_path / "uba").iterdir()
@@ -93,8 +115,17 @@ def test_deployment_run_trains_uba(prefect_env, data_root, tmp_path):
 
 
 def test_malformed_parameter_is_rejected_with_its_name(prefect_env, tmp_path):
-    done = prefect("deployment", "run", "train/uba", "--param", "seed=abc", "--param", f"run_root={tmp_path}",
-                   env=prefect_env, timeout=120)
+    done = prefect(
+        "deployment",
+        "run",
+        "train/uba",
+        "--param",
+        "seed=abc",
+        "--param",
+        f"run_root={tmp_path}",
+        env=prefect_env,
+        timeout=120,
+    )
     assert done.returncode != 0
     assert "seed" in done.stdout + done.stderr
     assert not (tmp_path / "uba").exists()

@@ -51,7 +51,11 @@ def test_digits_manifest(digits_root):
     assert manifest["format"] == "npy" and manifest["shape"] == [8, 8] and manifest["dtype"] == "uint8"
     assert manifest["classes"] == [str(i) for i in range(10)]
     assert manifest["options"] == {
-        "repeat": 1, "seed": 0, "samples_per_shard": 10000, "val_fraction": 0.15, "test_fraction": 0.15
+        "repeat": 1,
+        "seed": 0,
+        "samples_per_shard": 10000,
+        "val_fraction": 0.15,
+        "test_fraction": 0.15,
     }
     counts = {split: entry["count"] for split, entry in manifest["splits"].items()}
     assert sum(counts.values()) == 1797 and set(counts) == {"train", "val", "test"}
@@ -117,7 +121,9 @@ def test_unknown_source_is_suggested(tmp_path):
 
 
 def test_unknown_option_fails_before_any_work(tmp_path):
-    with pytest.raises(ConfigError, match=r"unknown option 'repet' for source sklearn-digits \(did you mean 'repeat'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"unknown option 'repet' for source sklearn-digits \(did you mean 'repeat'\?\)"
+    ):
         prepare(DIGITS, {"source": "sklearn-digits", "repet": 2}, tmp_path)
     with pytest.raises(ConfigError, match="needs option 'src'"):
         prepare("images/folder", {"source": "imagefolder"}, tmp_path)
@@ -150,8 +156,14 @@ def assert_labels_match_colours(images: np.ndarray, labels: np.ndarray) -> None:
 @pytest.mark.parametrize("image_format", ["png", "jpg"])
 def test_imagefolder_resizes_and_labels_by_sorted_class_name(tmp_path, image_format):
     make_image_folder(tmp_path / "src", per_class=6)
-    spec = {"source": "imagefolder", "src": str(tmp_path / "src"), "size": 8, "format": image_format,
-            "val_fraction": 1 / 6, "test_fraction": 1 / 6}
+    spec = {
+        "source": "imagefolder",
+        "src": str(tmp_path / "src"),
+        "size": 8,
+        "format": image_format,
+        "val_fraction": 1 / 6,
+        "test_fraction": 1 / 6,
+    }
     prepare("images/folder", spec, tmp_path / "data")
     first = dataset_files(tmp_path / "data/images/folder")
     prepare("images/folder", spec, tmp_path / "data")
@@ -172,8 +184,9 @@ def test_imagefolder_uses_train_and_val_folders(tmp_path):
     make_image_folder(tmp_path / "src/train", per_class=3)
     make_image_folder(tmp_path / "src/val", per_class=1)
     prepare("images/folder", {"source": "imagefolder", "src": str(tmp_path / "src"), "size": 5}, tmp_path / "data")
-    counts = {split: ImageShards(tmp_path / "data", "images/folder", split).num_samples
-              for split in ("train", "val", "test")}
+    counts = {
+        split: ImageShards(tmp_path / "data", "images/folder", split).num_samples for split in ("train", "val", "test")
+    }
     assert counts == {"train": 9, "val": 3, "test": 0}
     assert_labels_match_colours(*ImageShards(tmp_path / "data", "images/folder", "val").arrays())
 

@@ -63,8 +63,11 @@ def test_ett_csv_month_borders_and_ratio_split(tmp_path):
     prepare("series/etth1", {"source": "csv", "path": str(csv), "split": "ratio"}, tmp_path / "ratio")
     rows = 14450
     table = SeriesTable(tmp_path / "ratio", "series/etth1")
-    assert table.borders == {"train": (0, int(rows * 0.7)), "val": (int(rows * 0.7), rows - int(rows * 0.2)),
-                             "test": (rows - int(rows * 0.2), rows)}
+    assert table.borders == {
+        "train": (0, int(rows * 0.7)),
+        "val": (int(rows * 0.7), rows - int(rows * 0.2)),
+        "test": (rows - int(rows * 0.2), rows),
+    }
     np.testing.assert_allclose(table.values[3], [np.sin(3 / 5), np.sin(3 / 6) + 1], atol=1e-4)
 
 
@@ -75,11 +78,14 @@ def test_ett_borders_need_twenty_months(tmp_path):
     assert not (tmp_path / "data" / "series" / "short").exists()
 
 
-@pytest.mark.parametrize("line,bad,message", [
-    (5, "2016-07-01 0x:00:00,1.0,2.0", r"bad.csv, line 5: '2016-07-01 0x:00:00' in column 'date' is not a date"),
-    (7, "2016-07-01 05:00:00,1.0,abc", r"bad.csv, line 7: 'abc' in column 'OT' is not a number"),
-    (4, "2016-07-01 00:00:00,1.0,2.0", r"bad.csv, line 4: dates must increase"),
-])
+@pytest.mark.parametrize(
+    "line,bad,message",
+    [
+        (5, "2016-07-01 0x:00:00,1.0,2.0", r"bad.csv, line 5: '2016-07-01 0x:00:00' in column 'date' is not a date"),
+        (7, "2016-07-01 05:00:00,1.0,abc", r"bad.csv, line 7: 'abc' in column 'OT' is not a number"),
+        (4, "2016-07-01 00:00:00,1.0,2.0", r"bad.csv, line 4: dates must increase"),
+    ],
+)
 def test_a_bad_csv_row_is_named(tmp_path, line, bad, message):
     csv = write_csv(tmp_path / "bad.csv", 200)
     lines = csv.read_text().splitlines()

@@ -17,7 +17,7 @@ from pipelines.datasets.video import render_moving_squares
 NAME = "video/moving_squares"
 # a toy "VAE" with the interface of Pyramid Flow's causal VAE: [B, 3, T, H, W] in [-1, 1] -> .latent_dist.mode()
 # [B, C, 1 + (T - 1) / 2, H / 4, W / 4]; the first frame alone, later frames in pairs, as a causal VAE does
-TOY_VAE = '''
+TOY_VAE = """
 import torch
 
 class _Dist:
@@ -37,7 +37,7 @@ class ToyVAE(torch.nn.Module):
 
 def build(weights):
     return ToyVAE(weights)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +107,9 @@ def test_batches_are_deterministic_and_split_across_ranks(squares):
     again = next(train.batches(32, seed=3, start_batch=5))
     np.testing.assert_array_equal(first, again)
     halves = [next(train.batches(32, seed=3, start_batch=5, rank=r, world_size=2)) for r in (0, 1)]
-    np.testing.assert_array_equal(np.concatenate([halves[0][:, None], halves[1][:, None]], 1).reshape(first.shape),
-                                  first)
+    np.testing.assert_array_equal(
+        np.concatenate([halves[0][:, None], halves[1][:, None]], 1).reshape(first.shape), first
+    )
     assert first.shape == (32, 5, 4, 8, 8) and first.dtype == np.float32
 
 
@@ -139,9 +140,17 @@ def test_video_folder_through_a_user_vae(tmp_path):
     write_clips(tmp_path / "clips", 6)
     (tmp_path / "vae.py").write_text(TOY_VAE)
     (tmp_path / "weights.txt").write_text("2.0")
-    spec = {"source": "video-folder", "src": str(tmp_path / "clips"), "encoder": "vae", "frames": 5, "height": 16,
-            "width": 16, "val_fraction": 0.34, "vae_factory": f"{tmp_path / 'vae.py'}:build",
-            "vae_weights": str(tmp_path / "weights.txt")}
+    spec = {
+        "source": "video-folder",
+        "src": str(tmp_path / "clips"),
+        "encoder": "vae",
+        "frames": 5,
+        "height": 16,
+        "width": 16,
+        "val_fraction": 0.34,
+        "vae_factory": f"{tmp_path / 'vae.py'}:build",
+        "vae_weights": str(tmp_path / "weights.txt"),
+    }
     prepare("video/toy", spec, tmp_path / "data")
     train = LatentShards(tmp_path / "data", "video/toy", "train")
     assert train.shape == (3, 6, 4, 4) and len(train) == 4
@@ -155,8 +164,9 @@ def test_video_folder_through_a_user_vae(tmp_path):
     assert any(np.allclose(row[0, 0], first_latent, atol=1e-5) for row in train.arrays())
     prepare("video/toy", spec, tmp_path / "again")
     assert verify(tmp_path / "data") == ["video/toy"]
-    assert ((tmp_path / "data/video/toy/train-000000.tar").read_bytes()
-            == (tmp_path / "again/video/toy/train-000000.tar").read_bytes())
+    assert (tmp_path / "data/video/toy/train-000000.tar").read_bytes() == (
+        tmp_path / "again/video/toy/train-000000.tar"
+    ).read_bytes()
 
 
 def test_video_folder_errors_name_the_missing_piece(tmp_path):
@@ -167,13 +177,22 @@ def test_video_folder_errors_name_the_missing_piece(tmp_path):
     with pytest.raises(ConfigError, match="needs option vae_weights"):
         prepare("video/x", base, tmp_path / "data")
     with pytest.raises(DataError, match="VAE weights not found at .*missing.safetensors .option vae_weights."):
-        prepare("video/x", {**base, "vae_weights": str(tmp_path / "missing.safetensors"),
-                            "vae_factory": "video_vae.modeling_causal_vae:CausalVideoVAE.from_pretrained"},
-                tmp_path / "data")
+        prepare(
+            "video/x",
+            {
+                **base,
+                "vae_weights": str(tmp_path / "missing.safetensors"),
+                "vae_factory": "video_vae.modeling_causal_vae:CausalVideoVAE.from_pretrained",
+            },
+            tmp_path / "data",
+        )
     (tmp_path / "w").write_text("1")
     with pytest.raises(DataError, match="cannot import the VAE code 'no_such_vae_package'"):
-        prepare("video/x", {**base, "vae_weights": str(tmp_path / "w"), "vae_factory": "no_such_vae_package:build"},
-                tmp_path / "data")
+        prepare(
+            "video/x",
+            {**base, "vae_weights": str(tmp_path / "w"), "vae_factory": "no_such_vae_package:build"},
+            tmp_path / "data",
+        )
     with pytest.raises(DataError, match="has 5 frames, fewer than the 9 asked"):
         prepare("video/x", {**base, "encoder": "unshuffle", "frames": 9}, tmp_path / "data")
     assert not (tmp_path / "data" / "video" / "x").exists()
@@ -181,8 +200,19 @@ def test_video_folder_errors_name_the_missing_piece(tmp_path):
 
 def test_video_folder_with_the_stand_in_encoder(tmp_path):
     write_clips(tmp_path / "clips", 3, size=8)
-    prepare("video/small", {"source": "video-folder", "src": str(tmp_path / "clips"), "encoder": "unshuffle",
-                            "frames": 5, "height": 16, "width": 16, "val_fraction": 0.0}, tmp_path / "data")
+    prepare(
+        "video/small",
+        {
+            "source": "video-folder",
+            "src": str(tmp_path / "clips"),
+            "encoder": "unshuffle",
+            "frames": 5,
+            "height": 16,
+            "width": 16,
+            "val_fraction": 0.0,
+        },
+        tmp_path / "data",
+    )
     train = LatentShards(tmp_path / "data", "video/small", "train")
     assert train.shape == (5, 12, 8, 8) and train.pixel_shape == (5, 3, 16, 16)  # resized 8 -> 16, unshuffled
     assert isinstance(decoder_for(train.encoder), UnshuffleEncoder)

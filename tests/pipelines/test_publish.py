@@ -24,8 +24,8 @@ import pytest
 from huggingface_hub import ModelCard, constants, hf_hub_download
 
 from cluster.runner import execute, plan_run
-from pipelines.params import load_params
 from pipelines.cli import main
+from pipelines.params import load_params
 from pipelines.publish import PublishError, publish_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,8 +103,13 @@ def copy_run(run_dir: Path, tmp_path: Path, name: str | None = None) -> Path:
 
 def publish(run_dir: Path, tmp_path: Path, said: list[str] | None = None, repo_id: str = REPO, **options):
     options.setdefault("backoff_s", 0.0)
-    return publish_run(run_dir, repo_id, local_root=tmp_path / "published",
-                       say=(said.append if said is not None else lambda line: None), **options)
+    return publish_run(
+        run_dir,
+        repo_id,
+        local_root=tmp_path / "published",
+        say=(said.append if said is not None else lambda line: None),
+        **options,
+    )
 
 
 def test_round_trip_bytes_card_commit_and_lfs(hub, finished_run, tmp_path):
@@ -114,8 +119,17 @@ def test_round_trip_bytes_card_commit_and_lfs(hub, finished_run, tmp_path):
     assert result.commit_oid == repo.head.oid
 
     names = sorted(path.name for path in result.local_dir.iterdir())
-    assert set(names) == {"README.md", "config.yaml", "metrics.json", "metrics.jsonl", "run.json",
-                          "environment.json", "lr.csv", "lr.png", "model.safetensors"}
+    assert set(names) == {
+        "README.md",
+        "config.yaml",
+        "metrics.json",
+        "metrics.jsonl",
+        "run.json",
+        "environment.json",
+        "lr.csv",
+        "lr.png",
+        "model.safetensors",
+    }
     assert sorted(repo.head.files) == sorted([*names, ".gitattributes"])
     for name in names:
         downloaded = hf_hub_download(REPO, name, endpoint=hub.url, cache_dir=tmp_path / "cache", token=hub.token)
@@ -129,7 +143,8 @@ def test_round_trip_bytes_card_commit_and_lfs(hub, finished_run, tmp_path):
     assert {name: r.metric_value for name, r in results.items()} == metrics
     config_dataset = "images/digits"
     assert {(r.task_type, r.dataset_type, r.dataset_name) for r in results.values()} == {
-        ("image-classification", config_dataset, config_dataset)}
+        ("image-classification", config_dataset, config_dataset)
+    }
     assert (results["test/acc"].dataset_split, results["test/acc"].metric_type) == ("test", "accuracy")
     assert (results["val/loss"].dataset_split, results["val/loss"].metric_type) == ("validation", "loss")
     assert results["final/train_acc"].dataset_split == "train"
@@ -240,23 +255,28 @@ def test_a_401_fails_at_once_with_exit_code_2(hub, finished_run, tmp_path, monke
 
 
 def test_a_run_without_weights_has_its_own_task_in_the_card(data_root, tmp_path):
-    request = plan_run("uba", load_params(ROOT / "params.yaml"), preset="test", overrides=["task=quadratic"],
-                       data_dir=data_root)
+    request = plan_run(
+        "uba", load_params(ROOT / "params.yaml"), preset="test", overrides=["task=quadratic"], data_dir=data_root
+    )
     run_dir = execute(request, run_root=tmp_path / "runs", data_dir=data_root).run_dir
     result = publish(run_dir, tmp_path)
     assert not (result.local_dir / "model.safetensors").exists() and (result.local_dir / "lr.png").is_file()
     card = ModelCard.load(result.local_dir / "README.md")
     assert {r.task_type for r in card.data.eval_results} == {"other"}
     assert {r.metric_name: r.metric_value for r in card.data.eval_results} == json.loads(
-        (run_dir / "metrics.json").read_text())
+        (run_dir / "metrics.json").read_text()
+    )
     assert "--set task=quadratic" in card.text and "arxiv:2505.24452" in card.data.tags
 
 
-@pytest.mark.parametrize("damage, expected", [
-    ("metrics.json", "is not a finished run (no metrics.json)"),
-    ("run.json", "is not a finished run (no run.json)"),
-    ("running", "is not a finished run (status 'running'); finish it first with `paperzoo run --resume"),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("metrics.json", "is not a finished run (no metrics.json)"),
+        ("run.json", "is not a finished run (no run.json)"),
+        ("running", "is not a finished run (status 'running'); finish it first with `paperzoo run --resume"),
+    ],
+)
 def test_an_unfinished_run_is_a_one_line_error_before_anything_is_written(finished_run, tmp_path, damage, expected):
     run_dir = copy_run(finished_run, tmp_path)
     if damage == "running":
@@ -280,8 +300,9 @@ def test_bad_repo_id_and_not_a_run_dir(finished_run, tmp_path):
 
 def test_the_double_rejects_an_object_that_does_not_match_its_oid(hub):
     def call(method: str, path: str, body: bytes, token: str | None = hub.token) -> int:
-        request = urllib.request.Request(hub.url + path, data=body, method=method,
-                                         headers={"Authorization": f"Bearer {token}"} if token else {})
+        request = urllib.request.Request(
+            hub.url + path, data=body, method=method, headers={"Authorization": f"Bearer {token}"} if token else {}
+        )
         try:
             with urllib.request.urlopen(request) as response:
                 return response.status
@@ -295,8 +316,10 @@ def test_the_double_rejects_an_object_that_does_not_match_its_oid(hub):
     assert call("POST", "/lab/x.git/info/lfs/objects/batch", json.dumps(batch).encode()) == 200
     assert call("PUT", f"/lfs-upload/{oid}", b"tampered", token=None) == 400
     assert call("PUT", f"/lfs-upload/{'0' * 64}", content, token=None) == 403  # never announced
-    commit = [{"key": "header", "value": {"summary": "s"}},
-              {"key": "lfsFile", "value": {"path": "w.safetensors", "algo": "sha256", "oid": oid, "size": 7}}]
+    commit = [
+        {"key": "header", "value": {"summary": "s"}},
+        {"key": "lfsFile", "value": {"path": "w.safetensors", "algo": "sha256", "oid": oid, "size": 7}},
+    ]
     ndjson = "".join(json.dumps(line) + "\n" for line in commit).encode()
     assert call("POST", "/api/models/lab/x/commit/main", ndjson) == 422  # the pointer names no stored object
     assert call("PUT", f"/lfs-upload/{oid}", content, token=None) == 200
@@ -310,6 +333,7 @@ def test_real_hub(finished_run, tmp_path, monkeypatch):
     set_hub(monkeypatch, offline=False, disable_xet=REAL_XET_DISABLED)
     result = publish(finished_run, tmp_path, repo_id=REAL_REPO, token=REAL_TOKEN, private=True, backoff_s=2.0)
     assert result.pushed and result.commit_oid
-    downloaded = hf_hub_download(REAL_REPO, "metrics.json", revision=result.commit_oid, token=REAL_TOKEN,
-                                 cache_dir=tmp_path / "cache")
+    downloaded = hf_hub_download(
+        REAL_REPO, "metrics.json", revision=result.commit_oid, token=REAL_TOKEN, cache_dir=tmp_path / "cache"
+    )
     assert Path(downloaded).read_bytes() == (finished_run / "metrics.json").read_bytes()

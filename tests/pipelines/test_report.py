@@ -23,16 +23,31 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 SCHEDULE = {"name": "uba", "warmup": 0, "init_ratio": 0.0, "min_ratio": 0.0, "phi": 1.0}
 
 
-def write_run(run_dir: Path, metrics: dict, *, seed: int = 0, wall: float = 12.5, steps: int = 40,
-              config: dict | None = None) -> Path:
+def write_run(
+    run_dir: Path, metrics: dict, *, seed: int = 0, wall: float = 12.5, steps: int = 40, config: dict | None = None
+) -> Path:
     run_dir.mkdir(parents=True)
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    (run_dir / "metrics.jsonl").write_text("".join(
-        json.dumps({"step": s, "train/loss": 2.3 * 0.98**s + 0.05 + 0.02 * (s % 3), "lr": 0.1}) + "\n" for s in range(steps))
-        + json.dumps({"step": steps, **metrics}) + "\n")
-    (run_dir / "run.json").write_text(json.dumps({
-        "status": "completed", "seed": seed, "preset": "smoke", "wall_seconds": wall,
-        "started": "2026-01-02T03:04:05+0000", "code": {"git_sha": "0123456789abcdef", "dirty": False}}))
+    (run_dir / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps({"step": s, "train/loss": 2.3 * 0.98**s + 0.05 + 0.02 * (s % 3), "lr": 0.1}) + "\n"
+            for s in range(steps)
+        )
+        + json.dumps({"step": steps, **metrics})
+        + "\n"
+    )
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "status": "completed",
+                "seed": seed,
+                "preset": "smoke",
+                "wall_seconds": wall,
+                "started": "2026-01-02T03:04:05+0000",
+                "code": {"git_sha": "0123456789abcdef", "dirty": False},
+            }
+        )
+    )
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config or {"budget": steps, "schedule": SCHEDULE}))
     return run_dir
 
@@ -42,27 +57,54 @@ def write_sweep(run_root: Path, name: str = "phi", stamp: str = "20260102-030405
     directory = run_root / "sweeps" / name / stamp
     grid = {"schedule.phi": [0.5, 2], "optimizer": ["sgd", "lion"]}
     results = []
-    for index, (phi, optimizer, seed) in enumerate((p, o, s) for p in grid["schedule.phi"]
-                                                   for o in grid["optimizer"] for s in (0, 1)):
+    for index, (phi, optimizer, seed) in enumerate(
+        (p, o, s) for p in grid["schedule.phi"] for o in grid["optimizer"] for s in (0, 1)
+    ):
         trial = Trial({"schedule.phi": phi, "optimizer": optimizer}, seed)
         run_dir = directory / "trials" / f"{index:03d}-{trial.name}"
         loss = (0.1 if optimizer == "sgd" else 0.6) * (1 + phi / 10) + 0.01 * seed
         metrics = {"val/loss": loss, "val/acc": 1 - loss / 2}
         failed = (phi, optimizer, seed) == (2, "lion", 1)
-        write_run(run_dir, {} if failed else metrics, seed=seed, wall=2.0,
-                  config={"budget": 50, "schedule": {**SCHEDULE, "phi": phi}, "optimizer": optimizer})
-        results.append(TrialResult(trial, "failed" if failed else "completed", {} if failed else metrics,
-                                   str(run_dir), "diverged at step 3" if failed else ""))
+        write_run(
+            run_dir,
+            {} if failed else metrics,
+            seed=seed,
+            wall=2.0,
+            config={"budget": 50, "schedule": {**SCHEDULE, "phi": phi}, "optimizer": optimizer},
+        )
+        results.append(
+            TrialResult(
+                trial,
+                "failed" if failed else "completed",
+                {} if failed else metrics,
+                str(run_dir),
+                "diverged at step 3" if failed else "",
+            )
+        )
     sweep = {"component": "uba", "grid": grid}
     rows = summarise(results, "val/loss", "min")
     columns = summary_columns(sweep, rows, "val/loss")
     (directory / "summary.md").write_text(to_markdown(rows, columns))
     (directory / "summary.csv").write_text(to_csv(rows, columns))
-    (directory / "sweep.json").write_text(json.dumps({"name": name, "backend": "local", "metric": "val/loss",
-                                                      "mode": "min", "component": "uba"}))
-    (directory / "trials.jsonl").write_text("".join(
-        json.dumps({"overrides": dict(r.trial.overrides), "seed": r.trial.seed, "status": r.status,
-                    "metrics": r.metrics, "run_dir": r.run_dir, "error": r.error}) + "\n" for r in results))
+    (directory / "sweep.json").write_text(
+        json.dumps({"name": name, "backend": "local", "metric": "val/loss", "mode": "min", "component": "uba"})
+    )
+    (directory / "trials.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "overrides": dict(r.trial.overrides),
+                    "seed": r.trial.seed,
+                    "status": r.status,
+                    "metrics": r.metrics,
+                    "run_dir": r.run_dir,
+                    "error": r.error,
+                }
+            )
+            + "\n"
+            for r in results
+        )
+    )
     return directory
 
 
@@ -107,14 +149,22 @@ def project(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(report, "COMPONENTS_DIR", papers)
     monkeypatch.setitem(REGISTRY, "toy", "tests.pipelines.test_report:unused")
     for slug, results in {
-        "uba": [{"metric": "test/acc", "value": None, "dataset": "CIFAR-10", "setting": "ResNet", "source": "abstract"},
-                {"metric": "quad/worst_residual", "value": 3.85e-9, "dataset": "quadratic", "setting": "GD",
-                 "source": "derived"}],
+        "uba": [
+            {"metric": "test/acc", "value": None, "dataset": "CIFAR-10", "setting": "ResNet", "source": "abstract"},
+            {
+                "metric": "quad/worst_residual",
+                "value": 3.85e-9,
+                "dataset": "quadratic",
+                "setting": "GD",
+                "source": "derived",
+            },
+        ],
         "toy": [{"metric": "val/loss", "value": 0.25, "dataset": "digits", "setting": "MLP", "source": "Table 2"}],
     }.items():
         (papers / slug).mkdir(parents=True)
-        (papers / slug / "paper.yaml").write_text(yaml.safe_dump({"paper": {"title": f"The {slug} paper"},
-                                                                   "results": results}))
+        (papers / slug / "paper.yaml").write_text(
+            yaml.safe_dump({"paper": {"title": f"The {slug} paper"}, "results": results})
+        )
     return tmp_path
 
 
@@ -139,10 +189,14 @@ def test_one_row_per_component_beside_the_paper(project):
     assert (project / "reports" / "plots" / "uba-loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     markdown = (project / "reports" / "index.md").read_text()
-    assert "| `uba` | completed | smoke, seed 0 | `test/acc` 0.9512 | `quad/worst_residual` 3.85e-09 | 12.5 s |" \
+    assert (
+        "| `uba` | completed | smoke, seed 0 | `test/acc` 0.9512 | `quad/worst_residual` 3.85e-09 | 12.5 s |"
         in markdown
-    assert "| `toy` | no run yet |" in markdown and "![uba: train/loss over optimizer steps](<plots/uba-loss.png>)" \
-        in markdown
+    )
+    assert (
+        "| `toy` | no run yet |" in markdown
+        and "![uba: train/loss over optimizer steps](<plots/uba-loss.png>)" in markdown
+    )
     assert "| `test/acc` | 0.9512 | — | CIFAR-10 | ResNet | abstract |" in markdown
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert set(metrics) == {"uba"} and metrics["uba"]["metrics"]["val/loss"] == 0.0731
@@ -162,8 +216,11 @@ def test_sweep_table_and_plots(project):
     write_sweep(project / "runs", "phi")
     page = build_report(params("phi", "never_ran"), project / "runs", project / "reports").read_text()
     markdown = (project / "reports" / "index.md").read_text()
-    table = markdown[markdown.index("| schedule.phi | optimizer | val/loss | val/acc | seeds | failed |"):] \
-        .split("\n\n")[0].splitlines()
+    table = (
+        markdown[markdown.index("| schedule.phi | optimizer | val/loss | val/acc | seeds | failed |") :]
+        .split("\n\n")[0]
+        .splitlines()
+    )
     assert len(table) == 2 + 4
     assert table[2] == "| 0.5 | sgd | 0.11 ± 0.0071 | 0.945 ± 0.0035 | 2 | 0 |"  # best first
     assert table[-1] == "| 2 | lion | 0.72 | 0.64 | 2 | 1 |"  # one seed left: no spread to show
@@ -180,20 +237,56 @@ def test_sweep_table_and_plots(project):
 
 def test_hostile_text_is_escaped(project, monkeypatch):
     monkeypatch.setitem(REGISTRY, HOSTILE, "nowhere:nothing")
-    monkeypatch.setattr(report, "paper_yaml", lambda slug: {"paper": {"title": HOSTILE}, "results": [
-        {"metric": HOSTILE, "value": 1.0, "dataset": HOSTILE, "setting": HOSTILE, "source": HOSTILE}]})
+    monkeypatch.setattr(
+        report,
+        "paper_yaml",
+        lambda slug: {
+            "paper": {"title": HOSTILE},
+            "results": [{"metric": HOSTILE, "value": 1.0, "dataset": HOSTILE, "setting": HOSTILE, "source": HOSTILE}],
+        },
+    )
     write_run(project / "runs" / "dvc" / "uba", {HOSTILE: 0.5, "val/loss": 0.1})
     write_sweep(project / "runs", HOSTILE.replace("/", "_"))
-    page_text = build_report({"components": ["uba", HOSTILE], "sweeps": {HOSTILE.replace("/", "_"): {}}},
-                             project / "runs", project / "reports").read_text()
+    page_text = build_report(
+        {"components": ["uba", HOSTILE], "sweeps": {HOSTILE.replace("/", "_"): {}}},
+        project / "runs",
+        project / "reports",
+    ).read_text()
     page = Page(page_text)
-    allowed = {"html", "head", "meta", "title", "style", "body", "main", "h1", "h2", "h3", "p", "a", "code", "div",
-               "table", "thead", "tbody", "tr", "th", "td", "span", "br", "figure", "img", "figcaption"}
+    allowed = {
+        "html",
+        "head",
+        "meta",
+        "title",
+        "style",
+        "body",
+        "main",
+        "h1",
+        "h2",
+        "h3",
+        "p",
+        "a",
+        "code",
+        "div",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "span",
+        "br",
+        "figure",
+        "img",
+        "figcaption",
+    }
     assert {tag for tag, _ in page.tags} <= allowed
     assert not [name for _, attrs in page.tags for name in attrs if name.startswith("on")]
     assert [src for tag, attrs in page.tags if tag == "img" for src in [attrs["src"]]] == [
-        "plots/uba-loss.png", "plots/sweep-script_alert_x__script_img_src_x_onerror_alert_1-val_loss.png",
-        "plots/sweep-script_alert_x__script_img_src_x_onerror_alert_1-schedules.png"]
+        "plots/uba-loss.png",
+        "plots/sweep-script_alert_x__script_img_src_x_onerror_alert_1-val_loss.png",
+        "plots/sweep-script_alert_x__script_img_src_x_onerror_alert_1-schedules.png",
+    ]
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;img" in page_text
     assert page.rows[1][0] == HOSTILE and page.rows[1][1] == "no run yet"
     outside_code = re.sub(r"`[^`]*`", "", (project / "reports" / "index.md").read_text())
@@ -212,8 +305,14 @@ def test_rebuild_is_byte_identical(project):
     first = snapshot()
     (out / "plots" / "stale.png").write_bytes(b"old")
     assert snapshot() == first
-    assert sorted(first) == ["index.html", "index.md", "metrics.json", "plots/sweep-phi-schedules.png",
-                             "plots/sweep-phi-val_loss.png", "plots/uba-loss.png"]
+    assert sorted(first) == [
+        "index.html",
+        "index.md",
+        "metrics.json",
+        "plots/sweep-phi-schedules.png",
+        "plots/sweep-phi-val_loss.png",
+        "plots/uba-loss.png",
+    ]
     assert b"tEXt" not in first["plots/uba-loss.png"]  # no Software/date chunk to differ between versions
 
 
@@ -223,8 +322,10 @@ def chromium() -> None:
     if CHROMIUM.is_file() and CHROMEDRIVER.is_file():
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"],
-                    ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]):
+    for command in (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "--no-install-recommends", "chromium", "chromium-driver"],
+    ):
         done = subprocess.run(command, capture_output=True, text=True, env=env)
         if done.returncode != 0:
             pytest.fail(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
@@ -243,9 +344,18 @@ def test_report_renders_in_headless_chromium(chromium, project):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     f"--user-data-dir={project / 'chromium-profile'}", "--window-size=1280,900"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={project / 'chromium-profile'}",
+        "--window-size=1280,900",
+    ):
         options.add_argument(argument)
     service = Service(executable_path=str(CHROMEDRIVER), log_output=str(project / "chromedriver.log"))
     driver = None
@@ -257,9 +367,13 @@ def test_report_renders_in_headless_chromium(chromium, project):
         cells = [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in rows]
         assert [(c[0], c[1]) for c in cells] == [("uba", "completed"), ("toy", "no run yet")]
         images = driver.execute_script(
-            "return Array.from(document.images, i => [i.getAttribute('src'), i.complete, i.naturalWidth]);")
-        assert [src for src, _, _ in images] == ["plots/uba-loss.png", "plots/sweep-phi-val_loss.png",
-                                                 "plots/sweep-phi-schedules.png"]
+            "return Array.from(document.images, i => [i.getAttribute('src'), i.complete, i.naturalWidth]);"
+        )
+        assert [src for src, _, _ in images] == [
+            "plots/uba-loss.png",
+            "plots/sweep-phi-val_loss.png",
+            "plots/sweep-phi-schedules.png",
+        ]
         assert all(complete and width > 0 for _, complete, width in images), images
         height = driver.execute_script("return document.documentElement.scrollHeight;")
         driver.set_window_size(1280, height + 120)  # the window's frame; the screenshot is the whole page

@@ -21,22 +21,36 @@ def test_narrowing_with_grid_and_seeds(params):
     grid = parse_grid(["schedule.phi=0.5,2", "optimizer=lion"])
     assert grid == {"schedule.phi": [0.5, 2], "optimizer": ["lion"]}
     trials = expand_sweep(params["sweeps"]["uba_phi"], grid, [0])
-    assert [(t.overrides["schedule.phi"], t.overrides["optimizer"], t.seed) for t in trials] == \
-        [(0.5, "lion", 0), (2, "lion", 0)]
+    assert [(t.overrides["schedule.phi"], t.overrides["optimizer"], t.seed) for t in trials] == [
+        (0.5, "lion", 0),
+        (2, "lion", 0),
+    ]
     with pytest.raises(ConfigError, match="has no axis 'schedule.ph' .did you mean 'schedule.phi'"):
         expand_sweep(params["sweeps"]["uba_phi"], {"schedule.ph": [1]}, name="uba_phi")
 
 
 def test_invalid_trial_is_rejected_before_any_trial_runs(params, data_root, tmp_path):
     with pytest.raises(ConfigError, match="schedule.phi = -1"):
-        run_sweep("uba_phi", params, grid={"schedule.phi": [0.5, -1]}, seeds=[0], preset="test",
-                  run_root=tmp_path, data_dir=data_root)
+        run_sweep(
+            "uba_phi",
+            params,
+            grid={"schedule.phi": [0.5, -1]},
+            seeds=[0],
+            preset="test",
+            run_root=tmp_path,
+            data_dir=data_root,
+        )
     assert not (tmp_path / "sweeps").exists()
 
 
 def test_sweep_table_and_a_diverging_trial(params, data_root, tmp_path):
-    params["sweeps"]["lr_probe"] = {"component": "uba", "grid": {"lr": [0.05, 1e6]}, "seeds": [0, 1],
-                                    "metric": "val/loss", "mode": "min"}
+    params["sweeps"]["lr_probe"] = {
+        "component": "uba",
+        "grid": {"lr": [0.05, 1e6]},
+        "seeds": [0, 1],
+        "metric": "val/loss",
+        "mode": "min",
+    }
     outcome = run_sweep("lr_probe", params, preset="test", run_root=tmp_path, data_dir=data_root)
     statuses = {(r.trial.overrides["lr"], r.trial.seed): r.status for r in outcome.results}
     assert statuses == {(0.05, 0): "completed", (0.05, 1): "completed", (1e6, 0): "failed", (1e6, 1): "failed"}
@@ -56,8 +70,19 @@ def test_sweep_table_and_a_diverging_trial(params, data_root, tmp_path):
 @pytest.mark.integration
 def test_local_and_torchrun_backends_give_the_same_trials(params, data_root, tmp_path):
     grid = {"schedule.phi": [0.5, 2], "optimizer": ["sgd"]}
-    runs = {backend: run_sweep("uba_phi", params, backend=backend, grid=grid, seeds=[0], preset="test",
-                               run_root=tmp_path / backend, data_dir=data_root) for backend in ("local", "torchrun")}
+    runs = {
+        backend: run_sweep(
+            "uba_phi",
+            params,
+            backend=backend,
+            grid=grid,
+            seeds=[0],
+            preset="test",
+            run_root=tmp_path / backend,
+            data_dir=data_root,
+        )
+        for backend in ("local", "torchrun")
+    }
     for local, torchrun in zip(runs["local"].results, runs["torchrun"].results):
         assert local.trial == torchrun.trial and local.status == torchrun.status == "completed"
         assert local.metrics == torchrun.metrics  # bit-exact: same specs, pinned threads

@@ -16,8 +16,9 @@ def test_order_defaults_preset_section_overrides():
     assert cfg.task == "resnet18" and cfg.budget == 39100  # defaults = the paper's values
     cfg = resolve_config(UBA, "smoke", {"budget": 111}, [])
     assert cfg.task == "digits_mlp" and cfg.budget == 111  # the section beats the preset
-    cfg = resolve_config(UBA, "smoke", {"budget": 111, "schedule": {"name": "uba", "phi": 1.0}},
-                         ["budget=7", "schedule.phi=0.7"])
+    cfg = resolve_config(
+        UBA, "smoke", {"budget": 111, "schedule": {"name": "uba", "phi": 1.0}}, ["budget=7", "schedule.phi=0.7"]
+    )
     assert cfg.budget == 7 and cfg.schedule.phi == 0.7 and cfg.schedule.name == "uba"
 
 
@@ -36,15 +37,18 @@ def test_hash_changes_with_config():
     assert config_hash("uba", a) == config_hash("uba", resolve_config(UBA, "smoke", {}, ["schedule.phi=0.5"]))
 
 
-@pytest.mark.parametrize("override, message", [
-    ("schedule.phy=1", "unknown key 'schedule.phy' (did you mean 'schedule.phi'?)"),
-    ("budgett=10", "unknown key 'budgett' (did you mean 'budget'?)"),
-    ("budget=many", "budget = 'many'"),
-    ("schedule.phi=0", "schedule.phi = 0: Input should be greater than 0"),
-    ("schedule.phi=-1", "schedule.phi = -1"),
-    ("optimizer=lino", "optimizer = 'lino'"),
-    ("schedule.name=cosin", "schedule.name = 'cosin'"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("schedule.phy=1", "unknown key 'schedule.phy' (did you mean 'schedule.phi'?)"),
+        ("budgett=10", "unknown key 'budgett' (did you mean 'budget'?)"),
+        ("budget=many", "budget = 'many'"),
+        ("schedule.phi=0", "schedule.phi = 0: Input should be greater than 0"),
+        ("schedule.phi=-1", "schedule.phi = -1"),
+        ("optimizer=lino", "optimizer = 'lino'"),
+        ("schedule.name=cosin", "schedule.name = 'cosin'"),
+    ],
+)
 def test_bad_input_is_one_line_naming_the_key(override, message):
     with pytest.raises(ConfigError) as err:
         resolve_config(UBA, "smoke", {}, [override])

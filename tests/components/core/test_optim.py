@@ -286,8 +286,10 @@ def test_msgdw_ema_is_torch_form_at_a_tenth_of_the_lr():
     torch.manual_seed(0)
     start, grads = torch.randn(5, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64)
     ema, torch_form = start.clone().requires_grad_(True), start.clone().requires_grad_(True)
-    optimizers = [MSGDW([ema], lr=1.0, momentum=0.9, weight_decay=1e-3, ema=True),
-                  MSGDW([torch_form], lr=0.1, momentum=0.9, weight_decay=1e-2)]
+    optimizers = [
+        MSGDW([ema], lr=1.0, momentum=0.9, weight_decay=1e-3, ema=True),
+        MSGDW([torch_form], lr=0.1, momentum=0.9, weight_decay=1e-2),
+    ]
     for grad in grads:
         for param, optimizer in zip((ema, torch_form), optimizers):
             param.grad = grad.clone()

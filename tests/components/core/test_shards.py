@@ -132,7 +132,7 @@ def test_ranks_split_each_global_batch_per_sample(toy_root):
     single = take(shards.batches(32, seed=5), 12)
     rank0 = take(shards.batches(32, seed=5, rank=0, world_size=2), 12)
     rank1 = take(shards.batches(32, seed=5, rank=1, world_size=2), 12)
-    for (images, labels), (images0, labels0), (images1, labels1) in zip(single, rank0, rank1):
+    for (images, labels), (images0, _labels0), (images1, labels1) in zip(single, rank0, rank1):
         assert len(images0) == len(images1) == 16
         np.testing.assert_array_equal(images0, images[0::2])
         np.testing.assert_array_equal(images1, images[1::2])
@@ -204,7 +204,9 @@ def test_encoded_png_dataset_round_trips(tmp_path):
 
 
 def test_missing_dataset_names_the_prepare_command(tmp_path):
-    with pytest.raises(DataError, match=r"not found in .*images/digits: prepare it with `paperzoo prepare images digits`"):
+    with pytest.raises(
+        DataError, match=r"not found in .*images/digits: prepare it with `paperzoo prepare images digits`"
+    ):
         ImageShards(tmp_path, "images/digits", "train")
 
 
@@ -215,7 +217,9 @@ def test_unknown_split_is_named(toy_root):
 
 def test_missing_shard_is_named(fresh_root):
     (fresh_root / NAME / "train-000002.tar").unlink()
-    with pytest.raises(DataError, match=r"missing shard .*train-000002\.tar: prepare it with `paperzoo prepare images toy`"):
+    with pytest.raises(
+        DataError, match=r"missing shard .*train-000002\.tar: prepare it with `paperzoo prepare images toy`"
+    ):
         check_dataset(fresh_root, NAME)
 
 

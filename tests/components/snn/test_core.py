@@ -14,11 +14,16 @@ try:  # a test-only dependency: `make setup` installs it with --no-deps (it decl
     from spikingjelly.activation_based import neuron as sj_neuron
     from spikingjelly.activation_based import surrogate as sj_surrogate
 except ImportError as err:  # pragma: no cover - the message is the point
-    raise ImportError("spikingjelly is needed for the parity tests: run `make setup` (pip install --no-deps "
-                      "spikingjelly==2.0.0 loguru)") from err
+    raise ImportError(
+        "spikingjelly is needed for the parity tests: run `make setup` (pip install --no-deps "
+        "spikingjelly==2.0.0 loguru)"
+    ) from err
 
-SJ_SURROGATES = {"sigmoid": sj_surrogate.Sigmoid, "atan": sj_surrogate.ATan,
-                 "triangle": sj_surrogate.PiecewiseQuadratic}
+SJ_SURROGATES = {
+    "sigmoid": sj_surrogate.Sigmoid,
+    "atan": sj_surrogate.ATan,
+    "triangle": sj_surrogate.PiecewiseQuadratic,
+}
 
 
 def spikes_and_input_grad(node: nn.Module, x: torch.Tensor, weights: torch.Tensor):
@@ -38,11 +43,17 @@ def test_lif_matches_spikingjelly_forward_and_backward(reset, detach_reset, deca
     x = 1.5 * torch.randn(6, 8, 32, generator=generator, dtype=torch.float64)
     weights = torch.randn(x.shape, generator=generator, dtype=torch.float64)
     alpha = {"sigmoid": 4.0, "atan": 2.0, "triangle": 1.0}[surrogate]
-    ours = LIF(tau=2.0, reset=reset, decay_input=decay_input, detach_reset=detach_reset, surrogate=surrogate,
-               alpha=alpha)
-    theirs = sj_neuron.LIFNode(tau=2.0, decay_input=decay_input, v_reset=None if reset == "soft" else 0.0,
-                               detach_reset=detach_reset, surrogate_function=SJ_SURROGATES[surrogate](alpha=alpha),
-                               step_mode="m")
+    ours = LIF(
+        tau=2.0, reset=reset, decay_input=decay_input, detach_reset=detach_reset, surrogate=surrogate, alpha=alpha
+    )
+    theirs = sj_neuron.LIFNode(
+        tau=2.0,
+        decay_input=decay_input,
+        v_reset=None if reset == "soft" else 0.0,
+        detach_reset=detach_reset,
+        surrogate_function=SJ_SURROGATES[surrogate](alpha=alpha),
+        step_mode="m",
+    )
     s_ours, g_ours = spikes_and_input_grad(ours, x, weights)
     s_theirs, g_theirs = spikes_and_input_grad(theirs, x, weights)
     assert 0.05 < s_ours.mean() < 0.95  # both regimes (firing and silent) are exercised
@@ -90,10 +101,13 @@ def test_detach_state_cuts_gradients_through_time():
     assert x.grad[0].abs().sum() > 0
 
 
-@pytest.mark.parametrize("surrogate,primitive,alpha", [
-    ("sigmoid", lambda x, a: torch.sigmoid(a * x), 4.0),
-    ("atan", lambda x, a: torch.atan(math.pi / 2 * a * x) / math.pi + 0.5, 2.0),
-])
+@pytest.mark.parametrize(
+    "surrogate,primitive,alpha",
+    [
+        ("sigmoid", lambda x, a: torch.sigmoid(a * x), 4.0),
+        ("atan", lambda x, a: torch.atan(math.pi / 2 * a * x) / math.pi + 0.5, 2.0),
+    ],
+)
 def test_surrogate_is_the_derivative_of_its_primitive(surrogate, primitive, alpha):
     x = torch.linspace(-2, 2, 41, dtype=torch.float64, requires_grad=True)
     spike(x, surrogate, alpha).sum().backward()
