@@ -29,6 +29,7 @@ from components.core.models import build_classifier
 from components.core.optim import build_optimizer
 from components.core.schedules import make_scheduler
 from components.core.shards import ImageShards
+from components.core.training import checked_backward
 
 DIGITS = {"task": "digits_mlp", "dataset": "images/digits", "schedule": {"name": "constant"}}
 # The per-step record of one width: global step, step within the width, loss, lr, l1, l2, r, rho, and
@@ -200,13 +201,15 @@ def train_width(
         loss = F.cross_entropy(
             wrapped(to_input(torch.from_numpy(images).to(ctx.device))), torch.from_numpy(labels).to(ctx.device)
         )
-        value = ctx.strategy.mean_across_ranks(loss.detach()).item()
-        if not math.isfinite(value) or value > cfg.divergence_limit:
-            raise RunError(
-                f"loss diverged at step {step} of width {width} (loss {value:.4g}, lr {lr:.4g}): "
-                "lower lr or change the schedule"
-            )
-        ctx.strategy.backward(loss)
+        value = checked_backward(
+            ctx,
+            loss,
+            step=step,
+            limit=cfg.divergence_limit,
+            lr=lr,
+            hint="lower lr or change the schedule",
+            context=f"of width {width}",
+        )
         if step % cfg.log_every == 0 or step == budget - 1:
             total, per_tensor = gradient_norms(named)  # raw: before clipping and before the step
             if not (math.isfinite(total.l1) and math.isfinite(total.l2)):

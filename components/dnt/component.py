@@ -5,7 +5,6 @@ with any optimizer of the core table, and log how heavy-tailed the weight gradie
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -21,6 +20,7 @@ from components.core.errors import Preempted, RunError
 from components.core.optim import OPTIMIZERS, build_optimizer
 from components.core.schedules import make_scheduler
 from components.core.shards import ImageShards
+from components.core.training import checked_backward
 from components.dnt import tokens as token_sources
 from components.dnt.config import Config
 from components.dnt.diagnostics import HIST_EDGES, gradient_stats
@@ -263,10 +263,9 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
         lr = optimizer.param_groups[0]["lr"]
         with autocast():
             loss = cross_entropy(model(inputs), targets)
-        value = ctx.strategy.mean_across_ranks(loss.detach()).item()  # the global batch's loss on every rank
-        if not math.isfinite(value) or value > cfg.divergence_limit:
-            raise RunError(f"loss diverged at step {step} (loss {value:.4g}, lr {lr:.4g}): lower lr or weight decay")
-        ctx.strategy.backward(loss)
+        value = checked_backward(
+            ctx, loss, step=step, limit=cfg.divergence_limit, lr=lr, hint="lower lr or weight decay"
+        )
         metrics = {"train/loss": value, "lr": lr}
         if step == 0 or (cfg.grad_stats_every and (step + 1) % cfg.grad_stats_every == 0):
             stats, histogram = gradient_stats(net)  # before the step, which zeroes the gradients

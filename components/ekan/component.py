@@ -17,6 +17,7 @@ from torch import nn
 from components.core.contract import RunContext
 from components.core.errors import Preempted, RunError
 from components.core.optim import build_optimizer
+from components.core.training import checked_step
 from components.ekan.config import Config
 from components.ekan.data import ThreeBodyTable, procedural
 from components.ekan.equivariant import count_parameters
@@ -188,11 +189,7 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
             net.update_grids(x)  # the whole global batch on every rank: replicas stay identical
         local = slice(ctx.rank, None, ctx.world_size)
         loss = F.mse_loss(model(x[local]), y[local])
-        value = ctx.strategy.mean_across_ranks(loss.detach()).item()
-        if not math.isfinite(value) or value > cfg.divergence_limit:
-            raise RunError(f"loss diverged at step {step} (loss {value:.4g}, lr {cfg.lr:.4g}): lower lr")
-        ctx.strategy.backward(loss)
-        ctx.strategy.step()
+        value = checked_step(ctx, loss, step=step, limit=cfg.divergence_limit, lr=cfg.lr)
         losses.append(value)
         metrics = {"train/loss": value}
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < steps:

@@ -23,6 +23,7 @@ from components.core.errors import Preempted, RunError
 from components.core.files import atomic_write_json
 from components.core.optim import build_optimizer
 from components.core.schedules import make_scheduler
+from components.core.training import checked_step
 from components.liesd import evaluation, plots, tasks
 from components.liesd.config import Config
 from components.liesd.discovery import discover, gram_matrix
@@ -124,11 +125,7 @@ def train(cfg: Config, ctx: RunContext, train_split: tasks.Split) -> torch.nn.Mo
         rows = torch.from_numpy(rows).to(ctx.device)
         lr = optimizer.param_groups[0]["lr"]
         loss = F.mse_loss(wrapped(x[rows]), y[rows])
-        value = ctx.strategy.mean_across_ranks(loss.detach()).item()
-        if not math.isfinite(value) or value > cfg.divergence_limit:
-            raise RunError(f"training diverged at step {step} (loss {value:.4g}, lr {lr:.4g}): lower lr")
-        ctx.strategy.backward(loss)
-        ctx.strategy.step()
+        value = checked_step(ctx, loss, step=step, limit=cfg.divergence_limit, lr=lr, what="training")
         epoch_sum += value
         done = step + 1
         if done % per_epoch == 0:

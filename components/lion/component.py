@@ -16,6 +16,7 @@ from components.core.errors import Preempted, RunError
 from components.core.models import build_classifier
 from components.core.schedules import ScheduleConfig, make_scheduler
 from components.core.shards import ImageShards
+from components.core.training import checked_backward
 from components.lion import box, probe, quadratic
 from components.lion.config import Config
 from components.lion.models import to_input
@@ -128,10 +129,7 @@ def train_network(cfg: Config, ctx: RunContext) -> dict[str, float]:
         loss = F.cross_entropy(
             model(to_input(torch.from_numpy(images).to(ctx.device))), torch.from_numpy(labels).to(ctx.device)
         )
-        value = ctx.strategy.mean_across_ranks(loss.detach()).item()
-        if not math.isfinite(value) or value > cfg.divergence_limit:
-            raise RunError(f"loss diverged at step {step} (loss {value:.4g}, lr {lr:.4g}): lower lr")
-        ctx.strategy.backward(loss)
+        value = checked_backward(ctx, loss, step=step, limit=cfg.divergence_limit, lr=lr)
         metrics = {"train/loss": value, "lr": lr}
         logging = step % cfg.log_every == 0 or step + 1 == cfg.budget
         grads = probe.parameter_grads(net) if logging else []

@@ -4,7 +4,6 @@ pyramid of its own history."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -16,6 +15,7 @@ from components.core.errors import ConfigError, Preempted, RunError
 from components.core.latents import LatentShards, decoder_for
 from components.core.optim import build_optimizer
 from components.core.schedules import ScheduleConfig, make_scheduler
+from components.core.training import checked_backward
 from components.pyramid_flow import plots
 from components.pyramid_flow.config import Config
 from components.pyramid_flow.model import PyramidDiT
@@ -230,11 +230,10 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
             prediction = model(batch.packed, batch.tau)
         losses = per_sample_loss(prediction.float(), batch)
         loss = losses.mean()
-        value = ctx.strategy.mean_across_ranks(loss.detach()).item()
         lr = optimizer.param_groups[0]["lr"]
-        if not math.isfinite(value) or value > cfg.divergence_limit:
-            raise RunError(f"loss diverged at step {step} (loss {value:.4g}, lr {lr:.4g}): lower lr or raise warmup")
-        ctx.strategy.backward(loss)
+        value = checked_backward(
+            ctx, loss, step=step, limit=cfg.divergence_limit, lr=lr, hint="lower lr or raise warmup"
+        )
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         ctx.strategy.step()
         metrics = {"train/loss": value, "lr": lr}

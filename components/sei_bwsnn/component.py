@@ -17,6 +17,7 @@ from components.core.errors import ConfigError, Preempted, RunError
 from components.core.optim import build_optimizer
 from components.core.schedules import make_scheduler
 from components.core.shards import ImageShards
+from components.core.training import checked_step, raise_if_diverged
 from components.sei_bwsnn.binary import binary_weight_fraction, model_size_bits
 from components.sei_bwsnn.config import Config
 from components.sei_bwsnn.distill import sei_loss
@@ -75,8 +76,8 @@ def train_teacher(cfg: Config, ctx: RunContext, train: ImageShards) -> torch.nn.
         images, labels = next(stream)
         logits = teacher(to_input(torch.from_numpy(images).to(ctx.device), cfg.arch))[0]
         loss = F.cross_entropy(logits, torch.from_numpy(labels).to(ctx.device))
-        if not math.isfinite(loss.item()):
-            raise RunError(f"teacher loss diverged at step {step}: lower lr")
+        # non-finite only: divergence_limit is the student's
+        raise_if_diverged(loss.item(), step=step, limit=math.inf, what="teacher loss")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -205,11 +206,7 @@ def train_student(cfg: Config, ctx: RunContext) -> dict[str, float]:
         with torch.no_grad():
             teacher_logits = teacher(x)[0] if teacher is not None else None
         loss = sei_loss(step_logits, labels, teacher_logits, cfg.kd.beta, cfg.kd.tau, cfg.kd.target)
-        value = ctx.strategy.mean_across_ranks(loss.detach()).item()
-        if not math.isfinite(value) or value > cfg.divergence_limit:
-            raise RunError(f"loss diverged at step {step} (loss {value:.4g}, lr {lr:.4g}): lower lr")
-        ctx.strategy.backward(loss)
-        ctx.strategy.step()
+        value = checked_step(ctx, loss, step=step, limit=cfg.divergence_limit, lr=lr)
         metrics = {"train/loss": value, "lr": lr}
         done = step + 1
         if done % steps_per_epoch == 0 and done < budget:

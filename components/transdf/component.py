@@ -15,6 +15,7 @@ from components.core.contract import RunContext
 from components.core.errors import Preempted, RunError
 from components.core.optim import build_optimizer
 from components.core.series import SeriesTable
+from components.core.training import checked_step
 from components.transdf.config import Config
 from components.transdf.model import Forecaster, last_value, seasonal_naive
 from components.transdf.transform import (
@@ -162,11 +163,7 @@ def train_forecaster(cfg: Config, ctx: RunContext) -> dict[str, float]:
         x = torch.from_numpy(x_train[rows]).float().to(ctx.device)
         y = torch.from_numpy(y_train[rows]).float().to(ctx.device)
         loss, tmse, transformed = transdf_loss(model(x), y, components, std, rec_lambda, cfg.loss.distance)
-        value = ctx.strategy.mean_across_ranks(loss.detach()).item()
-        if not math.isfinite(value) or value > cfg.divergence_limit:
-            raise RunError(f"loss diverged at step {step} (loss {value:.4g}): lower lr or keep rec_lambda > 0")
-        ctx.strategy.backward(loss)
-        ctx.strategy.step()
+        value = checked_step(ctx, loss, step=step, limit=cfg.divergence_limit, hint="lower lr or keep rec_lambda > 0")
         metrics = {
             "train/loss": value,
             "train/loss_rec": tmse.item(),

@@ -17,6 +17,7 @@ from components.core.errors import Preempted, RunError
 from components.core.optim import OPTIMIZERS, build_optimizer
 from components.core.schedules import make_scheduler, multiplier
 from components.core.shards import ImageShards
+from components.core.training import checked_step
 from components.uba import quadratic
 from components.uba.config import Config
 from components.uba.models import build_model, to_input
@@ -102,11 +103,9 @@ def train_classifier(cfg: Config, ctx: RunContext) -> dict[str, float]:
         lr = optimizer.param_groups[0]["lr"]
         logits = model(to_input(torch.from_numpy(images).to(ctx.device), cfg.task))
         loss = F.cross_entropy(logits, torch.from_numpy(labels).to(ctx.device))
-        value = ctx.strategy.mean_across_ranks(loss.detach()).item()  # the global batch's loss on every rank
-        if not math.isfinite(value) or value > cfg.divergence_limit:
-            raise RunError(f"loss diverged at step {step} (loss {value:.4g}, lr {lr:.4g}): lower lr or change schedule")
-        ctx.strategy.backward(loss)
-        ctx.strategy.step()
+        value = checked_step(
+            ctx, loss, step=step, limit=cfg.divergence_limit, lr=lr, hint="lower lr or change schedule"
+        )
         metrics = {"train/loss": value, "lr": lr}
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.budget:
             metrics["val/loss"], metrics["val/acc"] = evaluate(model, val, cfg, ctx.device)
