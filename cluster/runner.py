@@ -3,6 +3,18 @@
 Every backend ends here, in the process that trains: it pins threads and seeds, plugs the metric
 sinks into ctx.log, installs the preemption signal handler behind ctx.should_stop, and records the
 code and package versions beside the config, so a run directory is self-describing.
+
+run.json, schema 2 (written at the start, rewritten at the end of every attempt):
+  schema        2 (run.json before it had no "schema" key, no "datasets", and a raw sys.argv as "command")
+  component, preset, seed, config_hash, overrides   what was run (config.yaml beside it holds the resolved config)
+  status        running | completed | failed | preempted (with "error" when not completed)
+  started, finished, wall_seconds, resumed (attempts after the first)
+  code          {"git_sha", "dirty", "diff_sha256" when dirty}: cluster.provenance.code_version; dirty counts
+                tracked source files only (components/, cluster/, pipelines/, pyproject.toml, requirements.lock)
+  datasets      {name: {"manifest_sha256", "dvc_md5" where DVC tracks the folder}} for every dataset the config
+                reads (cluster.provenance.dataset_digests); {} for a run that reads none
+  backend, strategy, world_size, threads, device
+  command       the command line, without this machine's absolute paths (cluster.provenance.portable_command)
 """
 
 from __future__ import annotations
@@ -13,7 +25,6 @@ import random
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,16 +38,18 @@ import torch
 from pydantic import BaseModel
 
 from cluster.distributed import DistEnv, barrier, device_for, init_process_group, rendezvous_environment
+from cluster.provenance import code_version, dataset_digests, portable_command
 from components.core.checkpoint import Checkpointer
 from components.core.config import config_hash, config_to_yaml, load_yaml, overrides_to_tree, resolve_config, validate
 from components.core.contract import RunContext
 from components.core.errors import PaperzooError, Preempted, RunError
 from components.core.files import atomic_write_json, atomic_write_text
-from components.core.registry import get_component
 from components.core.shards import check_dataset
 from components.core.strategy import make_strategy
+from components.registry import get_component
 
 Sink = Callable[[Mapping[str, float], int | None], None]
+RUN_SCHEMA = 2
 
 
 @dataclass(frozen=True)
@@ -78,26 +91,6 @@ def plan_run(
         for name in component.datasets_for(cfg):
             check_dataset(Path(data_dir), name)
     return RunRequest(slug, preset, cfg, seed, overrides_to_tree(overrides))
-
-
-def code_version() -> dict[str, Any]:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=root,
-                capture_output=True,
-                text=True,
-                timeout=10,
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.SubprocessError):
-        sha, dirty = "", False
-    return {"git_sha": sha or "unknown", "dirty": dirty}
 
 
 def environment() -> dict[str, Any]:
@@ -353,6 +346,7 @@ def _execute(
     )
 
     info: dict[str, Any] = {
+        "schema": RUN_SCHEMA,
         "component": request.slug,
         "preset": request.preset,
         "seed": request.seed,
@@ -361,12 +355,13 @@ def _execute(
         "status": "running",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "code": code_version() if is_main else {},
+        "datasets": dataset_digests(Path(data_dir), component.datasets_for(request.config)) if is_main else {},
         "backend": backend,
         "strategy": strategy,
         "world_size": dist.world_size,
         "threads": threads,
         "device": device,
-        "command": sys.argv,
+        "command": portable_command(sys.argv),
     }
     if is_main:
         work_dir.mkdir(parents=True, exist_ok=True)

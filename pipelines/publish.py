@@ -104,10 +104,56 @@ def run_id_of(run_dir: Path, info: Mapping[str, Any]) -> str:
     return f"{info.get('component', '?')}/{run_dir.name}"
 
 
+def code_state(code: Mapping[str, Any]) -> str:
+    """'clean', 'dirty, diff sha256 <12 hex>', or why that is not known (a run.json from before the digest)."""
+    dirty = code.get("dirty")
+    if dirty is None:
+        return "not recorded" if not code else "unknown (no git checkout)"
+    if not dirty:
+        return "clean"
+    digest = code.get("diff_sha256")
+    return f"dirty, diff sha256 {digest[:12]}" if digest else "dirty, diff not recorded"
+
+
 def code_label(info: Mapping[str, Any]) -> str:
+    """The commit message's short form: 'code 0123abc, clean'."""
     code = info.get("code") or {}
     sha = str(code.get("git_sha") or "unknown")
-    return f"code {sha[:7] if sha != 'unknown' else sha}, {'dirty' if code.get('dirty') else 'clean'}"
+    return f"code {sha[:7] if sha != 'unknown' else sha}, {code_state(code)}"
+
+
+def code_text(info: Mapping[str, Any]) -> str:
+    """The full form: '<40-hex sha> (clean)', '<sha> (dirty, diff sha256 <64 hex>)'."""
+    code = info.get("code") or {}
+    state = code_state(code)
+    if code.get("dirty") and code.get("diff_sha256"):
+        state = f"dirty, diff sha256 {code['diff_sha256']}"
+    return f"{code.get('git_sha') or 'unknown'} ({state})"
+
+
+def dataset_provenance(info: Mapping[str, Any]) -> list[tuple[str, str, str]] | None:
+    """(dataset, manifest sha256, DVC md5) per dataset the run read, from run.json schema 2; None for a run.json
+    from before, which recorded no datasets."""
+    datasets = info.get("datasets")
+    if not isinstance(datasets, Mapping):
+        return None
+    return [
+        (
+            str(name),
+            str((digests or {}).get("manifest_sha256") or "not recorded"),
+            str((digests or {}).get("dvc_md5") or "not tracked by DVC"),
+        )
+        for name, digests in sorted(datasets.items())
+    ]
+
+
+def data_lines(datasets: list[tuple[str, str, str]] | None) -> list[str]:
+    """The commit description's data lines."""
+    if datasets is None:
+        return ["data: not recorded"]
+    if not datasets:
+        return ["data: none"]
+    return [f"data: {name} manifest sha256 {manifest}, DVC md5 {md5}" for name, manifest, md5 in datasets]
 
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, float]]:
@@ -208,7 +254,7 @@ def model_card(
         ("preset", info.get("preset")),
         ("seed", info.get("seed")),
         ("config hash", info.get("config_hash")),
-        ("code", f"{code.get('git_sha', 'unknown')} ({'dirty' if code.get('dirty') else 'clean'})"),
+        ("code", code_text(info)),
         (
             "backend / strategy / world size",
             f"{info.get('backend')} / {info.get('strategy')} / {info.get('world_size')}",
@@ -245,13 +291,30 @@ def model_card(
         columns = ("metric", "value", "dataset", "setting", "source")
         lines += ["| " + " | ".join(cell(c.get(key)) for key in columns) + " |" for c in claims]
         lines += [""]
+    datasets = dataset_provenance(info)
+    lines += ["## Data", ""]
+    if datasets is None:
+        lines += ["Dataset digests: not recorded (this run.json predates them).", ""]
+    elif not datasets:
+        lines += ["This run reads no dataset.", ""]
+    else:
+        lines += [
+            "The manifest lists every shard's sha256; the DVC md5 is the dataset folder's hash as DVC recorded it.",
+            "",
+            "| dataset | manifest sha256 | DVC md5 |",
+            "|---|---|---|",
+            *(f"| {cell(name)} | {cell(manifest)} | {cell(md5)} |" for name, manifest, md5 in datasets),
+            "",
+        ]
     checkout = [f"git checkout {code['git_sha']}"] if code.get("git_sha", "unknown") != "unknown" else []
+    if checkout and code.get("dirty"):
+        checkout.append(f"# the run had uncommitted source edits ({code_state(code)}) that this checkout lacks")
     lines += ["## Reproduce", "", "```bash", *checkout, reproduce_command(info), "```", "", "## Files", ""]
     described = {
         "config.yaml": "the resolved config",
         "metrics.json": "final metrics",
         "metrics.jsonl": "metrics per step",
-        "run.json": "status, seed, code version, timing",
+        "run.json": "status, seed, code version, dataset digests, timing",
         "environment.json": "Python and package versions",
         WEIGHTS: "the trained weights (safetensors)",
     }
@@ -403,12 +466,12 @@ def publish_run(
         say(message)
         return PublishResult(local_dir, None, None, False, message)
 
-    code = info.get("code") or {}
     commit_message = f"paperzoo run {run_id} ({code_label(info)})"
     description = "\n".join(
         [
             f"run: {run_id}",
-            f"code: {code.get('git_sha', 'unknown')} ({'dirty' if code.get('dirty') else 'clean'})",
+            f"code: {code_text(info)}",
+            *data_lines(dataset_provenance(info)),
             f"preset: {info.get('preset')}",
             f"seed: {info.get('seed')}",
             f"config hash: {info.get('config_hash')}",

@@ -155,6 +155,11 @@ def test_round_trip_bytes_card_commit_and_lfs(hub, finished_run, tmp_path):
     assert len(ours) == 1 and len(repo.commits) == 2  # the repository's initial commit, then exactly one per run
     assert info["code"]["git_sha"][:7] in ours[0].message and info["code"]["git_sha"] in ours[0].description
     assert ("dirty" if info["code"]["dirty"] else "clean") in ours[0].message
+    manifest_sha256 = info["datasets"]["images/digits"]["manifest_sha256"]
+    assert f"data: images/digits manifest sha256 {manifest_sha256}" in ours[0].description
+    if info["code"]["dirty"]:
+        assert info["code"]["diff_sha256"] in ours[0].description
+        assert info["code"]["diff_sha256"][:12] in ours[0].message
 
     weights = hashlib.sha256((finished_run / "model.safetensors").read_bytes()).hexdigest()
     seen = [(r.method, r.path, r.status) for r in hub.requests]
@@ -254,6 +259,48 @@ def test_a_401_fails_at_once_with_exit_code_2(hub, finished_run, tmp_path, monke
     assert (tmp_path / "cli" / "uba" / finished_run.name / "metrics.json").is_file()
 
 
+def card_row(text: str, key: str) -> str:
+    (row,) = [line for line in text.splitlines() if line.startswith(f"| {key} |")]
+    return row
+
+
+@pytest.mark.parametrize("dirty", [False, True])
+def test_the_card_carries_the_code_and_data_provenance(finished_run, tmp_path, dirty):
+    run_dir = copy_run(finished_run, tmp_path)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["schema"] == 2
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    info["code"] = (
+        {"git_sha": sha, "dirty": True, "diff_sha256": "d" * 64} if dirty else {"git_sha": sha, "dirty": False}
+    )
+    info["datasets"]["images/digits"]["dvc_md5"] = "5c7edd0e1053f93524319e0a92368f81.dir"
+    info["datasets"]["tokens/tiny"] = {"manifest_sha256": "e" * 64}
+    (run_dir / "run.json").write_text(json.dumps(info))
+    text = ModelCard.load(publish(run_dir, tmp_path).local_dir / "README.md").text
+    expected = f"{sha} (dirty, diff sha256 {'d' * 64})" if dirty else f"{sha} (clean)"
+    assert card_row(text, "code") == f"| code | {expected} |"
+    manifest_sha256 = info["datasets"]["images/digits"]["manifest_sha256"]
+    assert f"| images/digits | {manifest_sha256} | 5c7edd0e1053f93524319e0a92368f81.dir |" in text
+    assert f"| tokens/tiny | {'e' * 64} | not tracked by DVC |" in text
+    assert f"git checkout {sha}" in text and ("uncommitted source edits" in text) == dirty
+
+
+def test_an_old_run_json_without_provenance_still_publishes(finished_run, tmp_path, hub):
+    run_dir = copy_run(finished_run, tmp_path)
+    info = json.loads((run_dir / "run.json").read_text())
+    for key in ("schema", "datasets"):
+        info.pop(key)
+    info["code"] = {"git_sha": "0123456789abcdef", "dirty": True}
+    (run_dir / "run.json").write_text(json.dumps(info))
+    result = publish(run_dir, tmp_path, token=hub.token)
+    assert result.pushed
+    text = ModelCard.load(result.local_dir / "README.md").text
+    assert card_row(text, "code") == "| code | 0123456789abcdef (dirty, diff not recorded) |"
+    assert "Dataset digests: not recorded" in text
+    (commit,) = [c for c in hub.repos[REPO].commits if run_dir.name in c.message]
+    assert "dirty, diff not recorded" in commit.message and "data: not recorded" in commit.description
+
+
 def test_a_run_without_weights_has_its_own_task_in_the_card(data_root, tmp_path):
     request = plan_run(
         "uba", load_params(ROOT / "params.yaml"), preset="test", overrides=["task=quadratic"], data_dir=data_root
@@ -267,6 +314,7 @@ def test_a_run_without_weights_has_its_own_task_in_the_card(data_root, tmp_path)
         (run_dir / "metrics.json").read_text()
     )
     assert "--set task=quadratic" in card.text and "arxiv:2505.24452" in card.data.tags
+    assert "This run reads no dataset." in card.text
 
 
 @pytest.mark.parametrize(
