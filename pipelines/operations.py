@@ -129,8 +129,8 @@ def write_report(
     params_file: Path = Path("params.yaml"),
     run_root: Path = Path("runs"),
     out_dir: Path = Path("reports"),
-    dvc_only: bool = False,
 ) -> Path:
+    """The one report (`paperzoo report`, which DVC's report stage runs too): pipeline, sweeps, one-off runs."""
     from pipelines.report import build_report
 
-    return build_report(load_params(params_file), run_root, out_dir, dvc_only=dvc_only)
+    return build_report(load_params(params_file), run_root, out_dir)

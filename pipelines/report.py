@@ -1,9 +1,20 @@
-"""The results report: every component's latest metrics beside the paper's numbers, and each sweep's table.
+"""The results report: one document from everything under runs/, whoever asks for it.
 
-`build_report` writes reports/index.html and reports/index.md (the same document, rendered twice),
-reports/metrics.json, and the plots under reports/plots/. Nothing in the output depends on the clock or
-on the order files were written, and the PNGs carry no metadata, so an unchanged set of runs gives
-byte-identical files and DVC sees no change.
+`build_report` is the only builder: `paperzoo report` and DVC's report stage (the same command) call it
+with the same inputs, so neither drops what the other shows. It writes reports/index.html and
+reports/index.md (the same document, rendered twice), reports/metrics.json (the pipeline's metrics, for
+`dvc metrics`), and the plots under reports/plots/. The document holds a table of contents and up to
+three sections:
+
+- Pipeline: one row per component in params.yaml's `components`, from runs/dvc/<slug> (what `dvc repro`
+  trained), its key metrics beside the numbers its paper.yaml gives, each number saying its dataset and
+  setting (ours: preset and dataset; the paper's: dataset and setting);
+- Sweeps: each sweep of params.yaml with a finished run on disk, its latest table and plots;
+- One-off runs: the newest completed `paperzoo run` per component under runs/<slug>/.
+
+A section with nothing in it is left out, and so is its entry in the contents. Nothing in the output
+depends on the clock or on the order files were written, and the PNGs carry no metadata, so an unchanged
+set of runs gives byte-identical files and DVC sees no change.
 """
 
 from __future__ import annotations
@@ -23,23 +34,14 @@ from urllib.parse import quote
 
 import yaml
 
-from components.core.errors import ConfigError
+from components.core.errors import ConfigError, PaperzooError
 from components.core.files import atomic_directory, atomic_write_json, atomic_write_text
-from components.core.registry import REGISTRY
+from components.registry import REGISTRY
 from pipelines.sweep import format_value
 
 COMPONENTS_DIR = Path(__file__).resolve().parent.parent / "components"
 TITLE = "paperzoo results"
 MISSING = "—"
-
-
-def latest_run(run_root: Path, slug: str, dvc_only: bool = False) -> Path | None:
-    """DVC's stable run if there is one, else (unless dvc_only) the newest completed `paperzoo run`."""
-    stable = run_root / "dvc" / slug
-    if (stable / "metrics.json").is_file() or dvc_only:
-        return stable if (stable / "metrics.json").is_file() else None
-    runs = sorted((p for p in (run_root / slug).glob("*") if (p / "metrics.json").is_file()), key=lambda p: p.name)
-    return runs[-1] if runs else None
 
 
 def paper_yaml(slug: str) -> dict[str, Any]:
@@ -131,6 +133,12 @@ class Table:
 
 
 @dataclass
+class BulletList:
+    items: Sequence[Sequence[Inline]]
+    css: str = ""
+
+
+@dataclass
 class Figure:
     src: str  # relative to the report's folder: plots/<name>.png
     caption: str
@@ -141,7 +149,7 @@ class Figures:
     figures: Sequence[Figure] = field(default_factory=list)
 
 
-Block = Heading | Para | Table | Figures
+Block = Heading | Para | Table | BulletList | Figures
 
 
 def cell(value: Any) -> Cell:
@@ -183,6 +191,8 @@ figure { margin: 0; background: #fff; padding: 8px; border-radius: 4px; box-shad
   flex: 1 1 460px; max-width: 620px; }
 figure img { display: block; width: 100%; height: auto; }
 figcaption { font-size: 12.5px; color: #5a6475; margin-top: 4px; }
+ul.toc { margin: 6px 0 10px; padding-left: 22px; }
+ul.toc li { margin: 3px 0; }
 """
 
 
@@ -210,6 +220,10 @@ def html_block(block: Block) -> str:
     if isinstance(block, Para):
         css = f' class="{html.escape(block.css)}"' if block.css else ""
         return f"<p{css}>{html_inlines(block.inlines)}</p>"
+    if isinstance(block, BulletList):
+        css = f' class="{html.escape(block.css)}"' if block.css else ""
+        items = "\n".join(f"<li>{html_inlines(item)}</li>" for item in block.items)
+        return f"<ul{css}>\n{items}\n</ul>"
     if isinstance(block, Table):
         anchor = f' id="{html.escape(block.anchor)}"' if block.anchor else ""
         head = "".join(f"<th>{html.escape(column)}</th>" for column in block.columns)
@@ -273,9 +287,13 @@ def md_inlines(items: Sequence[Inline]) -> str:
 
 def md_block(block: Block) -> str:
     if isinstance(block, Heading):
-        return f"{'#' * block.level} {md_text(block.text)}"
+        # an explicit anchor, so that the contents' links work where two headings share a text
+        anchor = f'<a id="{html.escape(block.anchor)}"></a>\n' if block.anchor else ""
+        return f"{anchor}{'#' * block.level} {md_text(block.text)}"
     if isinstance(block, Para):
         return md_inlines(block.inlines)
+    if isinstance(block, BulletList):
+        return "\n".join(f"- {md_inlines(item)}" for item in block.items)
     if isinstance(block, Table):
         lines = [
             "| " + " | ".join(md_text(column) for column in block.columns) + " |",
@@ -463,6 +481,60 @@ def schedule_curves(
     return True
 
 
+# Where results come from. runs/dvc/<slug> is what `dvc repro` trained; runs/<slug>/<time>-<hash>-s<seed>
+# are `paperzoo run`s; runs/sweeps/<name>/<time>/ are sweeps (their trials live inside, never under
+# runs/<slug>). Only completed runs write metrics.json.
+
+
+def pipeline_run(run_root: Path, slug: str) -> Path | None:
+    """DVC's stage output for this component, if `dvc repro` trained it."""
+    stable = run_root / "dvc" / slug
+    return stable if (stable / "metrics.json").is_file() else None
+
+
+def latest_run(run_root: Path, slug: str) -> Path | None:
+    """The newest completed `paperzoo run` of this component (names start with the time), else None."""
+    runs = sorted(
+        (p for p in (run_root / slug).glob("*") if not p.name.startswith(".") and (p / "metrics.json").is_file()),
+        key=lambda p: p.name,
+    )
+    return runs[-1] if runs else None
+
+
+def latest_sweep(sweep_root: Path, name: str) -> Path | None:
+    finished = sorted(p.parent for p in (sweep_root / name).glob("*/summary.csv"))
+    return finished[-1] if finished else None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    loaded = yaml.safe_load(path.read_text())
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def run_dataset(slug: str, config: Mapping[str, Any]) -> str:
+    """What a run read, from its resolved config: the component's own `datasets_for` on the validated config
+    (so a quadratic task does not claim the unused `dataset` default), else the config's `dataset` key.
+    A run that reads no prepared dataset says its task, if it has one ('generated (quadratic task)')."""
+    from components.core.config import validate
+    from components.registry import get_component
+
+    names: Sequence[str] | None
+    try:
+        component = get_component(slug)
+        validated = validate(component.Config, config, scope=f"{slug} config.yaml")
+        names, config = list(component.datasets_for(validated)), validated.model_dump()
+    except (PaperzooError, ImportError, AttributeError, TypeError, ValueError):
+        names = None  # not a loadable component or an old config: trust what the config says
+    if names:
+        return ", ".join(names)
+    if names is None and isinstance(config.get("dataset"), str):
+        return config["dataset"]
+    task = config.get("task")
+    return f"generated ({task} task)" if isinstance(task, str) else "no prepared dataset"
+
+
 # Sections.
 
 
@@ -481,6 +553,43 @@ class ComponentResult:
     info: dict[str, Any]
     metrics: dict[str, Any]
     paper: dict[str, Any]
+    dataset: str = MISSING
+
+    @property
+    def preset(self) -> str:
+        return str(self.info.get("preset", "?"))
+
+    @property
+    def setup(self) -> str:
+        """Ours, said with what it was measured on: 'smoke preset · images/digits · seed 0'."""
+        return f"{self.preset} preset · {self.dataset} · seed {self.info.get('seed', '?')}"
+
+
+def load_result(slug: str, run: Path | None) -> ComponentResult:
+    if run is None:
+        return ComponentResult(slug, None, {}, {}, paper_yaml(slug))
+    return ComponentResult(
+        slug,
+        run,
+        read_json(run / "run.json"),
+        read_json(run / "metrics.json"),
+        paper_yaml(slug),
+        run_dataset(slug, read_yaml(run / "config.yaml")),
+    )
+
+
+@dataclass(frozen=True)
+class Section:
+    """One kind of result: where its component rows come from, its anchors and plot names."""
+
+    key: str  # anchor prefix and plot-name prefix ("" keeps the pipeline's plots at plots/<slug>-loss.png)
+    table_anchor: str
+    plot_prefix: tuple[str, ...]
+    no_run: Sequence[Inline]  # what to do when there is no run
+
+
+PIPELINE = Section("pipeline", "pipeline-table", (), [Tag("run ", "muted"), Code("dvc repro")])
+ONE_OFF = Section("run", "one-off-table", ("run",), [Tag("run ", "muted"), Code("paperzoo run")])
 
 
 def key_metrics(result: ComponentResult) -> list[str]:
@@ -490,51 +599,58 @@ def key_metrics(result: ComponentResult) -> list[str]:
     return chosen or sorted(result.metrics)[:4]
 
 
-def components_table(results: Sequence[ComponentResult], out_dir: Path) -> Table:
+def paper_context(number: Mapping[str, Any]) -> str:
+    """'(CIFAR-10; ResNet-18, 200 epochs)': where a paper's number comes from."""
+    said = "; ".join(str(number[k]) for k in ("dataset", "setting") if number.get(k) not in (None, ""))
+    return f" ({said})" if said else " (dataset and setting not given)"
+
+
+def results_table(results: Sequence[ComponentResult], out_dir: Path, section: Section) -> Table:
     rows = []
     for r in results:
         numbers = [n for n in r.paper.get("results") or [] if n.get("value") is not None]
         paper: list[Inline] = []
         for n in numbers:
-            paper += ([BR] if paper else []) + [Code(str(n.get("metric"))), f" {format_value(n.get('value'))}"]
+            paper += ([BR] if paper else []) + [
+                Code(str(n.get("metric"))),
+                f" {format_value(n.get('value'))}",
+                Tag(paper_context(n), "muted"),
+            ]
         if r.run is None:
             rows.append(
                 [
                     [Code(r.slug)],
                     [status_tag("no run yet")],
-                    [MISSING],
-                    [Tag("run ", "muted"), Code(f"paperzoo run {r.slug}"), Tag(" or ", "muted"), Code("dvc repro")],
+                    list(section.no_run),
                     paper or [MISSING],
                     [MISSING],
                     [MISSING],
                 ]
             )
             continue
-        ours: list[Inline] = []
+        ours: list[Inline] = [Tag(r.setup, "muted")]
         for name in key_metrics(r):
-            ours += ([BR] if ours else []) + [Code(name), f" {format_value(r.metrics[name])}"]
-        setup = f"{r.info.get('preset', '?')}, seed {r.info.get('seed', '?')}"
+            ours += [BR, Code(name), f" {format_value(r.metrics[name])}"]
         rows.append(
             [
                 [Code(r.slug)],
                 [status_tag(str(r.info.get("status", "completed")))],
-                [setup],
-                ours or [MISSING],
+                ours,
                 paper or [MISSING],
                 [format_duration(r.info.get("wall_seconds"))],
                 [Link(str(r.run), run_href(r.run, out_dir), code=True)],
             ]
         )
     return Table(
-        ["component", "status", "preset", "key metrics (this run)", "paper (paper.yaml)", "run time", "run"],
+        ["component", "status", "ours (preset, dataset)", "paper (dataset, setting)", "run time", "run"],
         rows,
-        numeric=frozenset({5}),
-        anchor="components",
+        numeric=frozenset({4}),
+        anchor=section.table_anchor,
     )
 
 
-def component_section(r: ComponentResult, out_dir: Path, plots: Path) -> list[Block]:
-    blocks: list[Block] = [Heading(3, r.slug, anchor=f"component-{file_name(r.slug)[:-4]}")]
+def component_section(r: ComponentResult, out_dir: Path, plots: Path, section: Section) -> list[Block]:
+    blocks: list[Block] = [Heading(3, r.slug, anchor=f"{section.key}-{file_name(r.slug)[:-4]}")]
     paper = r.paper.get("paper") or {}
     if paper.get("title"):
         cite = [str(paper["title"])]
@@ -545,17 +661,7 @@ def component_section(r: ComponentResult, out_dir: Path, plots: Path) -> list[Bl
         cite += [f" ({extra})"] if extra else []
         blocks.append(Para(cite))
     if r.run is None:
-        blocks.append(
-            Para(
-                [
-                    Tag("No completed run yet: ", "muted"),
-                    Code(f"paperzoo run {r.slug}"),
-                    Tag(" or ", "muted"),
-                    Code("dvc repro"),
-                    Tag(".", "muted"),
-                ]
-            )
-        )
+        blocks.append(Para([Tag("No completed run yet: ", "muted"), *section.no_run[1:], Tag(".", "muted")]))
     else:
         code = r.info.get("code") or {}
         sha = str(code.get("git_sha") or "?")[:10] + (" (dirty)" if code.get("dirty") else "")
@@ -564,7 +670,7 @@ def component_section(r: ComponentResult, out_dir: Path, plots: Path) -> list[Bl
                 [
                     "Run ",
                     Link(str(r.run), run_href(r.run, out_dir), code=True),
-                    f" · preset {r.info.get('preset', '?')} · seed {r.info.get('seed', '?')} · code ",
+                    f" · preset {r.preset} · dataset {r.dataset} · seed {r.info.get('seed', '?')} · code ",
                     Code(sha),
                     f" · started {r.info.get('started', '?')} · {format_duration(r.info.get('wall_seconds'))}",
                 ],
@@ -578,12 +684,17 @@ def component_section(r: ComponentResult, out_dir: Path, plots: Path) -> list[Bl
         rows += [paper_row(name, r.metrics[name] if i == 0 else None, n) for i, n in enumerate(matching)]
     rows += [paper_row(str(n.get("metric")), None, n) for n in numbers if n.get("metric") not in r.metrics]
     if rows:
+        ours = f"ours: {r.preset} preset, {r.dataset}" if r.run is not None else "ours"
         blocks.append(
-            Table(["metric", "this run", "paper", "dataset", "setting", "source"], rows, numeric=frozenset({1, 2}))
+            Table(
+                ["metric", ours, "paper", "paper's dataset", "paper's setting", "source"],
+                rows,
+                numeric=frozenset({1, 2}),
+            )
         )
     if r.run is not None:
-        name = file_name(r.slug, "loss")
-        title = f"{r.slug}: training loss ({r.info.get('preset', '?')} preset, seed {r.info.get('seed', '?')})"
+        name = file_name(*section.plot_prefix, r.slug, "loss")
+        title = f"{r.slug}: training loss ({r.preset} preset, {r.dataset}, seed {r.info.get('seed', '?')})"
         if loss_curve(read_jsonl(r.run / "metrics.jsonl"), title, plots / name):
             blocks.append(Figures([Figure(f"plots/{name}", f"{r.slug}: train/loss over optimizer steps")]))
     return blocks
@@ -625,13 +736,21 @@ def sweep_section(name: str, directory: Path, out_dir: Path, plots: Path) -> lis
     stats = [metric] + [s for s in stats if s != metric] if metric in stats else stats
 
     failed = sum(1 for t in trials if t.get("status") != "completed")
-    walls = [read_json(trial_dir(directory, t) / "run.json").get("wall_seconds") for t in trials]
+    runs = [trial_dir(directory, t) for t in trials]
+    infos = [read_json(run / "run.json") for run in runs]
+    walls = [i.get("wall_seconds") for i in infos]
     total = sum(w for w in walls if is_number(w)) if any(is_number(w) for w in walls) else None
+    component = str(info.get("component", "?"))
+    presets = list(dict.fromkeys(str(i["preset"]) for i in infos if i.get("preset")))
+    datasets = list(
+        dict.fromkeys(run_dataset(component, read_yaml(run / "config.yaml")) for run in runs if run.is_dir())
+    )
     blocks: list[Block] = [
         Heading(3, name, anchor=f"sweep-{file_name(name)[:-4]}"),
         Para(
             [
-                f"Component {info.get('component', '?')} · {len(trials) or '?'} trials ({failed} failed) on "
+                f"Component {component} · preset {' / '.join(presets) or '?'} · dataset "
+                f"{' / '.join(datasets) or '?'} · {len(trials) or '?'} trials ({failed} failed) on "
                 f"{info.get('backend', '?')} · ranked by {metric} ({mode}) · trials' run time "
                 f"{format_duration(total)} · from ",
                 Link(str(directory), run_href(directory, out_dir), code=True),
@@ -673,13 +792,9 @@ def sweep_section(name: str, directory: Path, out_dir: Path, plots: Path) -> lis
     x_axis = metric_vs_axis(trials, axes, metric, mode, f"{name}: final {metric}", plots / plot)
     if x_axis is not None:
         figures.append(Figure(f"plots/{plot}", f"{name}: final {metric} against {x_axis}, mean ± std over seeds"))
-    base = (
-        yaml.safe_load((trial_dir(directory, trials[0]) / "config.yaml").read_text())
-        if trials and (trial_dir(directory, trials[0]) / "config.yaml").is_file()
-        else {}
-    )
+    base = read_yaml(runs[0] / "config.yaml") if runs else {}
     plot = file_name("sweep", name, "schedules")
-    if schedule_curves(trials, axes, base or {}, f"{name}: learning-rate schedules", plots / plot):
+    if schedule_curves(trials, axes, base, f"{name}: learning-rate schedules", plots / plot):
         figures.append(Figure(f"plots/{plot}", f"{name}: LR multiplier over the budget for each swept schedule"))
     if figures:
         blocks.append(Figures(figures))
@@ -694,77 +809,115 @@ def trial_dir(sweep_dir: Path, trial: Mapping[str, Any]) -> Path:
     return sweep_dir / "trials" / recorded.name
 
 
-def latest_sweep(sweep_root: Path, name: str) -> Path | None:
-    finished = sorted(p.parent for p in (sweep_root / name).glob("*/summary.csv"))
-    return finished[-1] if finished else None
+def contents(body: Sequence[Block]) -> BulletList:
+    """One line per section present (its level-2 heading), with links to what it holds (its level-3 ones)."""
+    items: list[list[Inline]] = []
+    for block in body:
+        if not isinstance(block, Heading) or not block.anchor:
+            continue
+        if block.level == 2:
+            items.append([Link(block.text, f"#{block.anchor}")])
+        elif block.level == 3 and items:
+            items[-1] += [": " if len(items[-1]) == 1 else " · ", Link(block.text, f"#{block.anchor}")]
+    return BulletList(items, css="toc")
 
 
-def build_report(
-    params: Mapping[str, Any], run_root: Path = Path("runs"), out_dir: Path = Path("reports"), dvc_only: bool = False
-) -> Path:
-    """dvc_only: read only DVC's stage outputs, so the DVC report stage depends on nothing untracked."""
+def build_report(params: Mapping[str, Any], run_root: Path = Path("runs"), out_dir: Path = Path("reports")) -> Path:
+    """The report of everything under run_root, for `paperzoo report` and DVC's report stage alike."""
     run_root, out_dir = Path(run_root), Path(out_dir)
     slugs = list(params.get("components") or REGISTRY)
     for slug in slugs:
         if slug not in REGISTRY:
             raise ConfigError(f"report: unknown component '{slug}'")
-    results = []
-    for slug in slugs:
-        run = latest_run(run_root, slug, dvc_only)
-        results.append(
-            ComponentResult(
-                slug,
-                run,
-                read_json(run / "run.json") if run else {},
-                read_json(run / "metrics.json") if run else {},
-                paper_yaml(slug),
-            )
-        )
-    sweeps = (
-        [] if dvc_only else [(name, latest_sweep(run_root / "sweeps", name)) for name in params.get("sweeps") or {}]
-    )
+    pipeline = [load_result(slug, pipeline_run(run_root, slug)) for slug in slugs]
+    one_off = [
+        load_result(slug, run)
+        for slug in dict.fromkeys([*slugs, *REGISTRY])
+        if (run := latest_run(run_root, slug)) is not None
+    ]
+    sweeps = [
+        (name, directory)
+        for name in params.get("sweeps") or {}
+        if (directory := latest_sweep(run_root / "sweeps", name)) is not None
+    ]
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_directory(out_dir / "plots") as plots:
-        body: list[Block] = [Heading(2, "Components", anchor="components-section"), components_table(results, out_dir)]
-        for result in results:
-            body += component_section(result, out_dir, plots)
-        if not dvc_only and sweeps:
-            body.append(Heading(2, "Sweeps", anchor="sweeps"))
+        body: list[Block] = [
+            Heading(2, "Pipeline", anchor="pipeline"),
+            Para(
+                [
+                    "What ",
+                    Code("dvc repro"),
+                    " trained: ",
+                    Code(f"{(run_root / 'dvc').as_posix()}/<component>"),
+                    " for each component in params.yaml's ",
+                    Code("components"),
+                    ". Ours says its preset and dataset, each paper number its dataset and setting.",
+                ],
+                css="meta",
+            ),
+            results_table(pipeline, out_dir, PIPELINE),
+        ]
+        for result in pipeline:
+            body += component_section(result, out_dir, plots, PIPELINE)
+        if sweeps:
+            body += [
+                Heading(2, "Sweeps", anchor="sweeps"),
+                Para(
+                    [
+                        "Each sweep's latest finished run under ",
+                        Code(f"{(run_root / 'sweeps').as_posix()}/<sweep>/"),
+                        " (",
+                        Code("paperzoo sweep <sweep>"),
+                        "); sweeps with no finished run are left out.",
+                    ],
+                    css="meta",
+                ),
+            ]
             for name, directory in sweeps:
-                if directory is None:
-                    body += [
-                        Heading(3, name),
-                        Para(
-                            [Tag("No finished run yet: ", "muted"), Code(f"paperzoo sweep {name}"), Tag(".", "muted")]
-                        ),
-                    ]
-                else:
-                    body += sweep_section(name, directory, out_dir, plots)
+                body += sweep_section(name, directory, out_dir, plots)
+        if one_off:
+            body += [
+                Heading(2, "One-off runs", anchor="one-off-runs"),
+                Para(
+                    [
+                        "The newest completed ",
+                        Code("paperzoo run"),
+                        " of each component, from ",
+                        Code(f"{run_root.as_posix()}/<component>/"),
+                        ": apart from the pipeline's runs and from sweep trials.",
+                    ],
+                    css="meta",
+                ),
+                results_table(one_off, out_dir, ONE_OFF),
+            ]
+            for result in one_off:
+                body += component_section(result, out_dir, plots, ONE_OFF)
 
-    sources = [r.run for r in results if r.run is not None] + [d for _, d in sweeps if d is not None]
     intro: list[Inline] = [
         "Generated by ",
-        Code("paperzoo report" + (" --dvc-only" if dvc_only else "")),
-        " from "
-        + (f"{len(sources)} run director{'y' if len(sources) == 1 else 'ies'}: " if sources else "no runs yet."),
+        Code("paperzoo report"),
+        " (DVC's report stage runs the same command) from ",
+        Code(run_root.as_posix()),
+        f": {sum(r.run is not None for r in pipeline)} of {len(pipeline)} pipeline components trained, "
+        f"{len(sweeps)} sweep{'' if len(sweeps) == 1 else 's'}, "
+        f"{len(one_off)} component{'' if len(one_off) == 1 else 's'} with one-off runs.",
     ]
-    for i, source in enumerate(sources):
-        intro += ([", "] if i else []) + [Link(str(source), run_href(source, out_dir), code=True)]
-    intro += [
-        ". " if sources else " ",
-        "Each component shows its latest run (DVC's if there is one) beside the numbers its paper.yaml gives"
-        + ("." if dvc_only else "; each sweep, its latest finished run."),
+    blocks: list[Block] = [
+        Para(intro, css="meta"),
+        Heading(2, "Contents", anchor="contents"),
+        contents(body),
+        *body,
     ]
-    blocks: list[Block] = [Para(intro, css="meta"), *body]
 
     atomic_write_text(out_dir / "index.md", render_markdown(blocks))
     atomic_write_text(out_dir / "index.html", render_html(blocks))
     atomic_write_json(
         out_dir / "metrics.json",
         {
-            r.slug: {"run_dir": str(r.run), "preset": r.info.get("preset"), "metrics": r.metrics}
-            for r in results
+            r.slug: {"run_dir": str(r.run), "preset": r.info.get("preset"), "dataset": r.dataset, "metrics": r.metrics}
+            for r in pipeline
             if r.run is not None
         },
     )
