@@ -42,8 +42,7 @@ def main() -> None:
         prefect = [sys.executable, "-m", "prefect"]
         worker = None
         try:
-            timed(prefect + ["work-pool", "create", "paperzoo", "--type", "process"], env)
-            timed(prefect + ["--no-prompt", "deploy", "--all"], env)
+            timed([sys.executable, "-m", "pipelines.cli", "deploy"], env)  # the process pool and every deployment
             worker = subprocess.Popen(
                 prefect + ["worker", "start", "--pool", "paperzoo"],
                 cwd=ROOT,

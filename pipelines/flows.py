@@ -2,8 +2,9 @@
 
 Prefect owns operations (retries, schedules, a UI, shared workers); DVC keeps lineage, so `reproduce`
 drives DVC through its Python API instead of re-implementing the chain. Each flow calls the same
-function as the CLI verb of the same name; the deployments are in prefect.yaml (`paperzoo serve` for
-one user). Tasks that touch a cluster or the network retry with exponential backoff.
+function as the CLI verb of the same name; the deployments follow from params.yaml (pipelines/deployments.py:
+`paperzoo serve` for one user, `paperzoo deploy` for a shared server). Tasks that touch a cluster or the
+network retry with exponential backoff.
 """
 
 from __future__ import annotations

@@ -1,20 +1,26 @@
 """`paperzoo serve`: everything one user needs on loopback, a Prefect server (its SQLite database under
-~/.paperzoo/prefect) and the deployments served from this process with `prefect.serve`."""
+~/.paperzoo/prefect) and the deployments of params.yaml (pipelines/deployments.py) served from this process
+with `prefect.serve`."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-import yaml
-
 from components.core.errors import RunError
 
-PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
+# How long to wait for a starting server's /health (a loaded machine takes tens of seconds; a server that
+# exits is noticed at once). PAPERZOO_PREFECT_START_TIMEOUT overrides it, as the test suite does.
+START_TIMEOUT_S = 300.0
+
+
+def start_timeout() -> float:
+    return float(os.environ.get("PAPERZOO_PREFECT_START_TIMEOUT") or START_TIMEOUT_S)
 
 
 def prefect_environment(home: Path, port: int) -> dict[str, str]:
@@ -30,7 +36,8 @@ def prefect_environment(home: Path, port: int) -> dict[str, str]:
     }
 
 
-def wait_healthy(api_url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+def wait_healthy(api_url: str, process: subprocess.Popen, log: Path, timeout: float | None = None) -> None:
+    timeout = start_timeout() if timeout is None else timeout
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -41,10 +48,13 @@ def wait_healthy(api_url: str, process: subprocess.Popen, log: Path, timeout: fl
                     return
         except OSError:
             time.sleep(0.5)
-    raise RunError(f"the Prefect server did not answer {api_url}/health within {timeout:.0f} s; see {log}")
+    raise RunError(
+        f"the Prefect server did not answer {api_url}/health within {timeout:.0f} s (a busy machine? "
+        f"PAPERZOO_PREFECT_START_TIMEOUT raises the wait); see {log}"
+    )
 
 
-def start_server(home: Path, port: int) -> subprocess.Popen:
+def start_server(home: Path, port: int, timeout: float | None = None) -> subprocess.Popen:
     home.mkdir(parents=True, exist_ok=True)
     log = home / "server.log"
     env = {**os.environ, **prefect_environment(home, port)}
@@ -55,42 +65,40 @@ def start_server(home: Path, port: int) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    wait_healthy(env["PREFECT_API_URL"], process, log)
+    try:
+        wait_healthy(env["PREFECT_API_URL"], process, log, timeout)
+    except BaseException:
+        stop_server(process)
+        raise
     return process
 
 
-def deployments_from_prefect_yaml() -> list[dict]:
-    return yaml.safe_load(PREFECT_YAML.read_text())["deployments"]
+def stop_server(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (it was started in a session of its own), SIGKILL after 30 s."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
-def serve(home: Path, port: int = 4200) -> None:
+def serve(home: Path, port: int = 4200, params_file: Path = Path("params.yaml")) -> None:
+    from pipelines.deployments import deployment_specs, served_deployments
+    from pipelines.params import load_params
+
+    specs = deployment_specs(load_params(params_file))  # a bad params.yaml fails before a server starts
     server = start_server(home, port)
     os.environ.update(prefect_environment(home, port))
     try:
         from prefect import serve as prefect_serve
 
-        from pipelines import flows
-
-        by_entrypoint = {
-            f"pipelines/flows.py:{function.__name__}": function
-            for function in (
-                flows.prepare_flow,
-                flows.train_flow,
-                flows.sweep_flow,
-                flows.publish_flow,
-                flows.reproduce_flow,
-            )
-        }
-        served = [
-            by_entrypoint[d["entrypoint"]].to_deployment(
-                name=d["name"], parameters=d.get("parameters", {}), description=d.get("description")
-            )
-            for d in deployments_from_prefect_yaml()
-        ]
+        served = served_deployments(specs)
         print(f"Prefect UI: http://127.0.0.1:{port}  (API http://127.0.0.1:{port}/api, data in {home})")
         print(f"In another shell: export PREFECT_API_URL=http://127.0.0.1:{port}/api")
         print("  prefect deployment run 'train/uba' --param preset=smoke --watch")
         prefect_serve(*served)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server)

@@ -22,6 +22,23 @@ os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test reaches the Hub except through its loopback double
 os.environ["DO_NOT_TRACK"] = "1"
 
+# Start-up budgets, one number for every service a test starts: a loaded 2-core machine starts a Prefect
+# server or a Ray node in tens of seconds, so each waits up to START_BUDGET_S (PAPERZOO_TEST_START_BUDGET_S
+# overrides it) and then fails naming what it waited for. A service that dies is noticed at once, not after
+# the budget. Set in the environment at import, before anything reads it, so subprocesses inherit it too.
+START_BUDGET_S = int(os.environ.get("PAPERZOO_TEST_START_BUDGET_S") or 240)
+START_BUDGETS = {
+    "PAPERZOO_TEST_START_BUDGET_S": START_BUDGET_S,  # the tests' own waits (a worker online, a SLURM job, ...)
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": START_BUDGET_S,  # a flow called without a server (20)
+    "PAPERZOO_PREFECT_START_TIMEOUT": START_BUDGET_S,  # pipelines/serve.py's server (300 by default)
+    "PAPERZOO_SLURM_START_TIMEOUT": START_BUDGET_S,  # cluster/slurm-local: munged's socket, the node idle (60)
+    "RAY_gcs_server_port_wait_time_s": START_BUDGET_S,  # Ray's GCS: its port file and first connection (30)
+    "RAY_py_gcs_connect_timeout_s": START_BUDGET_S,  # a driver's client connecting to the GCS (30)
+    "RAY_raylet_start_wait_time_s": START_BUDGET_S,  # the GCS answering for a node still registering
+    "RAY_worker_register_timeout_seconds": START_BUDGET_S,  # a Ray worker process registering (60)
+}
+os.environ.update({name: str(seconds) for name, seconds in START_BUDGETS.items()})
+
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:

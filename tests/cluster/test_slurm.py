@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import threading
@@ -25,9 +26,12 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SLURM_LOCAL = ROOT / "cluster" / "slurm-local"
 SACCT = ROOT / "cluster" / "slurm" / "sacct"
+START_BUDGET_S = float(os.environ.get("PAPERZOO_TEST_START_BUDGET_S") or 240)  # tests/conftest.py sets it
+# `up` waits up to the budget (PAPERZOO_SLURM_START_TIMEOUT, the same number) for munged, then for the node
+UP_TIMEOUT_S = 2 * START_BUDGET_S + 60
 
 
-def slurm_local(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def slurm_local(*args: str, timeout: float = UP_TIMEOUT_S) -> subprocess.CompletedProcess:
     return subprocess.run([str(SLURM_LOCAL), *args], capture_output=True, text=True, timeout=timeout)
 
 
@@ -35,7 +39,7 @@ def slurm_local(*args: str, timeout: float = 120) -> subprocess.CompletedProcess
 def slurm():
     """The single-node cluster, up for this module and down after it (left as found if it already ran)."""
     already_up = slurm_local("status").returncode == 0
-    started = slurm_local("up", timeout=900)  # the first time installs slurm-wlm and munge (seconds)
+    started = slurm_local("up", timeout=900 + UP_TIMEOUT_S)  # the first time installs slurm-wlm and munge
     if started.returncode != 0:
         pytest.fail(f"cluster/slurm-local up failed:\n{started.stdout}{started.stderr}")
     conf = slurm_local("env").stdout.split("=", 1)[1].strip()
@@ -86,7 +90,7 @@ def test_sbatch_job_completes_and_sacct_shim_reports_it(slurm, tmp_path):
     )
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip().split(";")[0]
-    wait_for(lambda: shim_states(job_id).get(job_id) == "COMPLETED", 60, f"job {job_id} to complete")
+    wait_for(lambda: shim_states(job_id).get(job_id) == "COMPLETED", START_BUDGET_S, f"job {job_id} to complete")
     assert out.read_text().strip() == "ran on localhost"
 
 
@@ -157,7 +161,9 @@ def test_requeued_job_resumes_from_its_checkpoint_bit_exact(slurm, params, data_
     worker.start()
     try:
         checkpoints = tmp_path / "run" / "checkpoints"
-        wait_for(lambda: checkpoints.is_dir() and any(checkpoints.iterdir()), 120, "the first checkpoint")
+        wait_for(
+            lambda: checkpoints.is_dir() and any(checkpoints.iterdir()), START_BUDGET_S, "the job's first checkpoint"
+        )
         (job_dir,) = (tmp_path / "launch" / "submitit").glob("*/[0-9]*")
         job_id = job_dir.name
         requeued = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60)

@@ -1,44 +1,61 @@
-"""Prefect for real: a server on loopback, the prefect.yaml deployments on a process work pool with a
-worker, `prefect deployment run 'train/uba' --watch` end to end, and a malformed parameter rejected."""
+"""Prefect for real: a server on loopback, `paperzoo deploy` registering the deployments of params.yaml on a
+process work pool with a worker, `prefect deployment run 'train/uba' --watch` end to end, and a malformed
+parameter rejected. The deployments themselves come from one function, checked without a server first."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from cluster.distributed import free_port
-from pipelines.serve import deployments_from_prefect_yaml, prefect_environment, start_server
+from pipelines.deployments import deployment_specs, served_deployments
+from pipelines.serve import prefect_environment, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
+START_BUDGET_S = float(os.environ.get("PAPERZOO_TEST_START_BUDGET_S") or 240)  # tests/conftest.py sets it
+RUN_TIMEOUT_S = 300 + START_BUDGET_S  # a flow run: a worker's subprocess starting, then a test-preset training
 pytestmark = pytest.mark.integration
 
 
-def prefect(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+def prefect(*args: str, env: dict[str, str], timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+def api(env: dict[str, str], route: str, body: dict) -> list[dict]:
+    """POST to the server's REST API (the filter routes), as the prefect client would."""
+    request = urllib.request.Request(
+        f"{env['PREFECT_API_URL']}/{route}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def wait_for_worker(env: dict[str, str], pool: str, worker: subprocess.Popen, log: Path) -> None:
+    """Until a worker of `pool` is ONLINE on the server, within the start-up budget; fails naming what it waited for."""
+    deadline = time.monotonic() + START_BUDGET_S
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, f"the Prefect worker exited with code {worker.returncode}; see {log}"
+        if any(w["status"] == "ONLINE" for w in api(env, f"work_pools/{pool}/workers/filter", {})):
+            return
+        time.sleep(0.5)
+    pytest.fail(f"no Prefect worker of pool {pool} came ONLINE within {START_BUDGET_S:.0f} s; see {log}")
 
 
 @pytest.fixture(scope="module")
 def prefect_env(tmp_path_factory):
-    """A Prefect server, the deployments and a process worker; all stopped by pid afterwards."""
+    """A Prefect server, `paperzoo deploy` and a process worker; all stopped by pid afterwards."""
     home = tmp_path_factory.mktemp("prefect")
     port = free_port()
     env = {
@@ -50,41 +67,99 @@ def prefect_env(tmp_path_factory):
     server = start_server(home, port)
     worker = None
     try:
-        created = prefect("work-pool", "create", "paperzoo", "--type", "process", env=env)
-        assert created.returncode == 0, created.stdout + created.stderr
-        deployed = prefect("--no-prompt", "deploy", "--all", env=env)
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "worker", "start", "--pool", "paperzoo"],
+        deployed = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "deploy", "--pool", "paperzoo"],
             cwd=ROOT,
             env=env,
-            stdout=open(home / "worker.log", "ab"),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert (
+            "created work pool paperzoo" in deployed.stdout
+            and "prefect worker start --pool paperzoo" in deployed.stdout
+        )
+        log = home / "worker.log"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", "paperzoo"],
+            cwd=home,  # anywhere: the deployments name the project folder as their working directory
+            env=env,
+            stdout=open(log, "ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        wait_for_worker(env, "paperzoo", worker, log)
         yield env
     finally:
         if worker is not None:
-            stop(worker)
-        stop(server)
+            stop_server(worker)  # the same: SIGTERM to its process group, SIGKILL after 30 s
+        stop_server(server)
 
 
-def test_every_prefect_yaml_deployment_names_a_flow():
+def test_start_budgets_reach_prefect():
+    """tests/conftest.py's budget is what Prefect's ephemeral server (a flow called without a server) waits."""
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+    from pipelines.serve import start_timeout
+
+    assert PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value() == START_BUDGET_S == start_timeout() >= 180
+
+
+def test_specs_cover_every_component_sweep_and_dataset(params):
     from pipelines.flows import FLOWS
 
-    names = {function.fn.__name__ for function in FLOWS.values()}
-    for deployment in deployments_from_prefect_yaml():
-        path, function = deployment["entrypoint"].split(":")
-        assert path == "pipelines/flows.py" and function in names
-        assert deployment["enforce_parameter_schema"] is True
+    specs = deployment_specs(params)
+    names = [spec.full_name for spec in specs]
+    assert len(names) == len(set(names))
+    assert all(spec.flow in FLOWS and FLOWS[spec.flow].name == spec.flow for spec in specs)
+    by_flow = {flow: {spec.name: spec.parameters for spec in specs if spec.flow == flow} for flow in FLOWS}
+    assert by_flow["train"] == {slug: {"component": slug} for slug in params["components"]}
+    assert by_flow["sweep"] == {name: {"sweep": name} for name in params["sweeps"]}
+    assert {p["dataset"] for p in by_flow["prepare"].values()} == set(params["datasets"])
+    assert by_flow["prepare"]["digits"] == {"dataset": "images/digits"}  # the short name users type
+    assert by_flow["publish"] == {"hub": {}} and by_flow["reproduce"] == {"all": {}}
 
 
-def test_every_component_and_sweep_has_a_deployment(params):
-    deployments = deployments_from_prefect_yaml()
-    trained = {d["parameters"]["component"] for d in deployments if d["entrypoint"].endswith(":train_flow")}
-    swept = {d["parameters"]["sweep"] for d in deployments if d["entrypoint"].endswith(":sweep_flow")}
-    assert trained == set(params["components"])
-    assert swept == set(params["sweeps"])
+def test_a_new_paper_in_params_is_a_new_deployment(params):
+    params["components"].append("toy")  # deployment_specs reads params only: no prefect.yaml to edit
+    params["sweeps"]["toy_lr"] = {"component": "toy", "grid": {"lr": [0.1, 1]}}
+    params["datasets"]["series/digits"] = {"source": "two-sine"}  # shares a short name with images/digits
+    names = {spec.full_name: spec.parameters for spec in deployment_specs(params)}
+    assert names["train/toy"] == {"component": "toy"} and names["sweep/toy_lr"] == {"sweep": "toy_lr"}
+    assert names["prepare/images-digits"] == {"dataset": "images/digits"}
+    assert names["prepare/series-digits"] == {"dataset": "series/digits"}
+
+
+def test_serve_and_deploy_use_the_same_deployments(params):
+    specs = deployment_specs(params)
+    served = served_deployments(specs)  # what `paperzoo serve` hands to prefect.serve
+    assert [f"{d.flow_name}/{d.name}" for d in served] == [spec.full_name for spec in specs]
+    assert all(d.enforce_parameter_schema and d.entrypoint.endswith("_flow") for d in served)
+    assert [d.parameters for d in served] == [spec.parameters for spec in specs]
+
+
+def test_paperzoo_deploy_registers_every_deployment(prefect_env, params):
+    flows = {f["id"]: f["name"] for f in api(prefect_env, "flows/filter", {})}
+    registered = {f"{flows[d['flow_id']]}/{d['name']}": d for d in api(prefect_env, "deployments/filter", {})}
+    assert set(registered) == {spec.full_name for spec in deployment_specs(params)}
+    uba = registered["train/uba"]
+    assert uba["work_pool_name"] == "paperzoo" and uba["enforce_parameter_schema"] is True
+    assert uba["entrypoint"] == "pipelines/flows.py:train_flow" and uba["parameters"] == {"component": "uba"}
+    assert uba["pull_steps"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
+    ]  # the worker runs flows in the project folder
+    redeployed = subprocess.run(  # idempotent: a second deploy updates, the pool already exists
+        [sys.executable, "-m", "pipelines.cli", "deploy"],
+        cwd=ROOT,
+        env=prefect_env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+    assert redeployed.returncode == 0, redeployed.stdout + redeployed.stderr
+    assert "created" not in redeployed.stdout.split(";")[0]
+    assert len(api(prefect_env, "deployments/filter", {})) == len(registered)
 
 
 def test_deployment_run_trains_uba(prefect_env, data_root, tmp_path):
@@ -124,7 +199,7 @@ def test_malformed_parameter_is_rejected_with_its_name(prefect_env, tmp_path):
         "--param",
         f"run_root={tmp_path}",
         env=prefect_env,
-        timeout=120,
+        timeout=START_BUDGET_S,
     )
     assert done.returncode != 0
     assert "seed" in done.stdout + done.stderr
