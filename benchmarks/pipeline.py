@@ -26,7 +26,7 @@ import sys, torch, yaml
 from pathlib import Path
 from components.core.config import resolve_config
 from components.core.contract import RunContext
-from components.core.registry import get_component
+from components.registry import get_component
 from components.core.strategy import plain_strategy
 torch.set_num_threads(1); torch.manual_seed(0)
 component = get_component("uba")

@@ -21,7 +21,7 @@ from cluster.profiles import Profile
 from cluster.runner import RunRequest, RunResult, Sink, execute
 from components.core.config import validate
 from components.core.errors import PaperzooError
-from components.core.registry import get_component
+from components.registry import get_component
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """The explicit table of components: slug -> "module:attribute", imported only when asked for (timm style).
 
-No registration by import side effects: adding a paper means adding one line here, a folder under
-components/, a section in params.yaml and tests/components/test_<slug>.py (a test checks all four agree).
+No registration by import side effects. Adding a paper (docs/adding-a-paper.md) means one line here, a
+folder under components/, an entry and a section in params.yaml and tests/components/test_<slug>.py; a
+test checks all four agree. The table lives outside core/ on purpose: a train stage depends on the core
+modules its component imports, and a new line here must not re-train every other paper.
 """
 
 from __future__ import annotations

@@ -108,10 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--preset", help="test, smoke or paper (default: params.yaml's preset)")
 
     report = verbs.add_parser(
-        "report", parents=after_verb, help="write reports/index.html from the latest runs and sweeps"
+        "report", parents=after_verb, help="reports/index.html: the pipeline's runs, the sweeps, the one-off runs"
     )
-    report.add_argument("--out", type=Path, default=Path("reports"))
-    report.add_argument("--dvc-only", action="store_true", help="read only DVC's stage outputs (the report stage)")
+    report.add_argument("--out", type=Path, default=Path("reports"), help="where index.html/.md go (reports/)")
 
     from pipelines import publish
 
@@ -125,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path.home() / ".paperzoo" / "prefect",
         help="Prefect's home: its SQLite database and logs",
     )
+    deploy = verbs.add_parser(
+        "deploy",
+        parents=after_verb,
+        help="register the deployments on the Prefect server at PREFECT_API_URL (shared use)",
+        description="Register one deployment per dataset, component and sweep of params.yaml (and publish/hub, "
+        "reproduce/all) on the server at PREFECT_API_URL for a process work pool (created if missing); then "
+        "`prefect worker start --pool POOL` runs them in this folder. Run again after editing params.yaml.",
+    )
+    deploy.add_argument("--pool", default="paperzoo", help="the process work pool (default: paperzoo)")
+
+    lineage = verbs.add_parser(
+        "lineage", parents=after_verb, help="what each train stage reads (DVC's lineage stage): runs/lineage/"
+    )
+    lineage.add_argument("--out", type=Path, default=Path("runs/lineage"))
 
     verbs.add_parser("list", parents=after_verb, help="components, presets, sweeps and datasets")
     config = verbs.add_parser("config", parents=after_verb, help="print a component's resolved config")
@@ -196,7 +209,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from pipelines.operations import write_report
 
-    path = write_report(params_file=args.params, run_root=args.run_root, out_dir=args.out, dvc_only=args.dvc_only)
+    path = write_report(params_file=args.params, run_root=args.run_root, out_dir=args.out)
     print(f"report: {path}")
 
 
@@ -209,11 +222,33 @@ def cmd_publish(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from pipelines.serve import serve
 
-    serve(args.home, args.port)
+    serve(args.home, args.port, args.params)
+
+
+def cmd_deploy(args: argparse.Namespace) -> None:
+    from pipelines.deployments import deployment_specs, register
+    from pipelines.params import load_params
+
+    specs = deployment_specs(load_params(args.params))
+    created = register(specs, pool=args.pool)
+    print(f"{'created work pool' if created else 'work pool'} {args.pool} (process); {len(specs)} deployments:")
+    print("  " + ", ".join(spec.full_name for spec in specs))
+    print(f"start a worker (it runs the flows in this folder): prefect worker start --pool {args.pool}")
+    print("then: prefect deployment run 'train/uba' --param preset=smoke --watch")
+
+
+def cmd_lineage(args: argparse.Namespace) -> None:
+    from pipelines.lineage import write_lineage
+    from pipelines.params import load_params
+
+    changes = write_lineage(load_params(args.params), args.data_dir, args.out)
+    for slug, parts in changes.items():
+        print(f"{slug}: inputs changed: {'; '.join(parts)}")
+    print(f"lineage -> {args.out} ({len(changes)} component(s) with changed inputs)")
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from components.core.registry import REGISTRY, get_component
+    from components.registry import REGISTRY, get_component
     from pipelines.params import load_params
 
     params = load_params(args.params) if args.params.is_file() else {}
@@ -234,7 +269,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 def cmd_config(args: argparse.Namespace) -> None:
     from components.core.config import config_to_yaml, resolve_config
-    from components.core.registry import get_component
+    from components.registry import get_component
     from pipelines.params import load_params
 
     params = load_params(args.params)
@@ -251,6 +286,8 @@ COMMANDS = {
     "report": cmd_report,
     "publish": cmd_publish,
     "serve": cmd_serve,
+    "deploy": cmd_deploy,
+    "lineage": cmd_lineage,
     "list": cmd_list,
     "config": cmd_config,
 }

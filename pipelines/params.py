@@ -1,4 +1,4 @@
-"""params.yaml: the one file of experiment choices (DESIGN.md, "Configuration"), checked on load."""
+"""params.yaml: the one file of experiment choices (docs/architecture.md, "Configuration"), checked on load."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from components.core.config import load_yaml
 from components.core.contract import PRESETS
 from components.core.errors import ConfigError, did_you_mean
-from components.core.registry import REGISTRY
+from components.registry import REGISTRY
 
 SETTINGS = ("preset", "components", "datasets", "sweeps")
 SWEEP_KEYS = ("component", "grid", "seeds", "metric", "mode")

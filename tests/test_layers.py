@@ -1,4 +1,4 @@
-"""DESIGN.md's layers: components/ never imports the orchestration stack; deepspeed lives in one core module."""
+"""The layers of docs/architecture.md: components/ never imports the orchestration stack; deepspeed lives in one core module."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The registry, params.yaml and components/ agree; every component is deterministic, validates every
-preset and can take a paper-scale step (DESIGN.md, "Tests")."""
+preset and can take a paper-scale step (docs/architecture.md, "Tests")."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 from cluster.runner import execute, plan_run
 from components.core.config import resolve_config
 from components.core.contract import PRESETS
-from components.core.registry import REGISTRY, get_component
+from components.registry import REGISTRY, get_component
 
 ROOT = Path(__file__).resolve().parent.parent
 SLUGS = sorted(REGISTRY)

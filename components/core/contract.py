@@ -1,4 +1,4 @@
-"""The component contract (DESIGN.md): what every paper's package exposes, and what a launcher hands it.
+"""The component contract (docs/architecture.md): what every paper's package exposes, and what a launcher hands it.
 
 A component is a function of (config, data, seed). It never reads the environment, starts a process
 group or knows which backend runs it: the launcher translates all of that into a `RunContext`.

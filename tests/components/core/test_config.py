@@ -6,7 +6,7 @@ import pytest
 
 from components.core.config import config_hash, parse_override, resolve_config
 from components.core.errors import ConfigError
-from components.core.registry import get_component
+from components.registry import get_component
 
 UBA = get_component("uba")
 
