@@ -60,6 +60,18 @@ def test_a_parameter_re_runs_only_its_component(repo):
     assert yaml.safe_load((repo / "runs/dvc/uba/config.yaml").read_text())["schedule"]["phi"] == 0.7
 
 
+def test_a_failing_stage_keeps_the_previous_result(repo):
+    """DVC deletes a stage's outputs before running it; runs/dvc/<slug> is persisted and replaced by paperzoo only
+    when the new run succeeds, so a failing repro (here a run that diverges) loses nothing."""
+    before = (repo / "runs/dvc/uba/metrics.json").read_bytes()
+    edit_params(repo, lambda params: params["uba"].update(lr=1.0e6))
+    failed = sh("dvc", "repro", cwd=repo, check=False)
+    assert "Running stage 'train@uba'" in failed and "loss diverged at step" in failed
+    assert (repo / "runs/dvc/uba/metrics.json").read_bytes() == before
+    edit_params(repo, lambda params: params["uba"].pop("lr"))
+    assert "train@uba" not in ran_stages(sh("dvc", "repro", cwd=repo))  # the kept result is the current one
+
+
 def test_re_preparing_a_dataset_re_trains_only_what_reads_it(repo):
     readers = {
         slug
