@@ -1,10 +1,16 @@
-"""Shard reader throughput against one-.npy-file-per-sample loading, measured in the same run.
+"""Shard reader throughput against one-.npy-file-per-sample loading, and the cost of verifying shards.
 
     python benchmarks/data.py [--data-root DIR] [--repeat 40] [--batch-size 256] [--workers 1 2]
 
 Prepares the digits with `repeat` augmented copies of train (repeat=40: ~50k samples), writes the
 same train samples as loose .npy files, then times one full epoch of each through a DataLoader with
 the same batch size, and prints samples/s and the ratio shard/loose per worker count.
+
+A second table measures what the reader's sha256 check of each shard costs (ImageShards(verify=True),
+the default: every shard hashed against its manifest the first time a process opens that file version).
+Per worker count, in the same process: opening the split (index build, plus the hash when on) and one
+epoch, with verification off and on (the record of verified files forgotten first, so every shard is
+hashed again), as samples/s over open + epoch, and the ratio on/off.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from rich.table import Table
 # run as a script from a checkout: make the repository's packages importable without installing them
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from components.core.shards import ImageShards  # noqa: E402
+from components.core.shards import ImageShards, forget_verified  # noqa: E402
 from pipelines.datasets import prepare  # noqa: E402
 
 NAME = "images/digits_bench"
@@ -112,7 +118,41 @@ def main() -> int:
             )
         console.print(table)
         console.print(f"prepare (shards + manifest): {prepare_seconds:.1f} s; shard index build: {index_seconds:.2f} s")
+        console.print(verification_table(data_root, args, num_batches))
     return 0
+
+
+def open_and_epoch(data_root: Path, verify: bool, args: argparse.Namespace, num_batches: int, workers: int):
+    """(seconds to open the split, samples/s over open + one epoch) with verification on or off."""
+    forget_verified()  # every shard hashed again when on: the cost a fresh process pays
+    start = time.perf_counter()
+    shards = ImageShards(data_root, NAME, "train", verify=verify)
+    opened = time.perf_counter() - start
+    loader = shards.loader(args.batch_size, seed=args.seed, num_workers=workers)
+    seen = sum(len(labels) for _images, labels in itertools.islice(iter(loader), num_batches))
+    return opened, seen / (time.perf_counter() - start)
+
+
+def verification_table(data_root: Path, args: argparse.Namespace, num_batches: int) -> Table:
+    shard_bytes = sum(path.stat().st_size for path in (data_root / NAME).glob("train-*.tar"))
+    table = Table(
+        title=f"shard verification (sha256 of {shard_bytes / 2**20:.0f} MiB of train shards): open + one epoch"
+    )
+    for column in ("workers", "open off s", "open on s", "off samples/s", "on samples/s", "ratio on/off"):
+        table.add_column(column, justify="right")
+    for num_workers in args.workers:
+        open_and_epoch(data_root, False, args, num_batches, num_workers)  # warm the page cache and the loader
+        open_off, rate_off = open_and_epoch(data_root, False, args, num_batches, num_workers)
+        open_on, rate_on = open_and_epoch(data_root, True, args, num_batches, num_workers)
+        table.add_row(
+            str(num_workers),
+            f"{open_off:.2f}",
+            f"{open_on:.2f}",
+            f"{rate_off:,.0f}",
+            f"{rate_on:,.0f}",
+            f"{rate_on / rate_off:.2f}x",
+        )
+    return table
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import Any
 from cluster.distributed import DistEnv, from_environment
 from cluster.profiles import Profile
 from cluster.runner import RunRequest, RunResult, Sink, execute
+from cluster.states import RUNNING, State, interruption_note, run_state
 from components.core.config import validate
 from components.core.errors import PaperzooError
+from components.core.files import atomic_write_json
 from components.registry import get_component
 
 
@@ -109,23 +112,54 @@ def run_spec(spec: LaunchSpec, sinks: Sequence[Sink] = (), dist: DistEnv | None 
 @dataclass
 class TrialOutcome:
     spec: LaunchSpec
-    status: str  # completed, failed, preempted, stopped, running (never started or killed), missing
+    status: str  # a cluster.states.State: completed, failed, preempted, cancelled, interrupted, stopped (ASHA)
     metrics: dict[str, float]
     error: str = ""
+    recorded: bool = True  # False: the run directory holds no outcome of its own (no run.json, or "running")
+
+
+def run_info_path(spec: LaunchSpec) -> Path | None:
+    """The trial's run.json (in its staging folder while a replacing run is unfinished), None if never started."""
+    run_dir = Path(spec.run_dir)
+    for folder in (run_dir, run_dir.with_name(f".{run_dir.name}.partial")):
+        if (folder / "run.json").is_file():
+            return folder / "run.json"
+    return None
 
 
 def outcome_from_run_dir(spec: LaunchSpec) -> TrialOutcome:
+    """What a finished trial's run directory says. A backend calls this once it is done with the trial, so a
+    run.json still "running" is a run whose process ended without recording an outcome: interrupted."""
     run_dir = Path(spec.run_dir)
-    info_path = run_dir / "run.json"
-    if not info_path.is_file():
-        staging = run_dir.with_name(f".{run_dir.name}.partial")
-        info_path = staging / "run.json"
-    if not info_path.is_file():
-        return TrialOutcome(spec, "missing", {}, f"no run.json in {run_dir}: the trial never started")
+    info_path = run_info_path(spec)
+    if info_path is None:
+        return TrialOutcome(spec, State.FAILED, {}, f"no run.json in {run_dir}: the trial never started", False)
+    try:
+        info = json.loads(info_path.read_text())
+        metrics_path = info_path.parent / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    except (OSError, ValueError) as err:
+        return TrialOutcome(spec, State.FAILED, {}, f"{info_path.parent} is unreadable: {err}", False)
+    status = info.get("status", RUNNING)
+    if status == RUNNING:
+        state = run_state(info, info_path.parent)
+        note = interruption_note(info) if state == State.INTERRUPTED else "its run.json still says running"
+        return TrialOutcome(spec, State.INTERRUPTED, metrics, note, False)
+    return TrialOutcome(spec, status, metrics, info.get("error", ""))
+
+
+def record_outcome(spec: LaunchSpec, status: str, error: str, metrics: dict[str, float] | None = None) -> TrialOutcome:
+    """Record in the run directory what the backend knows and the run could not write itself (a worker or
+    job that died, a scheduler's stop), so run.json and the sweep's records agree."""
+    info_path = run_info_path(spec)
+    if info_path is None:  # the trial died before its run started: nothing to amend
+        return TrialOutcome(spec, status, metrics or {}, error, False)
     info = json.loads(info_path.read_text())
-    metrics_path = info_path.parent / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    return TrialOutcome(spec, info.get("status", "running"), metrics, info.get("error", ""))
+    info.update(status=status, error=error, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    if metrics is not None:
+        atomic_write_json(info_path.parent / "metrics.json", metrics)
+    atomic_write_json(info_path, info)
+    return outcome_from_run_dir(spec)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,10 @@ code and package versions beside the config, so a run directory is self-describi
 run.json, schema 2 (written at the start, rewritten at the end of every attempt):
   schema        2 (run.json before it had no "schema" key, no "datasets", and a raw sys.argv as "command")
   component, preset, seed, config_hash, overrides   what was run (config.yaml beside it holds the resolved config)
-  status        running | completed | failed | preempted (with "error" when not completed)
+  status        running while the process lives, then one of cluster.states.State: completed | failed |
+                preempted | interrupted (Ctrl-C), with "error" when not completed; a reader takes a "running"
+                run whose process is gone as interrupted (cluster.states.run_state)
+  pid, host, pid_started   the process writing the run (pid_started: its start time, against a recycled pid)
   started, finished, wall_seconds, resumed (attempts after the first)
   code          {"git_sha", "dirty", "diff_sha256" when dirty}: cluster.provenance.code_version; dirty counts
                 tracked source files only (components/, cluster/, pipelines/, pyproject.toml, requirements.lock)
@@ -19,6 +22,7 @@ run.json, schema 2 (written at the start, rewritten at the end of every attempt)
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -27,6 +31,7 @@ import shutil
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -39,17 +44,21 @@ from pydantic import BaseModel
 
 from cluster.distributed import DistEnv, barrier, device_for, init_process_group, rendezvous_environment
 from cluster.provenance import code_version, dataset_digests, portable_command
+from cluster.states import ACTIVE_RUNS, RUNNING, State, process_identity, run_state, running_here
 from components.core.checkpoint import Checkpointer
 from components.core.config import config_hash, config_to_yaml, load_yaml, overrides_to_tree, resolve_config, validate
 from components.core.contract import RunContext
-from components.core.errors import PaperzooError, Preempted, RunError
+from components.core.errors import ConfigError, PaperzooError, Preempted, RunError, is_retryable
 from components.core.files import atomic_write_json, atomic_write_text
-from components.core.shards import check_dataset
+from components.core.shards import check_dataset, dataset_files
 from components.core.strategy import make_strategy
 from components.registry import get_component
 
 Sink = Callable[[Mapping[str, float], int | None], None]
 RUN_SCHEMA = 2
+# Datasets up to this size are hashed before the run starts (a changed byte is exit 2, no run directory); larger
+# ones (ImageNet shards) are hashed by the readers as each file is first opened, spread over the first epoch.
+START_CHECK_HASH_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,109 @@ class RunResult:
     status: str
 
 
+class RunFailed(RunError):
+    """A run that started (its run.json exists) and failed; the message is the one line run.json records."""
+
+    def __init__(self, message: str, run_dir: Path | str, status: str = State.FAILED, retryable: bool = False):
+        super().__init__(message, retryable=retryable)
+        self.run_dir, self.status = Path(run_dir), status
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Ray and submitit pickle a job's error
+        return type(self), (str(self), str(self.run_dir), str(self.status), self.retryable)
+
+
+class RunPreempted(Preempted):
+    """A run that checkpointed and stopped on SIGTERM/SIGUSR1; `paperzoo run --resume run_dir` continues it."""
+
+    def __init__(self, message: str, run_dir: Path | str):
+        super().__init__(message)
+        self.run_dir, self.status = Path(run_dir), State.PREEMPTED
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), str(self.run_dir))
+
+
+def one_line(err: BaseException) -> str:
+    """'ExcType: message' on one line: what run.json records as the error."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}"[:1000] if text else type(err).__name__
+
+
+def user_message(err: BaseException) -> str:
+    """paperzoo's own one-line message as it is; anything else as 'ExcType: message'."""
+    return " ".join(str(err).split()) if isinstance(err, PaperzooError) else one_line(err)
+
+
+def write_error(path: Path | str, err: OSError) -> RunError:
+    """An OSError while writing results, as one line that names the file."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = "no space left on device"
+    else:
+        reason = err.strerror or str(err)
+    return RunError(f"cannot write {path}: {reason}")
+
+
+def disk_full(err: BaseException) -> bool:
+    chain = [err, err.__cause__, err.__context__]
+    return any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in chain)
+
+
+def write_json(path: Path, data: Any) -> None:
+    try:
+        atomic_write_json(path, data)
+    except OSError as err:
+        raise write_error(path, err) from err
+
+
+def write_run_info(work_dir: Path, info: Mapping[str, Any]) -> None:
+    """run.json, atomically; on a full disk, where no new file fits, over the old run.json's own blocks."""
+    path = work_dir / "run.json"
+    try:
+        atomic_write_json(path, info)
+    except OSError as err:
+        if not (disk_full(err) and overwrite_in_place(path, json.dumps(info, indent=2, sort_keys=True) + "\n")):
+            raise write_error(path, err) from err
+
+
+def overwrite_in_place(path: Path, text: str) -> bool:
+    """Rewrite an existing file inside the blocks it already holds (no allocation, so it works on a full
+    disk); False, with the file as it was, when the text does not fit or the write fails."""
+    data = text.encode()
+    try:
+        old = path.read_bytes()
+        if len(data) > path.stat().st_blocks * 512:
+            return False
+        with open(path, "r+b", buffering=0) as handle:
+            try:
+                write_all(handle, data)
+                handle.truncate(len(data))
+            except OSError:
+                handle.seek(0)
+                write_all(handle, old)
+                handle.truncate(len(old))
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def write_all(handle: Any, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = handle.write(view)
+        view = view[written:]
+
+
+def remove_empty_files(directory: Path) -> None:
+    """After a full disk: files that were created but got no byte are casualties, not results."""
+    for path in Path(directory).rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and path.stat().st_size == 0:
+                path.unlink()
+        except OSError:
+            pass
+
+
 def plan_run(
     slug: str,
     params: Mapping[str, Any],
@@ -83,13 +195,19 @@ def plan_run(
     check_data: bool = True,
 ) -> RunRequest:
     """Resolve and validate everything a run needs, before anything is launched or written."""
+    from components.core.errors import ConfigError
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed {seed!r} must be an integer from 0 to 2**32 - 1 (numpy's and torch's seed range)")
     component = get_component(slug)
     preset = preset or params.get("preset", "smoke")
     overrides = dict(overrides) if isinstance(overrides, Mapping) else list(overrides)
     cfg = resolve_config(component, preset, params.get(slug), overrides)
     if check_data:
         for name in component.datasets_for(cfg):
-            check_dataset(Path(data_dir), name)
+            manifest = check_dataset(Path(data_dir), name, verify=False)
+            if sum(int(entry["bytes"]) for entry in dataset_files(manifest)) <= START_CHECK_HASH_BYTES:
+                check_dataset(Path(data_dir), name)  # hashed once here; the readers reuse the per-process result
     return RunRequest(slug, preset, cfg, seed, overrides_to_tree(overrides))
 
 
@@ -126,34 +244,75 @@ def new_run_dir(run_root: Path, request: RunRequest) -> Path:
 
 
 class JsonlSink:
+    """metrics.jsonl, one record a line, appended as logged; created at the first record. A write that fails
+    (a full disk) is cut back to the last whole record and raised as one line naming the file."""
+
     def __init__(self, path: Path):
-        self.handle = open(path, "a")
+        self.path = Path(path)
+        self.handle: Any = None
 
     def __call__(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         record = {"step": step, **{key: float(value) for key, value in metrics.items()}}
-        self.handle.write(json.dumps(record) + "\n")
-        self.handle.flush()
+        data = (json.dumps(record) + "\n").encode()
+        size = None
+        try:
+            if self.handle is None:
+                self.handle = open(self.path, "ab", buffering=0)
+            size = self.handle.seek(0, os.SEEK_END)
+            write_all(self.handle, data)
+        except OSError as err:
+            if size:
+                os.truncate(self.path, size)  # no half record
+            elif size == 0:  # its first record: no file rather than an empty one
+                self.close()
+                self.path.unlink(missing_ok=True)
+            raise write_error(self.path, err) from err
 
     def close(self) -> None:
-        self.handle.close()
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
 
 
 class DvcLiveSink:
-    """DVCLive's files (metrics, plots) under run_dir/dvclive, so `dvc plots` and VS Code can show them."""
+    """DVCLive's files (metrics, plots) under run_dir/dvclive, so `dvc plots` and VS Code can show them.
+
+    They are derived from metrics.jsonl (a resumed run rebuilds them from it), so a write that fails (a full
+    disk) removes the folder rather than leave a half-written or empty file, and is raised as one line."""
 
     def __init__(self, directory: Path):
         from dvclive import Live
 
-        self.live = Live(dir=str(directory), save_dvc_exp=False, dvcyaml=False, report=None)
+        self.directory = Path(directory)
+        try:
+            self.live: Any = Live(dir=str(directory), save_dvc_exp=False, dvcyaml=False, report=None)
+        except OSError as err:
+            self._fail(err)
 
     def __call__(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        if step is not None:
-            self.live.step = step
-        for key, value in metrics.items():
-            self.live.log_metric(key, float(value))  # appends to the plot files; the summary is written at close
+        if self.live is None:
+            return
+        try:
+            if step is not None:
+                self.live.step = step
+            for key, value in metrics.items():
+                self.live.log_metric(key, float(value))  # appends to the plot files; the summary is written at close
+        except OSError as err:
+            self._fail(err)
 
     def close(self) -> None:
-        self.live.end()  # writes metrics.json (the summary) once, not at every step
+        live, self.live = self.live, None
+        if live is None:
+            return
+        try:
+            live.end()  # writes metrics.json (the summary) once, not at every step
+        except OSError as err:
+            self._fail(err, getattr(live, "metrics_file", None))
+
+    def _fail(self, err: OSError, path: str | None = None) -> None:
+        self.live = None
+        shutil.rmtree(self.directory, ignore_errors=True)
+        raise write_error(err.filename or path or self.directory, err) from err
 
 
 def progress_bar(enabled: bool) -> Callable[..., Iterable]:
@@ -225,17 +384,26 @@ def truncate_jsonl(path: Path, before_step: int) -> None:
     """On resume, drop records the resumed run will log again (steps at or after its checkpoint)."""
     if not path.exists():
         return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line and (json.loads(line).get("step") is None or json.loads(line)["step"] < before_step)
-    ]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a record cut short by a kill
+        if record.get("step") is None or record["step"] < before_step:
+            kept.append(line)
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / "run.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise RunError(f"{path} is not readable JSON ({one_line(err)})") from err
+    return info if isinstance(info, dict) else None
 
 
 def is_unfinished_run_of(info: dict[str, Any] | None, request: RunRequest) -> bool:
@@ -253,6 +421,11 @@ def prepare_work_dir(request: RunRequest, run_dir: Path, replace: bool) -> tuple
     """The folder the run writes (a staging sibling when `replace`), and whether it resumes an earlier attempt."""
     work_dir = run_dir.with_name(f".{run_dir.name}.partial") if replace else run_dir
     info = read_run_info(work_dir)
+    if running_here(info, work_dir):
+        raise RunError(
+            f"{run_dir} is being run by process {info['pid']} on this host; wait for it or stop it (kill -TERM "
+            f"{info['pid']} checkpoints it)"
+        )
     if is_unfinished_run_of(info, request):
         return work_dir, True
     if replace:
@@ -291,6 +464,11 @@ def execute(
     A run_dir (or staging folder) that holds an unfinished run of the same config and seed is resumed
     from its last checkpoint: that is how `--resume`, a SLURM requeue and a retried trial continue.
     """
+    if checkpoint_every < 0:
+        raise ConfigError(
+            f"checkpoint_every = {checkpoint_every}: give 0 (checkpoint only when preempted) or a positive number "
+            "of optimizer steps"
+        )
     component = get_component(request.slug)
     dist = dist or DistEnv()
     if run_dir is None:
@@ -352,7 +530,7 @@ def _execute(
         "seed": request.seed,
         "config_hash": request.config_hash,
         "overrides": dict(request.overrides),
-        "status": "running",
+        "status": RUNNING,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "code": code_version() if is_main else {},
         "datasets": dataset_digests(Path(data_dir), component.datasets_for(request.config)) if is_main else {},
@@ -362,83 +540,179 @@ def _execute(
         "threads": threads,
         "device": device,
         "command": portable_command(sys.argv),
+        **process_identity(),
     }
-    if is_main:
-        work_dir.mkdir(parents=True, exist_ok=True)
+    active = str(work_dir.absolute())
+    ACTIVE_RUNS.add(active)
+    try:
+        if is_main:
+            start_run_dir(request, work_dir, resuming, info)
+        barrier()
+        metrics = _attempt(
+            component,
+            request,
+            run_dir,
+            work_dir,
+            resuming,
+            info,
+            dist,
+            device,
+            data_dir=data_dir,
+            threads=threads,
+            sinks=sinks,
+            checkpoint_every=checkpoint_every,
+            show_progress=show_progress,
+            strategy=strategy,
+            strategy_options=strategy_options,
+        )
+    finally:
+        ACTIVE_RUNS.discard(active)
+
+    if is_main and work_dir != run_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        work_dir.rename(run_dir)
+    barrier()
+    return RunResult(run_dir, metrics, State.COMPLETED)
+
+
+def start_run_dir(request: RunRequest, work_dir: Path, resuming: bool, info: dict[str, Any]) -> None:
+    """config.yaml, environment.json and run.json ("running", with this process's pid and host). A write
+    that fails leaves what was there before: a new run's folder is removed, a resumed run's files stay."""
+    try:
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise write_error(work_dir, err) from err
         if resuming:
             info["resumed"] = (read_run_info(work_dir) or {}).get("resumed", 0) + 1
         else:
-            atomic_write_text(work_dir / "config.yaml", config_to_yaml(request.config))
-            atomic_write_json(work_dir / "environment.json", environment())
-        atomic_write_json(work_dir / "run.json", info)
-    barrier()
+            try:
+                atomic_write_text(work_dir / "config.yaml", config_to_yaml(request.config))
+            except OSError as err:
+                raise write_error(work_dir / "config.yaml", err) from err
+            write_json(work_dir / "environment.json", environment())
+        write_json(work_dir / "run.json", info)
+    except BaseException:
+        if not resuming:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        raise
 
-    chosen = make_strategy(strategy, device, dict(strategy_options or {}))
-    checkpointer = Checkpointer(
-        work_dir / "checkpoints", chosen, every=checkpoint_every, rank=dist.rank, barrier=barrier
-    )
-    all_sinks: list[Sink] = []
+
+def _attempt(
+    component,
+    request: RunRequest,
+    run_dir: Path,
+    work_dir: Path,
+    resuming: bool,
+    info: dict[str, Any],
+    dist: DistEnv,
+    device: str,
+    *,
+    data_dir: Path,
+    threads: int,
+    sinks: Sequence[Sink],
+    checkpoint_every: int,
+    show_progress: bool | None,
+    strategy: str,
+    strategy_options: Mapping[str, Any] | None,
+) -> dict[str, float]:
+    """Everything after run.json says "running", in one try: whatever happens, run.json ends completed,
+    failed, preempted or interrupted (Ctrl-C), and the error is one line."""
+    is_main = dist.rank == 0
     closers: list[Callable[[], None]] = []
-    if is_main:
-        if resuming:  # drop what the resumed run logs again, and rebuild DVCLive's files from the rest
-            truncate_jsonl(work_dir / "metrics.jsonl", checkpointer.latest_step())
-            shutil.rmtree(work_dir / "dvclive", ignore_errors=True)
-        jsonl = JsonlSink(work_dir / "metrics.jsonl")
-        dvclive = DvcLiveSink(work_dir / "dvclive")
-        if resuming and (work_dir / "metrics.jsonl").is_file():
-            for line in (work_dir / "metrics.jsonl").read_text().splitlines():
-                record = json.loads(line)
-                step = record.pop("step")
-                dvclive(record, step)
-        all_sinks = [jsonl, dvclive, *sinks]
-        closers = [jsonl.close, dvclive.close]
-
-    def log(metrics: Mapping[str, float], step: int | None = None) -> None:
-        for sink in all_sinks:
-            sink(metrics, step)
-
-    pin_determinism(request.seed, threads)
     started = time.perf_counter()
-    with StopFlag(synchronised=dist.distributed, device=device) as stop:
-        ctx = RunContext(
-            run_dir=work_dir,
-            data_dir=Path(data_dir),
-            seed=request.seed,
-            device=device,
-            rank=dist.rank,
-            world_size=dist.world_size,
-            strategy=chosen,
-            checkpoint=checkpointer,
-            log=log,
-            should_stop=stop,
-            progress=progress_bar(is_main and (interactive() if show_progress is None else show_progress)),
+    try:
+        chosen = make_strategy(strategy, device, dict(strategy_options or {}))
+        checkpointer = Checkpointer(
+            work_dir / "checkpoints", chosen, every=checkpoint_every, rank=dist.rank, barrier=barrier
         )
-        try:
-            metrics = {key: float(value) for key, value in component.run(request.config, ctx).items()}
-        except Preempted as err:
-            info.update(status="preempted", error=str(err))
-            raise
-        except BaseException as err:
-            info.update(status="failed", error=f"{type(err).__name__}: {err}")
-            raise
-        else:
-            info.update(status="completed")
-        finally:
-            info.update(
-                finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_seconds=round(time.perf_counter() - started, 3)
-            )
-            for close in closers:
-                close()
-            if is_main:
-                atomic_write_json(work_dir / "run.json", info)
+        all_sinks: list[Sink] = []
+        if is_main:
+            if resuming:  # drop what the resumed run logs again, and rebuild DVCLive's files from the rest
+                truncate_jsonl(work_dir / "metrics.jsonl", checkpointer.latest_step())
+                shutil.rmtree(work_dir / "dvclive", ignore_errors=True)
+            jsonl = JsonlSink(work_dir / "metrics.jsonl")
+            closers.append(jsonl.close)
+            dvclive = DvcLiveSink(work_dir / "dvclive")
+            closers.append(dvclive.close)
+            if resuming and (work_dir / "metrics.jsonl").is_file():
+                for line in (work_dir / "metrics.jsonl").read_text().splitlines():
+                    record = json.loads(line)
+                    step = record.pop("step")
+                    dvclive(record, step)
+            all_sinks = [jsonl, dvclive, *sinks]
 
-    if is_main:
-        atomic_write_json(work_dir / "metrics.json", metrics)
-        if work_dir != run_dir:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            work_dir.rename(run_dir)
-    barrier()
-    return RunResult(run_dir, metrics, "completed")
+        def log(metrics: Mapping[str, float], step: int | None = None) -> None:
+            for sink in all_sinks:
+                sink(metrics, step)
+
+        pin_determinism(request.seed, threads)
+        with StopFlag(synchronised=dist.distributed, device=device) as stop:
+            ctx = RunContext(
+                run_dir=work_dir,
+                data_dir=Path(data_dir),
+                seed=request.seed,
+                device=device,
+                rank=dist.rank,
+                world_size=dist.world_size,
+                strategy=chosen,
+                checkpoint=checkpointer,
+                log=log,
+                should_stop=stop,
+                progress=progress_bar(is_main and (interactive() if show_progress is None else show_progress)),
+            )
+            metrics = {key: float(value) for key, value in component.run(request.config, ctx).items()}
+        while closers:  # the sinks' last writes are results too: a failure here fails the run
+            closers.pop(0)()
+        if is_main:
+            write_json(work_dir / "metrics.json", metrics)
+        info.update(status=State.COMPLETED)
+        info.pop("error", None)
+        return metrics
+    except Preempted as err:
+        info.update(status=State.PREEMPTED, error=str(err))
+        raise RunPreempted(str(err), run_dir) from err
+    except KeyboardInterrupt:
+        info.update(status=State.INTERRUPTED, error="KeyboardInterrupt: stopped by the user (Ctrl-C)")
+        raise
+    except BaseException as err:
+        full = disk_full(err)
+        if isinstance(err, OSError) and full:
+            err = write_error(err.filename or work_dir, err)
+        info.update(status=State.FAILED, error=one_line(err))
+        if is_main and full:
+            remove_empty_files(work_dir)
+        elif is_main and not isinstance(err, PaperzooError | SystemExit):
+            save_traceback(work_dir, sys.exc_info())
+        if isinstance(err, Exception):
+            raise RunFailed(user_message(err), run_dir, retryable=is_retryable(err)) from err
+        raise
+    finally:
+        info.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wall_seconds=round(time.perf_counter() - started, 3))
+        for close in closers:  # left only after a failure, whose own error is the one to report
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - the run already failed
+                pass
+        if is_main:
+            finish_run_info(work_dir, run_dir, info)
+
+
+def finish_run_info(work_dir: Path, run_dir: Path, info: Mapping[str, Any]) -> None:
+    """The final run.json; when even that cannot be written, the run fails naming it (and a reader takes
+    the "running" left behind as interrupted once this process is gone)."""
+    try:
+        write_run_info(work_dir, info)
+    except RunError as err:
+        raise RunFailed(str(err), run_dir) from err
+
+
+def save_traceback(work_dir: Path, exc_info: Any) -> None:
+    """traceback.txt beside run.json for an error that is not paperzoo's own (a bug to find); best effort."""
+    try:
+        atomic_write_text(work_dir / "traceback.txt", "".join(traceback.format_exception(*exc_info)))
+    except OSError:
+        pass
 
 
 def load_request(run_dir: Path) -> RunRequest:
@@ -447,9 +721,17 @@ def load_request(run_dir: Path) -> RunRequest:
     info_path = run_dir / "run.json"
     if not info_path.is_file() or not (run_dir / "config.yaml").is_file():
         raise RunError(f"{run_dir} is not a run directory (no run.json/config.yaml)")
-    info = json.loads(info_path.read_text())
-    if info.get("status") == "completed":
+    info = read_run_info(run_dir) or {}
+    if run_state(info, run_dir) == State.COMPLETED:
         raise RunError(f"{run_dir} already completed; start a new run instead of --resume")
+    if running_here(info, run_dir):
+        raise RunError(
+            f"{run_dir} is still running (process {info['pid']} on this host); wait for it, or stop it with "
+            f"kill -TERM {info['pid']} (it checkpoints) and resume then"
+        )
+    missing = [key for key in ("component", "preset", "seed") if key not in info]
+    if missing:
+        raise RunError(f"{info_path} lacks {', '.join(missing)}: not a run.json paperzoo wrote")
     component = get_component(info["component"])
     cfg = validate(component.Config, load_yaml(run_dir / "config.yaml"), scope=f"{run_dir}/config.yaml")
     return RunRequest(info["component"], info["preset"], cfg, int(info["seed"]), info.get("overrides", {}))
@@ -475,4 +757,14 @@ def run_component(
     return execute(request, **execute_options)
 
 
-__all__ = ["PaperzooError", "RunRequest", "RunResult", "execute", "load_request", "plan_run", "run_component"]
+__all__ = [
+    "PaperzooError",
+    "RunFailed",
+    "RunPreempted",
+    "RunRequest",
+    "RunResult",
+    "execute",
+    "load_request",
+    "plan_run",
+    "run_component",
+]

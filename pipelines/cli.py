@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from components.core.errors import PaperzooError
+from components.core.errors import ConfigError, PaperzooError
 
 EXAMPLES = """examples:
   paperzoo prepare images digits                       # scikit-learn's digits -> data/images/digits
@@ -161,32 +161,67 @@ def cmd_verify(args: argparse.Namespace) -> None:
     print(f"verified {len(names)} dataset(s): {', '.join(names) or 'none found'}")
 
 
-def cmd_run(args: argparse.Namespace) -> None:
+def checkpoint_steps(value: int) -> int:
+    """--checkpoint-every: 0 or a positive number of optimizer steps (checked here, so the error is one line)."""
+    if value < 0:
+        raise ConfigError(
+            f"--checkpoint-every {value}: give 0 (checkpoint only when preempted) or a positive number of steps"
+        )
+    return value
+
+
+def seed_list(text: str | None) -> list[int] | None:
+    """--seeds 0,1 -> [0, 1]; anything but comma-separated non-negative integers is one line naming it."""
+    if text is None:
+        return None
+    seeds = []
+    for part in text.split(","):
+        try:
+            seeds.append(int(part.strip()))
+        except ValueError:
+            raise ConfigError(
+                f"--seeds {text}: '{part.strip()}' is not an integer seed; "
+                "give comma-separated integers, e.g. --seeds 0,1"
+            ) from None
+        if seeds[-1] < 0:
+            raise ConfigError(f"--seeds {text}: seed {seeds[-1]} is negative; seeds are integers >= 0")
+    return seeds
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cluster.runner import RunFailed, RunPreempted
     from pipelines.operations import run_component
 
-    outcome = run_component(
-        args.slug,
-        preset=args.preset,
-        overrides=args.overrides,
-        seed=args.seed,
-        backend=args.backend,
-        profile=args.profile,
-        params_file=args.params,
-        data_dir=args.data_dir,
-        run_root=args.run_root,
-        out=args.out,
-        resume=args.resume,
-        checkpoint_every=args.checkpoint_every,
-    )
+    try:
+        outcome = run_component(
+            args.slug,
+            preset=args.preset,
+            overrides=args.overrides,
+            seed=args.seed,
+            backend=args.backend,
+            profile=args.profile,
+            params_file=args.params,
+            data_dir=args.data_dir,
+            run_root=args.run_root,
+            out=args.out,
+            resume=args.resume,
+            checkpoint_every=checkpoint_steps(args.checkpoint_every),
+        )
+    except (RunFailed, RunPreempted) as err:  # it ran, and ended failed or preempted: exit 1, its record says why
+        again = f"; continue it with `paperzoo run --resume {err.run_dir}`" if err.status == "preempted" else ""
+        print(f"paperzoo: error: run {err.status}: {err} (run directory {err.run_dir}{again})", file=sys.stderr)
+        return 1
     print(json.dumps(outcome.metrics, indent=2, sort_keys=True))
     print(f"run directory: {outcome.run_dir}")
+    return 0
 
 
-def cmd_sweep(args: argparse.Namespace) -> None:
+def cmd_sweep(args: argparse.Namespace) -> int:
     from pipelines.operations import run_named_sweep
     from pipelines.sweep import parse_grid
 
-    seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else None
+    seeds = seed_list(args.seeds)
+    checkpoint_steps(args.checkpoint_every)
     outcome = run_named_sweep(
         args.name,
         backend=args.backend,
@@ -201,9 +236,18 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     )
     print(outcome.markdown)
     print(f"sweep directory: {outcome.directory} (summary.csv, summary.md, trials.jsonl)")
-    failed = sum(r.status != "completed" for r in outcome.results)
-    if failed:
-        print(f"{failed} of {len(outcome.results)} trials failed (see trials.jsonl)", file=sys.stderr)
+    if not outcome.failed:
+        return 0
+    counts: dict[str, int] = {}
+    for result in outcome.failed:
+        counts[result.status] = counts.get(result.status, 0) + 1
+    said = ", ".join(f"{n} {status}" for status, n in counts.items())
+    print(
+        f"paperzoo: error: sweep {args.name} {outcome.status}: {len(outcome.failed)} of {len(outcome.results)} "
+        f"trials did not complete ({said}); which and why: {outcome.directory / 'summary.md'}",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -296,7 +340,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.verb](args)
+        code = COMMANDS[args.verb](args)  # cmd_run and cmd_sweep return 1 when what ran failed
     except PaperzooError as err:
         print(f"paperzoo: error: {err}", file=sys.stderr)
         return 2
@@ -306,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("paperzoo: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

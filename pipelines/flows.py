@@ -4,7 +4,9 @@ Prefect owns operations (retries, schedules, a UI, shared workers); DVC keeps li
 drives DVC through its Python API instead of re-implementing the chain. Each flow calls the same
 function as the CLI verb of the same name; the deployments follow from params.yaml (pipelines/deployments.py:
 `paperzoo serve` for one user, `paperzoo deploy` for a shared server). Tasks that touch a cluster or the
-network retry with exponential backoff.
+network retry with exponential backoff, but only where retrying can help (retry_can_help): a bad config, a
+missing dataset or a rejected Hub token fails the flow run at once, its one line in the run's state message;
+a 5xx or a timeout from the Hub and a job lost on the cluster keep their retries.
 """
 
 from __future__ import annotations
@@ -13,14 +15,47 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
 from prefect.tasks import exponential_backoff
 
+from components.core.errors import is_retryable
 from pipelines import operations
 
 Backend = Literal["local", "torchrun", "submitit", "ray"]
 Preset = Literal["test", "smoke", "paper"]
-CLUSTER_RETRIES = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_factor=10)}
-NETWORK_RETRIES = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=5)}
+
+
+def retry_can_help(task: Any, task_run: TaskRun, state: State) -> bool:
+    """Prefect's retry_condition_fn: retry a failed task only when its exception may pass (errors.is_retryable:
+    never a PaperzooError a user has to fix, such as a ConfigError or a 401 from the Hub). Prefect calls this only
+    for a plain function, so it must stay one."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    if error is None:
+        try:
+            result = state.result(raise_on_failure=False)
+        except Exception:  # a result that cannot be read: nothing to judge, so the retry policy decides
+            result = None
+        error = result if isinstance(result, BaseException) else None
+    retry = error is None or is_retryable(error)
+    if not retry:
+        try:
+            get_run_logger().info("not retrying %s: %s", type(error).__name__, error)
+        except Exception:  # no run context to log to: the decision stands
+            pass
+    return retry
+
+
+CLUSTER_RETRIES = {
+    "retries": 2,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=10),
+    "retry_condition_fn": retry_can_help,
+}
+NETWORK_RETRIES = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=5),
+    "retry_condition_fn": retry_can_help,
+}
 
 
 @task(name="prepare-dataset")

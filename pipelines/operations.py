@@ -3,14 +3,37 @@ Prefect flows all call these functions, so a run is the same run however it was 
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from components.core.config import deep_merge, overrides_to_tree
-from components.core.errors import ConfigError, RunError, did_you_mean
-from pipelines.params import load_params
+from components.core.errors import ConfigError, did_you_mean
+from pipelines.params import check_sweep_trials, load_params
+
+
+def check_writable(path: Path, option: str) -> None:
+    """That files can be created under `path` (or, while it does not exist yet, in its nearest existing parent):
+    a temporary file is created there and removed at once. A read-only or missing root is a one-line ConfigError
+    naming the path and the option that chooses it, before anything runs or is written."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {path}: {existing} is not a directory")
+    try:
+        handle, name = tempfile.mkstemp(prefix=".paperzoo-write-check-", dir=existing)
+        os.close(handle)
+        os.unlink(name)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ConfigError(
+            f"{option} {path} is not writable ({reason} in {existing}); choose a writable folder with {option}"
+        ) from None
 
 
 def prepare_dataset(
@@ -30,6 +53,7 @@ def prepare_dataset(
             f"dataset '{name}' is not in {params_file} datasets{did_you_mean(name, known)}; "
             f"add it there or pass --set source=..."
         )
+    check_writable(Path(data_dir), "--data-dir")
     return prepare(name, spec, Path(data_dir))
 
 
@@ -73,6 +97,10 @@ def run_component(
             slug, load_params(params_file), preset=preset, overrides=overrides, seed=seed, data_dir=data_dir
         )
         run_dir = Path(out) if out else new_run_dir(run_root, request)
+    if resume is not None:
+        check_writable(run_dir, "--resume")
+    else:
+        check_writable(Path(out) if out else Path(run_root), "--out" if out else "--run-root")
     replace = out is not None
     if backend == "local" and chosen.world_size == 1:  # in this process, with a progress bar on a terminal
         result = execute(
@@ -89,8 +117,10 @@ def run_component(
         return RunOutcome(result.run_dir, result.metrics)
     spec = LaunchSpec.from_request(request, run_dir, data_dir, chosen, checkpoint_every, replace, backend)
     (outcome,) = get_backend(backend)([spec], chosen, workdir=Path(spec.run_dir).parent / ".launch")
-    if outcome.status != "completed":
-        raise RunError(f"run {outcome.status}: {outcome.error or 'see ' + spec.run_dir}")
+    if outcome.status != "completed":  # the job failed on the cluster (a lost node, a killed job): worth a retry
+        from cluster.runner import RunFailed
+
+        raise RunFailed(outcome.error or f"see {spec.run_dir}", spec.run_dir, outcome.status, retryable=True)
     return RunOutcome(Path(spec.run_dir), outcome.metrics)
 
 
@@ -110,11 +140,15 @@ def run_named_sweep(
     from cluster.profiles import load_profile
     from pipelines.sweep import run_sweep
 
+    params = load_params(params_file)
+    chosen = load_profile(profile)
+    check_sweep_trials(name, params, preset=preset, grid=grid, seeds=seeds, source=str(params_file))
+    check_writable(Path(run_root), "--run-root")
     return run_sweep(
         name,
-        load_params(params_file),
+        params,
         backend=backend,
-        profile=load_profile(profile),
+        profile=chosen,
         grid=grid,
         seeds=seeds,
         preset=preset,

@@ -41,7 +41,12 @@ DATA_KINDS = {
 
 
 class PublishError(PaperzooError):
-    """A run that cannot be published, or a push that failed; names the local folder that still holds it."""
+    """A run that cannot be published, or a push that failed; names the local folder that still holds it.
+    `retryable` is True only for a Hub that answered 5xx/408/429, did not answer or ran past the deadline."""
+
+
+class DeadlineReached(Exception):
+    """Raised by the request hook once `paperzoo publish --timeout` has run out (huggingface_hub does not retry it)."""
 
 
 @dataclass(frozen=True)
@@ -350,17 +355,27 @@ def hub_endpoint() -> str:
 
 
 @contextmanager
-def request_timeout(seconds: float) -> Iterator[None]:
+def request_timeout(seconds: float, deadline: float | None = None) -> Iterator[None]:
     """huggingface_hub's shared client has no timeout (a stalled server hangs a push forever): give it one while
-    pushing, so a stall becomes a timeout that is retried, then put the previous client factory back."""
+    pushing, so a stall becomes a timeout that is retried, then put the previous client factory back. With a
+    deadline (time.monotonic()), every request's timeout is also capped by the time left, and a request that
+    would start after it raises DeadlineReached, so a hanging Hub cannot hold a push past `--timeout`."""
     import httpx2
     from huggingface_hub.utils import _http, set_client_factory
 
     previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", _http.default_client_factory)
 
+    def cap(request) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineReached(f"no time left for {request.method} {request.url.path}")
+        request.extensions["timeout"] = httpx2.Timeout(min(seconds, left)).as_dict()
+
     def factory():
         client = previous()
         client.timeout = httpx2.Timeout(seconds)
+        if deadline is not None:
+            client.event_hooks = {**client.event_hooks, "request": [*client.event_hooks["request"], cap]}
         return client
 
     set_client_factory(factory)
@@ -379,11 +394,13 @@ def causes(err: BaseException) -> Iterator[BaseException]:
 
 
 def classify(err: BaseException) -> tuple[str, str]:
-    """('auth' | 'transient' | 'fatal', a one-line description) of a failed push."""
+    """('auth' | 'transient' | 'deadline' | 'fatal', a one-line description) of a failed push."""
     import httpx2
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     for cause in causes(err):
+        if isinstance(cause, DeadlineReached):
+            return "deadline", f"--timeout reached: {cause}"
         if isinstance(cause, HfHubHTTPError) and cause.response is not None:
             response = cause.response
             try:
@@ -426,20 +443,29 @@ def publish_run(
     retries: int = 4,
     backoff_s: float = 2.0,
     timeout_s: float = 60.0,
+    deadline_s: float | None = None,
     say: Callable[[str], None] = print,
 ) -> PublishResult:
     """Build the run's Hub folder under local_root/<component>/<run>, then push it as one commit when a token is
     available (the argument, HF_TOKEN or a cached `hf auth login`).
 
     5xx, 408/429, connection errors and timeouts are retried `retries` times with exponential backoff (backoff_s,
-    2*backoff_s, ...); 401/403 fail at once. Every failure is a one-line PublishError naming the local folder,
-    which is never removed.
+    2*backoff_s, ...); 401/403 fail at once. Each request times out after timeout_s; deadline_s (`--timeout`)
+    bounds the whole push, retries and waits included. Every failure is a one-line PublishError naming the local
+    folder, which is never removed; it is `retryable` only when the Hub's fault may pass.
     """
     run_dir = Path(run_dir)
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise PublishError(f"--repo-id '{repo_id}' must be ORG/NAME (a user or organisation, then the model name)")
+    if deadline_s is not None and not (
+        isinstance(deadline_s, (int, float)) and math.isfinite(deadline_s) and deadline_s > 0
+    ):
+        raise PublishError(f"--timeout must be a positive number of seconds, got {deadline_s!r}")
     info, metrics = read_run(run_dir)
     run_id = run_id_of(run_dir, info)
+    from pipelines.operations import check_writable
+
+    check_writable(Path(local_root), "--local-root")
     local_dir = Path(local_root) / str(info["component"]) / run_dir.name
     files = build_folder(run_dir, repo_id, info, metrics, local_dir)
     say(f"wrote {local_dir} ({len(files)} files: {', '.join(files)})")
@@ -480,10 +506,11 @@ def publish_run(
     )
     endpoint = hub_endpoint()
     attempts = retries + 1
+    deadline = None if deadline_s is None else time.monotonic() + deadline_s
     for attempt in range(1, attempts + 1):
         say(f"pushing {run_id} to {endpoint}/{repo_id} (attempt {attempt} of {attempts})")
         try:
-            with request_timeout(timeout_s):
+            with request_timeout(timeout_s, deadline):
                 url, oid = push(
                     local_dir,
                     repo_id,
@@ -504,13 +531,21 @@ def publish_run(
                 raise PublishError(
                     f"push of {run_id} to {repo_id} failed ({line}); the run is kept in {local_dir}"
                 ) from err
+            wait = backoff_s * 2 ** (attempt - 1)
+            if kind == "deadline" or (deadline is not None and time.monotonic() + wait >= deadline):
+                raise PublishError(
+                    f"push of {run_id} to {repo_id} gave up at --timeout {deadline_s:g} s after {attempt} "
+                    f"attempt(s) ({line}); the run is kept in {local_dir}; retry with `paperzoo publish "
+                    f"{run_dir} --repo-id {repo_id}`",
+                    retryable=True,
+                ) from err
             if attempt == attempts:
                 raise PublishError(
                     f"push of {run_id} to {repo_id} failed after {attempts} attempts ({line}); the "
                     f"run is kept in {local_dir}; retry with `paperzoo publish {run_dir} --repo-id "
-                    f"{repo_id}`"
+                    f"{repo_id}`",
+                    retryable=True,
                 ) from err
-            wait = backoff_s * 2 ** (attempt - 1)
             say(f"push failed ({line}); retrying in {wait:g} s")
             time.sleep(wait)
         else:
@@ -528,7 +563,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--local-root", type=Path, default=Path("published"), help="where the Hub folder is written first (published/)"
     )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up pushing after SECONDS, retries included (default: no limit; each request times out after 60 s)",
+    )
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
-    publish_run(args.run_dir, args.repo_id, local_root=args.local_root, private=args.private)
+    publish_run(
+        args.run_dir,
+        args.repo_id,
+        local_root=args.local_root,
+        private=args.private,
+        deadline_s=getattr(args, "timeout", None),
+    )

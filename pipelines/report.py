@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import yaml
 
+from cluster.states import OK_STATES, State, run_state
 from components.core.errors import ConfigError, PaperzooError
 from components.core.files import atomic_directory, atomic_write_json, atomic_write_text
 from components.registry import REGISTRY
@@ -183,8 +184,8 @@ tr.best td { background: #eaf6ec; }
 .status { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
   background: #e4e7ec; color: #454d5c; white-space: nowrap; }
 .status-completed { background: #dcf2e1; color: #17692f; }
-.status-failed, .status-diverged { background: #fbe0e0; color: #9b1c1c; }
-.status-preempted, .status-running { background: #fdf1d6; color: #8a5a00; }
+.status-failed, .status-diverged, .status-interrupted { background: #fbe0e0; color: #9b1c1c; }
+.status-preempted, .status-running, .status-cancelled { background: #fdf1d6; color: #8a5a00; }
 .muted { color: #6b7485; }
 .figures { display: flex; flex-wrap: wrap; gap: 16px; margin: 8px 0 16px; }
 figure { margin: 0; background: #fff; padding: 8px; border-radius: 4px; box-shadow: 0 1px 2px rgba(0,0,0,.08);
@@ -376,7 +377,7 @@ def metric_vs_axis(
 ) -> str | None:
     """The sweep's metric against its first numeric axis (else its first axis), one line per value of the
     other axes, mean and standard deviation over seeds. Returns the x axis, or None when nothing finished."""
-    done = [t for t in trials if t.get("status") == "completed" and is_number((t.get("metrics") or {}).get(metric))]
+    done = [t for t in trials if t.get("status") == State.COMPLETED and is_number((t.get("metrics") or {}).get(metric))]
     if not done or not axes:
         return None
     x_axis = next((a for a in axes if all(is_number(t["overrides"].get(a)) for t in trials)), axes[0])
@@ -634,7 +635,7 @@ def results_table(results: Sequence[ComponentResult], out_dir: Path, section: Se
         rows.append(
             [
                 [Code(r.slug)],
-                [status_tag(str(r.info.get("status", "completed")))],
+                [status_tag(run_state(r.info, r.run) if "status" in r.info else State.COMPLETED)],
                 ours,
                 paper or [MISSING],
                 [format_duration(r.info.get("wall_seconds"))],
@@ -735,7 +736,7 @@ def sweep_section(name: str, directory: Path, out_dir: Path, plots: Path) -> lis
     stats = list(dict.fromkeys(c[: -len(" mean")] for c in header if c.endswith(" mean")))
     stats = [metric] + [s for s in stats if s != metric] if metric in stats else stats
 
-    failed = sum(1 for t in trials if t.get("status") != "completed")
+    failed = sum(1 for t in trials if t.get("status") not in OK_STATES)  # ASHA's stops are not failures
     runs = [trial_dir(directory, t) for t in trials]
     infos = [read_json(run / "run.json") for run in runs]
     walls = [i.get("wall_seconds") for i in infos]

@@ -11,6 +11,7 @@ import io
 import itertools
 import json
 import math
+import shutil
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -21,9 +22,10 @@ from typing import Any
 import yaml
 
 from cluster.backends import get_backend
-from cluster.launch import LaunchSpec
+from cluster.launch import LaunchSpec, TrialOutcome, outcome_from_run_dir, run_info_path
 from cluster.profiles import Profile
-from cluster.runner import plan_run
+from cluster.runner import one_line, plan_run
+from cluster.states import OK_STATES, RUNNING, State, process_identity, sweep_state
 from components.core.config import parse_override
 from components.core.errors import ConfigError, did_you_mean
 from components.core.files import atomic_write_json, atomic_write_text
@@ -89,8 +91,8 @@ def summarise(results: Sequence[TrialResult], metric: str, mode: str) -> list[di
         by_point.setdefault(result.trial.point, []).append(result)
     rows = []
     for point, group in by_point.items():
-        done = [r for r in group if r.status == "completed"]
-        stopped = sum(r.status == "stopped" for r in group)  # cut early by a scheduler (ASHA): not comparable
+        done = [r for r in group if r.status == State.COMPLETED]
+        stopped = sum(r.status == State.STOPPED for r in group)  # cut early by a scheduler (ASHA): not comparable
         row: dict[str, Any] = {
             "point": point,
             **group[0].trial.overrides,
@@ -143,12 +145,44 @@ def summary_columns(sweep: Mapping[str, Any], rows: Sequence[dict[str, Any]], me
     )
 
 
+def failures_markdown(results: Sequence[TrialResult]) -> str:
+    """Which trials did not complete, and why: one row each (state and the one-line error)."""
+    missed = [r for r in results if r.status not in OK_STATES]
+    if not missed:
+        return ""
+    lines = [
+        "",
+        f"{len(missed)} of {len(results)} trials did not complete:",
+        "",
+        "| trial | state | error |",
+        "|---|---|---|",
+    ]
+    for r in missed:
+        error = (r.error or "").replace("|", "\\|")
+        lines.append(f"| {Path(r.run_dir).name or r.trial.name} | {r.status} | {error} |")
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class SweepOutcome:
     directory: Path
     results: list[TrialResult]
     rows: list[dict[str, Any]]
     markdown: str
+    status: str = State.COMPLETED  # cluster.states.sweep_state of the trials' states
+
+    @property
+    def failed(self) -> list[TrialResult]:
+        """Trials that did not complete (failed, preempted, cancelled, interrupted); ASHA's stops are not."""
+        return [r for r in self.results if r.status not in OK_STATES]
+
+
+def salvage(spec: LaunchSpec, why: str) -> TrialOutcome:
+    """A trial's outcome when its backend stopped before returning: what its run directory says, and
+    cancelled for a trial that never started."""
+    if run_info_path(spec) is None:
+        return TrialOutcome(spec, State.CANCELLED, {}, f"not started: {why}", recorded=False)
+    return outcome_from_run_dir(spec)
 
 
 def run_sweep(
@@ -164,12 +198,18 @@ def run_sweep(
     data_dir: Path = Path("data"),
     checkpoint_every: int = 0,
 ) -> SweepOutcome:
-    """Expand, validate every trial, run them all on one backend, and write the summary table."""
+    """Expand, validate every trial, run them all on one backend, and write the summary table.
+
+    The summary (summary.md, summary.csv, trials.jsonl, sweep.json's status) is written however the trials
+    end, failed ones included; when the backend itself stops (Ctrl-C, a backend error) it is written from
+    the run directories before the error goes on."""
     sweeps = params.get("sweeps") or {}
     if name not in sweeps:
         raise ConfigError(
             f"unknown sweep '{name}'{did_you_mean(name, sweeps)}; params.yaml defines: {', '.join(sweeps) or 'none'}"
         )
+    if checkpoint_every < 0:
+        raise ConfigError(f"checkpoint_every = {checkpoint_every}: give 0 or a positive number of optimizer steps")
     run_trials = get_backend(backend)
     profile = profile or Profile()
     sweep = sweeps[name]
@@ -195,32 +235,53 @@ def run_sweep(
         )
         for index, (trial, request) in enumerate(zip(trials, requests))
     ]
-    atomic_write_json(
-        directory / "sweep.json",
-        {
-            "name": name,
-            "backend": backend,
-            "profile": profile.name,
-            "metric": metric,
-            "mode": mode,
-            "component": sweep["component"],
-            "trials": [{"overrides": dict(t.overrides), "seed": t.seed} for t in trials],
-        },
-    )
-    outcomes = run_trials(specs, profile, workdir=directory, metric=metric, mode=mode)
+    ledger = {
+        "name": name,
+        "backend": backend,
+        "profile": profile.name,
+        "metric": metric,
+        "mode": mode,
+        "component": sweep["component"],
+        "trials": [{"overrides": dict(t.overrides), "seed": t.seed} for t in trials],
+        "status": RUNNING,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **process_identity(),
+    }
+    atomic_write_json(directory / "sweep.json", ledger)
+    try:
+        outcomes = run_trials(specs, profile, workdir=directory, metric=metric, mode=mode)
+    except BaseException as err:
+        if not any(run_info_path(spec) for spec in specs):  # nothing ran (the backend refused the profile...)
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        why = "the sweep was interrupted (Ctrl-C)" if isinstance(err, KeyboardInterrupt) else one_line(err)
+        write_summary(directory, name, sweep, ledger, trials, [salvage(spec, why) for spec in specs], backend)
+        raise
+    return write_summary(directory, name, sweep, ledger, trials, outcomes, backend)
+
+
+def write_summary(
+    directory: Path,
+    name: str,
+    sweep: Mapping[str, Any],
+    ledger: dict[str, Any],
+    trials: Sequence[Trial],
+    outcomes: Sequence[TrialOutcome],
+    backend: str,
+) -> SweepOutcome:
+    metric, mode = ledger["metric"], ledger["mode"]
     results = [
-        TrialResult(trial, outcome.status, outcome.metrics, outcome.spec.run_dir, outcome.error)
+        TrialResult(trial, str(outcome.status), outcome.metrics, outcome.spec.run_dir, outcome.error)
         for trial, outcome in zip(trials, outcomes)
     ]
-
+    status = sweep_state([r.status for r in results])
     rows = summarise(results, metric, mode)
     columns = summary_columns(sweep, rows, metric)
     markdown = (
-        f"### Sweep `{name}` ({sweep['component']}, {len(trials)} trials on {backend}, {mode} {metric})\n\n"
+        f"### Sweep `{name}` ({sweep['component']}, {len(trials)} trials on {backend}, {mode} {metric}): {status}\n\n"
         + to_markdown(rows, columns)
+        + failures_markdown(results)
     )
-    atomic_write_text(directory / "summary.md", markdown)
-    atomic_write_text(directory / "summary.csv", to_csv(rows, columns))
     atomic_write_text(
         directory / "trials.jsonl",
         "".join(
@@ -238,4 +299,9 @@ def run_sweep(
             for r in results
         ),
     )
-    return SweepOutcome(directory, results, rows, markdown)
+    atomic_write_text(directory / "summary.md", markdown)
+    atomic_write_text(directory / "summary.csv", to_csv(rows, columns))
+    counts = {str(s): n for s in State if (n := sum(r.status == s for r in results))}
+    ledger.update(status=status, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), counts=counts)
+    atomic_write_json(directory / "sweep.json", ledger)
+    return SweepOutcome(directory, results, rows, markdown, status)

@@ -1,13 +1,45 @@
 """The `local` backend: trials one after another in this process (profiles with processes > 1 go through
-torchrun instead). A failed trial is recorded in its run directory and the next one starts."""
+torchrun instead).
+
+A trial that fails, whatever it raised, is recorded in its run directory and the next one starts. SIGTERM
+or SIGUSR1 (what SLURM sends before preemption) stops the whole sweep: the running trial checkpoints and
+ends preempted, the trials after it are recorded as cancelled, and the sweep writes its summary."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from typing import Any
 
 from cluster.launch import LaunchSpec, TrialOutcome, outcome_from_run_dir, run_spec
 from cluster.profiles import Profile
-from components.core.errors import ConfigError, PaperzooError
+from cluster.runner import RunFailed, one_line, threading_is_main, user_message
+from cluster.states import State
+from components.core.errors import ConfigError, Preempted
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class SweepStop:
+    """Catches SIGTERM/SIGUSR1 between trials (during a trial the run's own handler turns them into a
+    checkpoint and Preempted); `reason` says why the sweep stops, '' while it goes on."""
+
+    def __init__(self) -> None:
+        self.reason = ""
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SweepStop:
+        if threading_is_main():
+            for sig in STOP_SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.reason = self.reason or f"the sweep got {signal.Signals(signum).name}"
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def run_trials(
@@ -24,11 +56,23 @@ def run_trials(
             "(one machine) or --backend submitit (SLURM)"
         )
     outcomes = []
-    for index, spec in enumerate(specs):
-        print(f"[{index + 1}/{len(specs)}] {Path(spec.run_dir).name}", flush=True)
-        try:
-            run_spec(spec)
-        except PaperzooError as err:
-            print(f"  failed: {err}", flush=True)
-        outcomes.append(outcome_from_run_dir(spec))
+    with SweepStop() as stop:
+        for index, spec in enumerate(specs):
+            if stop.reason:
+                outcomes.append(TrialOutcome(spec, State.CANCELLED, {}, f"not started: {stop.reason}", recorded=False))
+                continue
+            print(f"[{index + 1}/{len(specs)}] {Path(spec.run_dir).name}", flush=True)
+            error = ""
+            try:
+                run_spec(spec)
+            except Preempted as err:  # the run's handler got the signal: the sweep is going away too
+                stop.reason = stop.reason or "the sweep was preempted (SIGTERM/SIGUSR1)"
+                print(f"  preempted: {err}", flush=True)
+            except Exception as err:  # noqa: BLE001 - any error fails this trial only, never the sweep
+                error = user_message(err) if isinstance(err, RunFailed) else one_line(err)
+                print(f"  failed: {user_message(err)}", flush=True)
+            outcome = outcome_from_run_dir(spec)
+            if not outcome.recorded:  # it failed before its run.json, or could not write its end
+                outcome = TrialOutcome(spec, State.FAILED, outcome.metrics, error or outcome.error, recorded=False)
+            outcomes.append(outcome)
     return outcomes

@@ -14,8 +14,8 @@
   reports (max_t is huge: the trial's own budget ends it). With eval_every=0 a trial reports once, so
   nothing is stopped early and the metrics equal the local backend's.
 - A trial ASHA stops is ended by Tune from inside its report (SystemExit), which the run records as a
-  failure; the trial rewrites its run.json to "stopped" (error: why) and metrics.json to the last
-  metrics Tune received, and after the fit the backend does the same for a worker that died first.
+  failure; the trial rewrites its run.json to "stopped" (State.STOPPED, error: why) and metrics.json to
+  the last metrics Tune received, and after the fit the backend does the same for a worker that died first.
   A trial that raises (a diverged loss) is "failed" with its one-line error and the others finish
   (max_failures=0; the fit never raises for a failed trial).
 - Hermetic local Ray unless an address is given (or RAY_ADDRESS is set): loopback only, no dashboard,
@@ -31,7 +31,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -39,7 +38,6 @@ import secrets
 import shutil
 import socket
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -55,10 +53,10 @@ from ray.tune.result import AUTO_RESULT_KEYS
 from ray.tune.schedulers import ASHAScheduler
 
 from cluster.distributed import DistEnv
-from cluster.launch import LaunchSpec, TrialOutcome, outcome_from_run_dir, run_spec
+from cluster.launch import LaunchSpec, TrialOutcome, outcome_from_run_dir, record_outcome, run_info_path, run_spec
 from cluster.profiles import Profile
+from cluster.states import State
 from components.core.errors import ConfigError
-from components.core.files import atomic_write_json
 
 INDEX = "trial_index"  # the one axis of the param space: the position of a spec in the sweep's list
 ASHA_GRACE_PERIOD = 2  # evaluations before a trial can be stopped: the first one is mostly warm-up noise
@@ -111,7 +109,7 @@ def run_one_trial(config: dict[str, Any], specs: list[LaunchSpec], metric: str |
         result = run_spec(spec, sinks=[sink], dist=DistEnv())  # one process per trial
     except SystemExit:
         if sink.stopped:  # the run recorded SystemExit as a failure; say what happened instead
-            mark_run(spec, "stopped", stop_reason(scheduler, sink.reports, sink.last, metric), sink.last)
+            mark_run(spec, State.STOPPED, stop_reason(scheduler, sink.reports, sink.last, metric), sink.last)
         raise
     if sink.reports == 0:  # no metric to schedule on, or it was never logged: Tune still gets the final metrics
         tune.report(dict(result.metrics))
@@ -277,19 +275,7 @@ def reported_metrics(result_metrics: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def mark_run(spec: LaunchSpec, status: str, error: str, metrics: dict[str, float] | None = None) -> TrialOutcome:
-    """Record in the run directory what Tune knows and the run could not write itself."""
-    run_dir = Path(spec.run_dir)
-    work_dir = run_dir if (run_dir / "run.json").is_file() else run_dir.with_name(f".{run_dir.name}.partial")
-    info_path = work_dir / "run.json"
-    if not info_path.is_file():  # the worker died before the run started: nothing to amend
-        return TrialOutcome(spec, status, metrics or {}, error)
-    info = json.loads(info_path.read_text())
-    info.update(status=status, error=error, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    if metrics is not None:
-        atomic_write_json(work_dir / "metrics.json", metrics)
-    atomic_write_json(info_path, info)
-    return outcome_from_run_dir(spec)
+mark_run = record_outcome  # what Tune knows and the run could not write itself, recorded in its run directory
 
 
 def wait_for_worker(result: Any) -> None:
@@ -306,21 +292,23 @@ def wait_for_worker(result: Any) -> None:
 def settle(spec: LaunchSpec, result: Any, metric: str | None, scheduler: str) -> TrialOutcome:
     """The trial's outcome from its run directory, after recording what only Tune saw (a stop, a dead worker)."""
     outcome = outcome_from_run_dir(spec)
-    if outcome.status == "completed" or result is None:
+    if outcome.status == State.COMPLETED:
         return outcome
+    if result is None:  # Tune has no result for it: never started if it left no run.json
+        return outcome if run_info_path(spec) else replace(outcome, status=State.CANCELLED, error="not started by Tune")
     if result.error is not None:
-        if outcome.status in ("running", "missing"):  # the worker died outside the run's own error handling
-            return mark_run(spec, "failed", one_line(result.error))
+        if not outcome.recorded:  # the worker died outside the run's own error handling
+            return mark_run(spec, State.FAILED, one_line(result.error))
         return outcome
     metrics = reported_metrics(result.metrics or {})
-    if not metrics or outcome.status == "stopped":
+    if not metrics or outcome.status == State.STOPPED:
         return outcome
     wait_for_worker(result)
     outcome = outcome_from_run_dir(spec)
-    if outcome.status in ("completed", "stopped"):
+    if outcome.status in (State.COMPLETED, State.STOPPED):
         return outcome
     evaluations = int((result.metrics or {}).get("training_iteration", 0))
-    return mark_run(spec, "stopped", stop_reason(scheduler, evaluations, metrics, metric), metrics)
+    return mark_run(spec, State.STOPPED, stop_reason(scheduler, evaluations, metrics, metric), metrics)
 
 
 def experiment_name(workdir: Path) -> str:
@@ -396,7 +384,7 @@ def run_trials(
     outcomes = []
     for index, (spec, resolved) in enumerate(zip(specs, absolute)):
         outcome = settle(resolved, results.get(index), metric, scheduler_name)
-        if outcome.status != "completed":
+        if outcome.status != State.COMPLETED:
             print(f"  {Path(spec.run_dir).name} {outcome.status}: {outcome.error}", flush=True)
         outcomes.append(replace(outcome, spec=spec))
     return outcomes

@@ -34,8 +34,9 @@ from typing import Any
 import submitit
 
 from cluster.environ import temporary_environment
-from cluster.launch import LaunchSpec, TrialOutcome, outcome_from_run_dir, run_spec
+from cluster.launch import LaunchSpec, TrialOutcome, outcome_from_run_dir, record_outcome, run_spec
 from cluster.profiles import Profile
+from cluster.states import State
 from components.core.errors import Preempted, RunError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -167,16 +168,18 @@ def job_error(job: submitit.Job) -> str:
 def collect(spec: LaunchSpec, job: submitit.Job) -> TrialOutcome:
     """The outcome from the run directory (as every backend), with the job's error where the run left none."""
     outcome = outcome_from_run_dir(spec)
-    if outcome.status == "completed":
+    if outcome.status == State.COMPLETED:
         return outcome
     error = job_error(job)
-    if outcome.status in ("running", "missing", "preempted"):  # the job died or was cancelled, not requeued
-        return TrialOutcome(spec, "failed", outcome.metrics, error or outcome.error)
+    if not outcome.recorded:  # the job died without recording an outcome: run.json says what the job did
+        return record_outcome(spec, State.FAILED, error or outcome.error)
+    if outcome.status == State.PREEMPTED:  # stopped for a requeue that never came: the job was cancelled
+        return TrialOutcome(spec, State.FAILED, outcome.metrics, error or outcome.error)
     return TrialOutcome(spec, outcome.status, outcome.metrics, outcome.error or error)
 
 
 def describe(outcome: TrialOutcome, metric: str | None) -> str:
-    if outcome.status != "completed":
+    if outcome.status != State.COMPLETED:
         return f"{outcome.status}: {outcome.error}"
     value = outcome.metrics.get(metric) if metric else None
     return f"completed ({metric}={value:.6g})" if isinstance(value, float) and math.isfinite(value) else "completed"

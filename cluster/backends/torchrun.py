@@ -1,5 +1,13 @@
 """The `torchrun` backend: each trial as `torchrun --nproc-per-node N -m cluster.launch SPEC.json` on this
-machine (gloo on CPU, NCCL on GPU); rank 0 writes the run directory, every rank trains."""
+machine (gloo on CPU, NCCL on GPU); rank 0 writes the run directory, every rank trains.
+
+torchrun is started through this module (`python -m cluster.backends.torchrun ARGS`: torchrun's own
+arguments), which adds one rendezvous backend, `paperzoo-loopback`: torchrun's static rendezvous for one
+machine whose agent store listens on 127.0.0.1 only. torchrun's own (static or c10d) listens on every
+interface whatever --master-addr says, since TCPStore's server binds :: or 0.0.0.0. The ranks are its
+clients and bind gloo/NCCL to loopback (cluster/distributed.py). The port is the one the store binds, so
+no other process can take it between choosing and binding.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +15,83 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cluster.distributed import free_port
-from cluster.launch import LaunchSpec, TrialOutcome, outcome_from_run_dir
+from cluster.distributed import LOOPBACK, is_loopback, loopback_store
 from cluster.profiles import Profile
+
+if TYPE_CHECKING:
+    from torch.distributed.elastic.rendezvous import RendezvousInfo, RendezvousParameters
+
+    from cluster.launch import LaunchSpec, TrialOutcome
+
+LOOPBACK_RENDEZVOUS = "paperzoo-loopback"
 
 
 def torchrun_command(spec_file: Path, processes: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "cluster.backends.torchrun",
         "--nnodes",
         "1",
         "--nproc-per-node",
         str(processes),
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(free_port()),
+        "--rdzv-backend",
+        LOOPBACK_RENDEZVOUS,
+        "--rdzv-endpoint",
+        f"{LOOPBACK}:0",  # port 0: the one the store binds
         "-m",
         "cluster.launch",
         str(spec_file),
     ]
 
 
+def loopback_rendezvous(params: RendezvousParameters):
+    """torchrun's static rendezvous of one node whose store listens on loopback only."""
+    from torch.distributed.elastic.rendezvous.static_tcp_rendezvous import StaticTCPRendezvous
+    from torch.distributed.elastic.rendezvous.utils import parse_rendezvous_endpoint
+
+    class LoopbackRendezvous(StaticTCPRendezvous):
+        def get_backend(self) -> str:
+            return LOOPBACK_RENDEZVOUS
+
+        def next_rendezvous(self) -> RendezvousInfo:
+            if self._store is None:
+                self._store = loopback_store(
+                    self.master_addr,
+                    self.master_port,
+                    self.world_size,
+                    is_master=True,
+                    timeout=self.timeout,
+                    multi_tenant=True,
+                )
+                self.master_port = self._store.port  # what the ranks are told
+            return super().next_rendezvous()
+
+    if params.max_nodes != 1:
+        raise ValueError(f"the {LOOPBACK_RENDEZVOUS} rendezvous is for one machine (--nnodes 1)")
+    host, port = parse_rendezvous_endpoint(params.endpoint, default_port=0)
+    if not is_loopback(host):
+        raise ValueError(f"the {LOOPBACK_RENDEZVOUS} rendezvous listens on loopback, not on {host}")
+    timeout = params.get_as_int("timeout", 600)
+    return LoopbackRendezvous(host, port, 0, 1, params.run_id, timeout)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """torchrun (torch.distributed.run), with the loopback rendezvous registered."""
+    from torch.distributed.elastic.rendezvous import rendezvous_handler_registry
+    from torch.distributed.run import main as torchrun
+
+    rendezvous_handler_registry.register(LOOPBACK_RENDEZVOUS, loopback_rendezvous)
+    torchrun(argv)
+
+
 def run_trials(
     specs: list[LaunchSpec], profile: Profile, *, workdir: Path, metric: str | None = None, mode: str = "min"
 ) -> list[TrialOutcome]:
+    from cluster.launch import TrialOutcome, outcome_from_run_dir  # here: torchrun's agent runs this module
+
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     outcomes = []
@@ -49,10 +106,14 @@ def run_trials(
             env={**os.environ, "OMP_NUM_THREADS": str(profile.threads)},
         )
         outcome = outcome_from_run_dir(spec)
-        if done.returncode != 0 and outcome.status in ("running", "missing"):
+        if done.returncode != 0 and not outcome.recorded:  # no rank wrote its verdict: torchrun's own error says why
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             outcome = TrialOutcome(spec, "failed", {}, f"torchrun exited {done.returncode}: {tail[0]}")
         if outcome.status != "completed":
             print(f"  {outcome.status}: {outcome.error}", flush=True)
         outcomes.append(outcome)
     return outcomes
+
+
+if __name__ == "__main__":
+    main()

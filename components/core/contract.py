@@ -28,6 +28,9 @@ class Component(Protocol):
     presets: Mapping[str, Mapping[str, Any]]  # "test", "smoke", "paper": overrides of the defaults
     datasets: Sequence[str]  # the prepared datasets it can read, e.g. ("images/digits",)
 
+    # Optional: own_defaults = {"lr": fn(cfg), ...}: the component's own number for a field whose None means "the
+    # optimizer table's default", so the resolved config (config.yaml, its hash) holds the value the run uses.
+
     def run(self, cfg: BaseModel, ctx: RunContext) -> dict[str, float]: ...
 
     def datasets_for(self, cfg: BaseModel) -> Sequence[str]:

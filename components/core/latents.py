@@ -29,9 +29,11 @@ from components.core.shards import (
     ShardMembers,
     check_dataset,
     encode_npy,
+    file_version,
     first_npy_header,
     manifest_bytes,
     prepare_command,
+    verify_file,
     write_split,
 )
 
@@ -179,10 +181,13 @@ class LatentShards:
     order, global batch b (counted across epochs, the data position a checkpoint records) takes the next
     `batch_size`, and rank r of `world_size` keeps rows `r::world_size`."""
 
-    def __init__(self, data_root: Path, name: str, split: str):
+    def __init__(self, data_root: Path, name: str, split: str, *, verify: bool = True):
+        """Index the split's shards; with `verify` (the default) each shard's sha256 is checked against the
+        manifest before any clip is read, once per shard version per process (`verify_file`)."""
         self.name = name
         self.split = split
-        manifest = check_dataset(data_root, name)
+        self.verify = verify
+        manifest = check_dataset(data_root, name, verify=False)  # each shard is hashed after its structure checks
         if manifest.get("kind") != KIND:
             raise DataError(f"dataset '{name}' is {manifest.get('kind')!r} data, not video latents")
         splits = manifest["splits"]
@@ -198,6 +203,8 @@ class LatentShards:
         self._fix = f"re-prepare it with `{prepare_command(name)}`"
         dataset_dir = Path(data_root) / name
         self._paths = [dataset_dir / shard["file"] for shard in splits[split]["shards"]]
+        self._sha256 = [shard.get("sha256") for shard in splits[split]["shards"]]
+        self._versions: list[tuple[int, ...] | None] = [None] * len(self._paths)
         self._mapped: dict[int, np.ndarray] = {}
         shard_ids, offsets = [], []
         first = 0
@@ -206,6 +213,8 @@ class LatentShards:
             if len(members.labels):
                 offsets.append(members.payload_offsets + self._npy_header_length(path, members))
                 shard_ids.append(np.full(len(members.labels), shard_id, dtype=np.int32))
+            if verify:  # after the structural checks, whose messages say more about a broken shard
+                self._versions[shard_id] = verify_file(path, shard.get("sha256"), name)
             first += len(members.labels)
         self._shard = np.concatenate(shard_ids) if shard_ids else np.zeros(0, np.int32)
         self._offset = np.concatenate(offsets) if offsets else np.zeros(0, np.int64)
@@ -240,6 +249,17 @@ class LatentShards:
         state["_mapped"] = {}  # memory maps are per process
         return state
 
+    def _shard_bytes(self, shard_id: int) -> np.ndarray:
+        mapped = self._mapped.get(shard_id)
+        if mapped is None:
+            path = self._paths[shard_id]
+            mapped = np.memmap(path, dtype=np.uint8, mode="r")
+            # another process (a DataLoader worker) trusts the version the index checked unless it was rewritten
+            if self.verify and file_version(path) != self._versions[shard_id]:
+                verify_file(path, self._sha256[shard_id], self.name)
+            self._mapped[shard_id] = mapped
+        return mapped
+
     def clips(self, indices: np.ndarray) -> np.ndarray:
         """Latents of the given clip indices as float32 [len(indices), T', C, h, w]."""
         indices = np.asarray(indices, dtype=np.int64)
@@ -249,10 +269,7 @@ class LatentShards:
         shard_ids, offsets = self._shard[indices], self._offset[indices]
         for shard_id in np.unique(shard_ids):
             rows = shard_ids == shard_id
-            mapped = self._mapped.get(int(shard_id))
-            if mapped is None:
-                mapped = self._mapped[int(shard_id)] = np.memmap(self._paths[shard_id], dtype=np.uint8, mode="r")
-            out[rows] = mapped[offsets[rows, None] + span]
+            out[rows] = self._shard_bytes(int(shard_id))[offsets[rows, None] + span]
         return out.view(self.dtype).reshape(len(indices), *self.shape).astype(np.float32)
 
     def arrays(self) -> np.ndarray:

@@ -87,14 +87,20 @@ def _decay_shape(cfg: ScheduleConfig, t: float, T: int) -> float:
     raise ConfigError(f"unknown schedule '{cfg.name}'")
 
 
-def _check_budget(cfg: ScheduleConfig, budget: int) -> None:
+def check_budget(cfg: ScheduleConfig, budget: int, budget_key: str = "budget") -> None:
+    """The one constraint between a schedule and its run: a warm-up shorter than the budget, so the decay phase is
+    not empty. resolve_config (components/core/config.py) calls it for every Config with a `schedule` and a
+    `budget`, so a bad pair is rejected before a run directory exists; `budget_key` is the key the message names."""
     if budget < 1:
-        raise ConfigError(f"the schedule's budget must be at least 1 step, got {budget}")
+        raise ConfigError(f"{budget_key} must be at least 1 step for the schedule, got {budget}")
     if cfg.warmup >= budget:
         raise ConfigError(
-            f"schedule.warmup ({cfg.warmup}) must be smaller than the budget ({budget} steps): "
+            f"schedule.warmup ({cfg.warmup}) must be smaller than {budget_key} ({budget} steps): "
             "the decay phase would be empty"
         )
+
+
+_check_budget = check_budget
 
 
 def multiplier(cfg: ScheduleConfig, step: int, budget: int) -> float:

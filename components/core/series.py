@@ -18,9 +18,18 @@ import pyarrow.parquet as pq
 
 from components.core.errors import DataError
 from components.core.files import atomic_directory
-from components.core.shards import MANIFEST, SPLITS, check_dataset, manifest_bytes, sha256_file
+from components.core.shards import (
+    MANIFEST,
+    SPLITS,
+    check_dataset,
+    manifest_bytes,
+    prepare_command,
+    sha256_file,
+    verify_file,
+)
 
 TABLE = "series.parquet"
+DATE = "date"
 
 
 def write_series_dataset(
@@ -42,6 +51,13 @@ def write_series_dataset(
         raise DataError(f"series {out_dir.name}: {len(dates)} dates, values {values.shape}, {len(columns)} columns")
     if set(borders) != set(SPLITS):
         raise DataError(f"series {out_dir.name}: split borders must name {', '.join(SPLITS)}")
+    for index, column in enumerate(columns):
+        if not str(column).strip():
+            raise DataError(f"series {out_dir.name}: value column {index + 1} has an empty name")
+        if column == DATE or column in columns[:index]:
+            raise DataError(
+                f"series {out_dir.name}: column name '{column}' is used twice (the table's date column is '{DATE}')"
+            )
     table = pa.table(
         {
             "date": pa.array(dates.astype("datetime64[s]"), type=pa.timestamp("s")),
@@ -75,18 +91,76 @@ def write_series_dataset(
     return manifest
 
 
+def _fix(name: str) -> str:
+    return f"re-prepare it with `{prepare_command(name)}` (or check it with `paperzoo verify {name}`)"
+
+
+def check_table(dataset_dir: Path, name: str, manifest: dict) -> pa.Schema:
+    """The table's schema against its manifest, from the Parquet footer alone (cheap: check_dataset calls it at
+    the start of a run): a `date` timestamp column, then exactly the manifest's value columns, in its order, each
+    numeric. A mismatch is a DataError naming the file and the column."""
+    path = Path(dataset_dir) / TABLE
+    if not any(entry.get("file") == TABLE for entry in manifest.get("files", [])):
+        raise DataError(f"the manifest of dataset '{name}' does not list {TABLE}: {_fix(name)}")
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"file {path} is not a readable Parquet table ({error}): {_fix(name)}") from None
+    names = list(schema.names)
+    expected = list(manifest.get("columns") or [])
+    if DATE not in names:
+        raise DataError(f"file {path} has no '{DATE}' column (its columns: {', '.join(names)}): {_fix(name)}")
+    if not pa.types.is_timestamp(schema.field(DATE).type):
+        raise DataError(f"file {path}: column '{DATE}' is {schema.field(DATE).type}, not a timestamp: {_fix(name)}")
+    if len(set(names)) != len(names):
+        twice = sorted({column for column in names if names.count(column) > 1})
+        raise DataError(f"file {path} repeats column name(s) {', '.join(map(repr, twice))}: {_fix(name)}")
+    values = [column for column in names if column != DATE]
+    if values != expected:
+        extra = [column for column in values if column not in expected]
+        missing = [column for column in expected if column not in values]
+        parts = [f"column(s) {', '.join(map(repr, extra))} that the manifest does not list"] if extra else []
+        parts += [f"no column(s) {', '.join(map(repr, missing))} that the manifest lists"] if missing else []
+        problem = (
+            " and ".join(parts) or f"columns in the order {', '.join(values)}, the manifest's is {', '.join(expected)}"
+        )
+        raise DataError(f"file {path} has {problem}: {_fix(name)}")
+    for column in values:
+        kind = schema.field(column).type
+        if not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
+            raise DataError(f"file {path}: column '{column}' holds {kind} values, not numbers: {_fix(name)}")
+    return schema
+
+
 class SeriesTable:
     """A prepared series: `values` [rows, channels] float64, `dates`, `columns`, and split borders."""
 
-    def __init__(self, data_root: Path, name: str):
+    def __init__(self, data_root: Path, name: str, *, verify: bool = True):
+        """Read the table after checking it against the manifest: its columns (names, order, types, by
+        check_dataset) and row count, and with `verify` (the default) its sha256, once per file version per
+        process (`verify_file`)."""
         self.name = name
-        self.manifest = check_dataset(data_root, name)
+        self.manifest = check_dataset(data_root, name, verify=False)
         if self.manifest.get("kind") != "series":
             raise DataError(f"dataset '{name}' is {self.manifest.get('kind')!r} data, not a time series")
-        table = pq.read_table(Path(data_root) / name / TABLE)
-        self.columns = [c for c in table.column_names if c != "date"]
-        self.dates = table.column("date").to_numpy()
+        path = Path(data_root) / name / TABLE
+        if verify:
+            entry = next(entry for entry in self.manifest["files"] if entry.get("file") == TABLE)
+            verify_file(path, entry.get("sha256"), name, what="file")
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as error:
+            raise DataError(f"file {path} is not a readable Parquet table ({error}): {_fix(name)}") from None
+        if table.num_rows != self.manifest.get("rows"):
+            raise DataError(
+                f"file {path} has {table.num_rows} rows, its manifest says {self.manifest.get('rows')}: {_fix(name)}"
+            )
+        self.columns = list(self.manifest["columns"])
+        self.dates = table.column(DATE).to_numpy()
         self.values = np.stack([table.column(c).to_numpy() for c in self.columns], axis=1).astype(np.float64)
+        if not np.isfinite(self.values).all():
+            column = self.columns[int(np.argwhere(~np.isfinite(self.values))[0, 1])]
+            raise DataError(f"file {path}: column '{column}' has missing or non-finite values: {_fix(name)}")
         self.borders = {split: (entry["start"], entry["end"]) for split, entry in self.manifest["splits"].items()}
 
     def split_rows(self, split: str) -> int:

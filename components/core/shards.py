@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import mmap
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,49 @@ def sha256_file(path: Path) -> str:
         while chunk := file.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# What this process has hashed: a file version (device, inode, size, mtime, ctime) -> its sha256. A reader
+# checks a file against its manifest the first time the process opens that version, and trusts it after.
+_verified: dict[tuple[int, ...], str] = {}
+
+
+def file_version(path: Path) -> tuple[int, ...]:
+    """What identifies one version of a file without reading it: any write or replacement changes it."""
+    stat = os.stat(path)
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def forget_verified() -> None:
+    """Drop this process's record of verified files (the next reader hashes them again; for benchmarks)."""
+    _verified.clear()
+
+
+def verify_file(path: Path, expected_sha256: str | None, name: str, what: str = "shard") -> tuple[int, ...]:
+    """Check a file's sha256 against its manifest's, streaming, once per file version per process.
+
+    Raises DataError naming the file and the commands that fix or diagnose it; returns the version checked,
+    so a later open (a DataLoader worker mapping the file) can confirm it still reads that version."""
+    path = Path(path)
+    if not expected_sha256:
+        raise DataError(f"the manifest of dataset '{name}' lists no sha256 for {path}: {_fix(name)}")
+    version = file_version(path)
+    digest = _verified.get(version)
+    if digest is None:
+        digest = sha256_file(path)
+        if file_version(path) == version:  # not cached if it changed while being hashed
+            _verified[version] = digest
+    if digest != expected_sha256:
+        raise DataError(
+            f"{what} {path} does not match its sha256 in the manifest (it or the manifest changed since it was "
+            f"prepared): re-prepare it with `{prepare_command(name)}` "
+            f"(or check the dataset with `paperzoo verify {name}`)"
+        )
+    return version
+
+
+def _fix(name: str) -> str:
+    return f"re-prepare it with `{prepare_command(name)}`"
 
 
 def encode_npy(array: np.ndarray) -> bytes:
@@ -83,22 +127,34 @@ def write_split(
         path = out_dir / shards[-1]["file"]
         shards[-1].update(bytes=path.stat().st_size, sha256=sha256_file(path), count=shard_count)
 
-    with tqdm(total=total, desc=description or split, unit="sample", disable=None) as progress:
-        for payload, label in samples:
-            if index % samples_per_shard == 0:
-                if writer is not None:
-                    finish_shard()
-                shards.append({"file": f"{split}-{len(shards):06d}.tar"})
-                file = open(out_dir / shards[-1]["file"], "wb")
-                writer = webdataset.TarWriter(file, encoder=False, mtime=0, user=TAR_USER, group=TAR_USER, mode=0o444)
-                shard_count = 0
-            # TarWriter writes a sample's members in sorted order: .cls before .jpg/.npy/.png
-            writer.write({"__key__": f"{index:08d}", "cls": str(int(label)).encode(), extension: payload})
-            shard_count += 1
-            index += 1
-            progress.update(1)
-        if writer is not None:
-            finish_shard()
+    try:
+        with tqdm(total=total, desc=description or split, unit="sample", disable=None) as progress:
+            for payload, label in samples:
+                if index % samples_per_shard == 0:
+                    if writer is not None:
+                        finish_shard()
+                    shards.append({"file": f"{split}-{len(shards):06d}.tar"})
+                    file = open(out_dir / shards[-1]["file"], "wb")
+                    writer = webdataset.TarWriter(
+                        file, encoder=False, mtime=0, user=TAR_USER, group=TAR_USER, mode=0o444
+                    )
+                    shard_count = 0
+                # TarWriter writes a sample's members in sorted order: .cls before .jpg/.npy/.png
+                writer.write({"__key__": f"{index:08d}", "cls": str(int(label)).encode(), extension: payload})
+                shard_count += 1
+                index += 1
+                progress.update(1)
+            if writer is not None:
+                finish_shard()
+    except BaseException:
+        # a failed source or write (a full disk): release the half-written shard; its folder is discarded
+        for close in (writer.close if writer is not None else None, file.close if file is not None else None):
+            try:
+                if close is not None:
+                    close()
+            except (OSError, ValueError):
+                pass
+        raise
     return {"count": index, "shards": shards}
 
 
@@ -161,8 +217,11 @@ def _not_prepared(name: str, problem: str) -> DataError:
     return DataError(f"dataset '{name}' {problem}: prepare it with `{prepare_command(name)}`")
 
 
-def check_dataset(data_root: Path, name: str) -> dict:
-    """Cheap start-of-run check: the manifest exists and every shard it lists is present at its size."""
+def check_dataset(data_root: Path, name: str, *, verify: bool = True) -> dict:
+    """The start-of-run check: the manifest exists, every file it lists is present at its size, a series'
+    Parquet table has the manifest's columns and, with `verify` (the default), every file has the manifest's
+    sha256: hashed the first time this process checks that file version (`verify_file`), so the readers the
+    run opens next, in the same process, do not hash again. Returns the manifest."""
     dataset_dir = Path(data_root) / name
     manifest_path = dataset_dir / MANIFEST
     if not manifest_path.is_file():
@@ -179,6 +238,16 @@ def check_dataset(data_root: Path, name: str) -> dict:
         actual_bytes = shard_path.stat().st_size
         if actual_bytes != expected_bytes:
             raise _not_prepared(name, f"has shard {shard_path} of {actual_bytes} bytes, manifest says {expected_bytes}")
+    if manifest.get("format") == "parquet":
+        from components.core.series import check_table  # imported here: series builds on this module
+
+        check_table(dataset_dir, name, manifest)
+    if verify:
+        for split in manifest["splits"].values():
+            for entry in split["shards"]:
+                verify_file(dataset_dir / entry["file"], entry.get("sha256"), name)
+        for entry in manifest.get("files", []):
+            verify_file(dataset_dir / entry["file"], entry.get("sha256"), name, what="file")
     return manifest
 
 
@@ -308,11 +377,14 @@ class ImageShards:
     keeps rows `r::world_size`, so every world size sees the same samples for one global batch.
     """
 
-    def __init__(self, data_root: Path, name: str, split: str):
+    def __init__(self, data_root: Path, name: str, split: str, *, verify: bool = True):
+        """Index the split's shards; with `verify` (the default) each shard's sha256 is checked against the
+        manifest before any sample is read, once per shard version per process (`verify_file`)."""
         self.name = name
         self.split = split
+        self.verify = verify
         self.dataset_dir = Path(data_root) / name
-        manifest = check_dataset(data_root, name)
+        manifest = check_dataset(data_root, name, verify=False)  # each shard is hashed after its structure checks
         splits = manifest["splits"]
         if split not in splits:
             raise DataError(
@@ -324,6 +396,8 @@ class ImageShards:
         self.shape: tuple[int, ...] = tuple(int(s) for s in manifest["shape"])
         self.classes: list[str] = list(manifest["classes"])
         self._shard_paths = [self.dataset_dir / shard["file"] for shard in splits[split]["shards"]]
+        self._shard_sha256 = [shard.get("sha256") for shard in splits[split]["shards"]]
+        self._shard_versions: list[tuple[int, ...] | None] = [None] * len(self._shard_paths)
         self._mapped: dict[int, np.ndarray] = {}
         self._npy_header_length: int | None = None
         self._build_index(splits[split])
@@ -340,6 +414,8 @@ class ImageShards:
             first_index += len(members.labels)
             if self.format == "npy" and len(members.labels):
                 self._check_npy_headers(path, members)
+            if self.verify:  # after the structural checks, whose messages say more about a broken shard
+                self._shard_versions[shard_id] = verify_file(path, shard.get("sha256"), self.name)
         self._sample_shard = np.concatenate(shard_ids) if shard_ids else np.zeros(0, np.int32)
         self._sample_offset = np.concatenate(offsets) if offsets else np.zeros(0, np.int64)
         self._sample_size = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
@@ -384,7 +460,12 @@ class ImageShards:
     def _shard_bytes(self, shard_id: int) -> np.ndarray:
         mapped = self._mapped.get(shard_id)
         if mapped is None:
-            mapped = np.memmap(self._shard_paths[shard_id], dtype=np.uint8, mode="r")
+            path = self._shard_paths[shard_id]
+            mapped = np.memmap(path, dtype=np.uint8, mode="r")
+            # a process that did not build the index (a DataLoader worker) trusts the version the index checked,
+            # and hashes the file again only if it was rewritten since
+            if self.verify and file_version(path) != self._shard_versions[shard_id]:
+                verify_file(path, self._shard_sha256[shard_id], self.name)
             self._mapped[shard_id] = mapped
         return mapped
 

@@ -324,6 +324,7 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
 class DNT:
     name = "dnt"
     Config = Config
+    own_defaults = {"lr": learning_rate, "weight_decay": weight_decay}  # the paper's per-optimizer recipe
     presets = {
         "test": {
             **DIGITS_VIT,

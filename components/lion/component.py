@@ -20,7 +20,7 @@ from components.core.training import checked_backward
 from components.lion import box, probe, quadratic
 from components.lion.config import Config
 from components.lion.models import to_input
-from components.lion.optimizers import make_optimizer
+from components.lion.optimizers import base_learning_rate, make_optimizer, weight_decay
 
 DIGITS = {"task": "digits_mlp", "dataset": "images/digits"}
 
@@ -203,6 +203,7 @@ def train_network(cfg: Config, ctx: RunContext) -> dict[str, float]:
 class LionComponent:
     name = "lion"
     Config = Config
+    own_defaults = {"lr": base_learning_rate, "weight_decay": weight_decay}  # the quadratic's and sgd_plain's own
     presets = {
         "test": {**DIGITS, "budget": 30, "batch_size": 32, "width": 32, "log_every": 5},  # seconds: plumbing only
         # lion.md §6(b): the 64-64-64-10 digits MLP, batch 64, 600 steps; LR and decay stay the optimizer's own

@@ -25,16 +25,21 @@ def theory_hyper(cfg: Config, dim: int) -> tuple[float, tuple[float, float]]:
     return eta, (1.0 - theory.c1 / math.sqrt(K), 1.0 - theory.c2 / math.sqrt(K))
 
 
+def base_learning_rate(cfg: Config) -> float | None:
+    """The step size before lr_scale; None in theory mode, where it follows from d and K."""
+    if cfg.theory is not None:
+        return None
+    if cfg.lr is not None:
+        return cfg.lr
+    if cfg.task == "box_quadratic":
+        return QUADRATIC_LR
+    return SGD_PLAIN_LR if cfg.optimizer == "sgd_plain" else OPTIMIZERS[cfg.optimizer].lr
+
+
 def learning_rate(cfg: Config, dim: int) -> float:
     if cfg.theory is not None:
         return theory_hyper(cfg, dim)[0] * cfg.lr_scale
-    if cfg.lr is not None:
-        base = cfg.lr
-    elif cfg.task == "box_quadratic":
-        base = QUADRATIC_LR
-    else:
-        base = SGD_PLAIN_LR if cfg.optimizer == "sgd_plain" else OPTIMIZERS[cfg.optimizer].lr
-    return base * cfg.lr_scale
+    return base_learning_rate(cfg) * cfg.lr_scale
 
 
 def weight_decay(cfg: Config) -> float:

@@ -137,6 +137,7 @@ def train_classifier(cfg: Config, ctx: RunContext) -> dict[str, float]:
 class UBA:
     name = "uba"
     Config = Config
+    own_defaults = {"lr": learning_rate}  # the quadratic's peak is 1/mu, not the optimizer table's lr
     presets = {
         "test": {**DIGITS, "budget": 30, "batch_size": 32, "width": 32},  # seconds: plumbing only
         "smoke": {**DIGITS, "budget": 300, "batch_size": 64, "width": 64},  # uba.md §6: the 64-64-64-10 MLP

@@ -6,10 +6,14 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import inspect
+import os
+import typing
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from components.core.errors import ConfigError, DataError, did_you_mean
 from components.core.shards import MANIFEST, check_dataset, dataset_files, prepare_command, sha256_file
@@ -67,7 +71,39 @@ def check_spec(name: str, spec: dict) -> tuple[str, dict]:
     for key, parameter in accepted.items():
         if parameter.default is inspect.Parameter.empty and key not in options:
             raise ConfigError(f"{where}: source {source} needs option '{key}'")
+    hints = typing.get_type_hints(load_source(source))
+    options = {key: checked_option(where, source, key, value, hints.get(key)) for key, value in options.items()}
     return source, options
+
+
+def checked_option(where: str, source: str, key: str, value: Any, annotation: Any) -> Any:
+    """`value` as option `key`'s annotated type (int, float, str, bool or a Literal), or a ConfigError naming it."""
+    if typing.get_origin(annotation) is typing.Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed:
+            raise ConfigError(
+                f"{where}: option {key} of source {source} must be one of {', '.join(map(repr, allowed))}, "
+                f"got {value!r}{did_you_mean(value, allowed)}"
+            )
+        return value
+    expected = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(annotation)
+    if expected is None:
+        return value
+    if annotation is bool:
+        ok = isinstance(value, bool)
+    elif isinstance(value, bool):
+        ok = False  # YAML's true/false is no count, fraction or path
+    elif annotation is int:
+        ok = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        value = int(value) if ok else value
+    elif annotation is float:
+        ok = isinstance(value, (int, float))
+    else:  # str: a YAML number given for a path or name is meant as its text
+        ok = isinstance(value, (str, int, float))
+        value = str(value) if ok else value
+    if not ok:
+        raise ConfigError(f"{where}: option {key} of source {source} must be {expected}, got {value!r}")
+    return value
 
 
 def prepare(name: str, spec: dict, data_root: Path) -> Path:
@@ -78,8 +114,34 @@ def prepare(name: str, spec: dict, data_root: Path) -> Path:
     """
     source, options = check_spec(name, spec)
     out_dir = Path(data_root) / name
-    load_source(source)(out_dir, **options)
+    try:
+        load_source(source)(out_dir, **options)
+    except OSError as error:
+        if error.errno not in _STORAGE_ERRORS:
+            raise
+        raise storage_error(error, name, out_dir) from None
     return out_dir
+
+
+# what a full, read-only or forbidden disk raises: a one-line DataError instead of a traceback
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def storage_error(error: OSError, name: str, out_dir: Path) -> DataError:
+    """The DataError for an OSError of the disk: which path, what happened, what to do."""
+    reason = f"{os.strerror(error.errno)} [{errno.errorcode.get(error.errno, error.errno)}]"
+    filename = Path(error.filename) if error.filename else None
+    root = out_dir.parent.parent.resolve()
+    if filename is not None:
+        where = filename.resolve()
+        if not (where.is_relative_to(root) or where in root.parents):  # a source file, not the data root
+            return DataError(f"cannot read {filename} for dataset '{name}': {reason}")
+    advice = {
+        errno.ENOSPC: "free space there or prepare into another --data-dir",
+        errno.EDQUOT: "free space there or prepare into another --data-dir",
+        errno.EFBIG: "prepare into another --data-dir",
+    }.get(error.errno, "make it writable or prepare into another --data-dir")
+    return DataError(f"cannot write dataset '{name}' to {out_dir}: {reason}; {advice} (nothing was changed)")
 
 
 def _dataset_names(data_root: Path) -> list[str]:
@@ -101,8 +163,8 @@ def verify(data_root: Path, name: str | None = None) -> list[str]:
     data_root = Path(data_root)
     names = [name] if name is not None else _dataset_names(data_root)
     for dataset in names:
-        manifest = check_dataset(data_root, dataset)
-        for entry in dataset_files(manifest):
+        manifest = check_dataset(data_root, dataset, verify=False)
+        for entry in dataset_files(manifest):  # hashed afresh, whatever this process checked before
             path = data_root / dataset / entry["file"]
             if sha256_file(path) != entry["sha256"]:
                 raise DataError(

@@ -118,15 +118,41 @@ def prepare_two_sine(
     )
 
 
+def check_header(path: Path, header: list[str]) -> None:
+    """Every column needs a name of its own: an empty or repeated one would be silently dropped or merged."""
+    for index, name in enumerate(header, start=1):
+        if not name.strip():
+            raise DataError(f"{path}, line 1: column {index} of the header has no name; name it")
+    seen: dict[str, int] = {}
+    for index, name in enumerate(header, start=1):
+        if name in seen:
+            raise DataError(
+                f"{path}, line 1: column name '{name}' appears twice in the header "
+                f"(columns {seen[name]} and {index}); rename one"
+            )
+        seen[name] = index
+
+
 def read_csv_table(path: Path, date_column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """A date column plus numeric columns; the first bad cell is an error naming its row and column."""
     if not path.is_file():
         raise DataError(f"csv: no file at {path}")
-    with open(path, newline="") as file:
+    try:
+        return _read_csv_rows(path, date_column)
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8") from None
+    except csv.Error as error:
+        raise DataError(f"{path}: not a readable CSV ({error})") from None
+
+
+def _read_csv_rows(path: Path, date_column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    # utf-8-sig: a byte-order mark (Excel writes one) is read as such, not as part of the first column's name
+    with open(path, newline="", encoding="utf-8-sig") as file:
         reader = csv.reader(file)
         header = next(reader, None)
         if not header:
             raise DataError(f"{path}: empty file, expected a header row")
+        check_header(path, header)
         if date_column not in header:
             raise DataError(f"{path}: no '{date_column}' column in the header ({', '.join(header)})")
         date_index = header.index(date_column)
@@ -178,6 +204,10 @@ def prepare_csv(
     12/4/4-month borders, split=ratio for the 70/10/20 rule (Electricity, Weather, Traffic)."""
     source = Path(path).expanduser()
     dates, values, columns = read_csv_table(source, date_column)
+    if "date" in columns:  # the prepared table names its date column 'date'
+        raise DataError(
+            f"{source}: a value column is named 'date', which the prepared table's date column takes; rename it"
+        )
     if len(values) < max(min_rows, 2):
         raise DataError(f"{source}: {len(values)} data rows, fewer than min_rows={max(min_rows, 2)}")
     if np.isnan(values).any():

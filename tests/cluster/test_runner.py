@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
 import yaml
 
-from cluster.runner import StopFlag, execute, load_request, plan_run
+import cluster.runner
+from cluster.runner import JsonlSink, StopFlag, execute, load_request, plan_run
+from cluster.states import State, run_state
 from components.core.errors import DataError, Preempted, RunError
 
 
@@ -119,3 +126,30 @@ def test_a_signal_during_the_stop_reduction_is_not_lost(monkeypatch):
     monkeypatch.setattr(torch.distributed, "all_reduce", reduce_while_signal_arrives)
     assert flag() is False  # nobody had been signalled when the ranks agreed
     assert flag() is True  # the next agreement carries this rank's signal
+
+
+def test_a_running_run_whose_process_is_gone_reads_as_interrupted(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    here = {"status": "running", "host": socket.gethostname()}
+    assert run_state({**here, "pid": child.pid}) == State.INTERRUPTED
+    assert run_state({**here, "pid": os.getpid()}, tmp_path) == State.INTERRUPTED  # this process, run not active
+    assert run_state({**here, "pid": os.getpid()}) == "running"
+    assert run_state({**here, "host": "elsewhere", "pid": child.pid}) == "running"  # cannot tell from here
+    assert run_state({"status": "running"}) == "running"  # an older run.json without a pid
+    assert run_state({**here, "pid": child.pid, "status": "completed"}) == State.COMPLETED
+
+
+def test_a_failed_metrics_write_keeps_whole_records(tmp_path, monkeypatch):
+    sink = JsonlSink(tmp_path / "metrics.jsonl")
+    sink({"train/loss": 1.0}, 0)
+
+    def half_then_full(handle, data):
+        handle.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cluster.runner, "write_all", half_then_full)
+    with pytest.raises(RunError, match=f"cannot write {tmp_path / 'metrics.jsonl'}: no space left on device"):
+        sink({"train/loss": 0.5}, 1)
+    sink.close()
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [0]

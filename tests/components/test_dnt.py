@@ -342,7 +342,7 @@ def test_resume_after_preemption_is_bit_exact(params, data_root, tmp_path, preem
 def test_learning_rate_per_optimizer(params):
     paper = resolve_config(component, "paper", params.get("dnt"))
     assert learning_rate(paper) == 1.0 and weight_decay(paper) == OPTIMIZERS["msgdw"].weight_decay
-    adamw = paper.model_copy(update={"optimizer": "adamw"})
+    adamw = resolve_config(component, "paper", params.get("dnt"), {"optimizer": "adamw"})
     assert learning_rate(adamw) == 6e-4 and weight_decay(adamw) == 0.1
     smoke = resolve_config(component, "smoke", params.get("dnt"), {"optimizer": "lion"})
     assert learning_rate(smoke) == OPTIMIZERS["lion"].lr

@@ -31,6 +31,12 @@ def cli(*args: str, data_root: Path | None = None, run_root: Path | None = None)
         (["run", "uba", "--set", "optimizer=adam"], "optimizer = 'adam'"),
         (["run", "uba", "--set", "schedule.name=onecycle"], "schedule.name = 'onecycle'"),
         (["run", "uba", "--preset", "huge"], "unknown preset 'huge'"),
+        (["run", "uba", "--preset", "smok"], "unknown preset 'smok' for uba (did you mean 'smoke'?)"),
+        (["run", "uba", "--set", "optimizer=adamx"], "optimizer = 'adamx' is not one of sgd, "),
+        (["run", "uba", "--set", "optimizer=adamx"], "(did you mean 'adamw'?)"),
+        (["run", "uba", "--set", "schedule.name=cosin"], "(did you mean 'cosine'?)"),
+        (["run", "uba", "--set", "schedule.warmup=300"], "uba: schedule.warmup (300) must be smaller than budget"),
+        (["run", "uba", "--seed", "-1"], "seed -1 must be an integer"),
         (["sweep", "uba_ph"], "unknown sweep 'uba_ph' (did you mean 'uba_phi'?)"),
         (["prepare", "images", "digitz"], "dataset 'images/digitz' is not in"),
     ],
@@ -82,3 +88,10 @@ def test_list_shows_components_and_sweeps(capsys, data_root):
     assert main(cli("list", data_root=data_root)) == 0
     out = capsys.readouterr().out
     assert "uba" in out and "uba_phi" in out and "images/digits" in out and "(prepared)" in out
+
+
+def test_config_prints_the_numbers_the_run_uses(capsys):
+    """No `lr: null`: the optimizer table's defaults are filled in, so the printed config is the run's."""
+    assert main(cli("config", "uba", "--set", "optimizer=adamw")) == 0
+    out = capsys.readouterr().out
+    assert "\nlr: 0.001\n" in out and "\nweight_decay: 0.01\n" in out and "null" not in out

@@ -204,3 +204,138 @@ def test_malformed_parameter_is_rejected_with_its_name(prefect_env, tmp_path):
     assert done.returncode != 0
     assert "seed" in done.stdout + done.stderr
     assert not (tmp_path / "uba").exists()
+
+
+# Retries only where retrying can help. The flows run in-process on Prefect's ephemeral server (the first call
+# starts it, ~10 s on a loaded machine; later calls take about a second); the Hub and the cluster are replaced
+# by functions that fail as they would, so each test counts the attempts Prefect made.
+
+
+def finished_run(directory: Path) -> Path:
+    """A completed run directory, reduced to what publish reads."""
+    run = directory / "runs" / "uba" / "20260101-000000-0123abcd-s0"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"component": "uba", "status": "completed", "preset": "test", "seed": 0}))
+    (run / "metrics.json").write_text(json.dumps({"val/acc": 0.5}))
+    (run / "config.yaml").write_text("task: digits_mlp\ndataset: images/digits\n")
+    return run
+
+
+def hub_error(status: int):
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    request = httpx2.Request("POST", "http://hub.invalid/api/repos/create")
+    return HfHubHTTPError(f"{status} from the Hub", response=httpx2.Response(status, request=request))
+
+
+@pytest.fixture
+def online_hub(monkeypatch, tmp_path):
+    """publish_run with a token, online, writing its folder under tmp_path; push() is the test's to replace."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    monkeypatch.chdir(tmp_path)  # publish_task writes published/ relative to the working directory
+    pushes: list[int] = []
+
+    def replace_push(*statuses: int):
+        """push() fails with these HTTP statuses in turn, then succeeds."""
+        import pipelines.publish
+
+        def push(*args, **kwargs):
+            pushes.append(1)
+            if len(pushes) <= len(statuses):
+                raise hub_error(statuses[len(pushes) - 1])
+            return "http://hub.invalid/lab/uba", "0" * 40
+
+        monkeypatch.setattr(pipelines.publish, "push", push)
+        return pushes
+
+    return replace_push
+
+
+@pytest.mark.parametrize(
+    "error, retry",
+    [
+        ("ConfigError('uba: optimizer')", False),
+        ("DataError('no manifest')", False),
+        ("RunError('diverged at step 3')", False),
+        ("RunError('run failed: the SLURM job was lost', retryable=True)", True),
+        ("PublishError('HTTP 401')", False),
+        ("PublishError('HTTP 503 after 1 attempts', retryable=True)", True),
+        ("OSError('connection reset')", True),
+        ("TypeError('a bug')", False),
+    ],
+)
+def test_retry_only_what_retrying_can_fix(error, retry):
+    from components.core.errors import ConfigError, DataError, RunError, is_retryable  # noqa: F401
+    from pipelines.publish import PublishError  # noqa: F401
+
+    assert is_retryable(eval(error)) is retry
+
+
+def test_a_config_error_fails_the_flow_at_once_with_its_line(monkeypatch, tmp_path):
+    from pipelines import operations
+    from pipelines.flows import train_flow
+
+    calls: list[int] = []
+    real = operations.run_component
+    monkeypatch.setattr(operations, "run_component", lambda *a, **k: calls.append(1) or real(*a, **k))
+    started = time.monotonic()
+    state = train_flow(
+        component="uba",
+        overrides={"optimizer": "adamx"},
+        params_file=str(ROOT / "params.yaml"),
+        data_dir=str(tmp_path),
+        run_root=str(tmp_path / "runs"),
+        return_state=True,
+    )
+    elapsed = time.monotonic() - started
+    assert state.is_failed() and calls == [1]  # no retry: CLUSTER_RETRIES would wait 10 s, then 20 s
+    assert "uba: optimizer = 'adamx' is not one of" in state.message and "(did you mean 'adamw'?)" in state.message
+    assert "\n" not in state.message and not (tmp_path / "runs").exists()
+    print(f"train flow with a config error: {elapsed:.1f} s (ephemeral server start included on a first call)")
+
+
+def test_a_rejected_token_fails_the_publish_flow_at_once(online_hub, tmp_path):
+    from pipelines.flows import publish_flow
+
+    pushes = online_hub(401, 401, 401, 401)
+    state = publish_flow(run_dir=str(finished_run(tmp_path)), repo_id="lab/uba", return_state=True)
+    assert state.is_failed() and pushes == [1]  # NETWORK_RETRIES would try 3 more times over 35 s
+    assert "the Hub refused the token for lab/uba (HTTP 401" in state.message and "\n" not in state.message
+
+
+def test_a_5xx_is_retried_by_prefect(online_hub, tmp_path, monkeypatch):
+    import pipelines.flows
+    from pipelines.flows import publish_flow
+
+    monkeypatch.setattr(
+        pipelines.flows, "publish_task", pipelines.flows.publish_task.with_options(retry_delay_seconds=0)
+    )
+    pushes = online_hub(500, 503)
+    result = publish_flow(run_dir=str(finished_run(tmp_path)), repo_id="lab/uba")
+    assert pushes == [1, 1, 1] and result["pushed"] and result["url"] == "http://hub.invalid/lab/uba"
+
+
+def test_a_lost_cluster_job_is_retried_and_the_result_is_the_run(monkeypatch, tmp_path):
+    import pipelines.flows
+    from components.core.errors import RunError
+    from pipelines import operations
+    from pipelines.flows import train_flow
+
+    attempts: list[int] = []
+
+    def run_component(*args, **kwargs):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RunError("run failed: the SLURM job was lost (NODE_FAIL)", retryable=True)
+        return operations.RunOutcome(tmp_path / "runs" / "uba" / "run", {"val/acc": 0.5})
+
+    monkeypatch.setattr(operations, "run_component", run_component)
+    monkeypatch.setattr(pipelines.flows, "run_task", pipelines.flows.run_task.with_options(retry_delay_seconds=0))
+    result = train_flow(component="uba", backend="submitit", run_root=str(tmp_path / "runs"))
+    assert attempts == [1, 1]
+    assert result == {"run_dir": str(tmp_path / "runs" / "uba" / "run"), "metrics": {"val/acc": 0.5}}

@@ -108,9 +108,13 @@ def test_verify_finds_a_flipped_payload_byte(tmp_path):
     # a pixel of sample 500, past its 128-byte .npy header: sizes and headers stay valid
     data[1024 + 512 + 128 + 10] ^= 0xFF
     shard.write_bytes(bytes(data))
-    ImageShards(tmp_path, DIGITS, "train")  # the cheap checks cannot see it
-    with pytest.raises(DataError, match=r"train-000001\.tar does not match its sha256.*paperzoo prepare images digits"):
+    ImageShards(tmp_path, DIGITS, "train", verify=False)  # the structural checks cannot see it ...
+    message = r"train-000001\.tar does not match its sha256.*paperzoo prepare images digits"
+    with pytest.raises(DataError, match=message):
         verify(tmp_path)
+    with pytest.raises(DataError, match=message + r".*paperzoo verify images/digits"):
+        ImageShards(tmp_path, DIGITS, "train")  # ... the reader's hash, before any sample is read, does
+    ImageShards(tmp_path, DIGITS, "val")  # the other splits' shards are fine
 
 
 def test_unknown_source_is_suggested(tmp_path):
@@ -130,6 +134,34 @@ def test_unknown_option_fails_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="'<kind>/<name>'"):
         prepare("digits", {"source": "sklearn-digits"}, tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"repeat": "abc"}, r"option repeat of source sklearn-digits must be an integer, got 'abc'"),
+        ({"repeat": 1.5}, r"option repeat of source sklearn-digits must be an integer, got 1\.5"),
+        ({"repeat": True}, r"option repeat of source sklearn-digits must be an integer, got True"),
+        ({"val_fraction": "a tenth"}, r"option val_fraction of source sklearn-digits must be a number"),
+    ],
+)
+def test_an_option_of_the_wrong_type_is_named_before_any_work(tmp_path, options, message):
+    with pytest.raises(ConfigError, match=message):
+        prepare(DIGITS, {"source": "sklearn-digits", **options}, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_options_are_read_as_their_annotated_types(tmp_path):
+    from pipelines.datasets import check_spec
+
+    _, options = check_spec(DIGITS, {"source": "sklearn-digits", "repeat": 2.0, "val_fraction": 0})
+    assert options == {"repeat": 2, "val_fraction": 0} and isinstance(options["repeat"], int)
+    _, options = check_spec("images/f", {"source": "imagefolder", "src": 2016, "format": "jpg"})
+    assert options["src"] == "2016"
+    with pytest.raises(
+        ConfigError, match=r"option format of source imagefolder must be one of 'png', 'jpg', got 'jpeg'"
+    ):
+        check_spec("images/f", {"source": "imagefolder", "src": "x", "format": "jpeg"})
 
 
 COLOURS = {"zebra": (0, 0, 255), "ant": (255, 0, 0), "moose": (0, 255, 0)}  # sorted: ant, moose, zebra

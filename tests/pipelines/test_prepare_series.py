@@ -3,6 +3,7 @@ byte-identical output, verify, and one-line errors for bad CSVs."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -112,5 +113,103 @@ def test_two_sine_generator(tmp_path):
     clean = np.sin(2 * np.pi * t / 24) + 0.5 * np.sin(2 * np.pi * t / 7 + 1)
     residual = table.values[:, 0] - clean
     assert abs(residual.std() - 0.05) < 0.005 and table.borders["train"] == (0, 4200)
-    with pytest.raises(ConfigError, match="option split must be 'ratio' or 'ett'"):
+    with pytest.raises(
+        ConfigError, match="option split of source two-sine must be one of 'ratio', 'ett', got 'months'"
+    ):
         prepare("series/x", {"source": "two-sine", "split": "months"}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ("date,OT,OT", r"hdr.csv, line 1: column name 'OT' appears twice in the header \(columns 2 and 3\)"),
+        ("date,date,OT", r"hdr.csv, line 1: column name 'date' appears twice in the header \(columns 1 and 2\)"),
+        ("date,,OT", r"hdr.csv, line 1: column 2 of the header has no name"),
+        ("date,HUFL, ", r"hdr.csv, line 1: column 3 of the header has no name"),
+    ],
+)
+def test_a_duplicate_or_empty_column_name_is_named(tmp_path, header, message):
+    csv = write_csv(tmp_path / "hdr.csv", 50, columns=("HUFL", "OT"))
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([header] + lines[1:]) + "\n")
+    with pytest.raises(DataError, match=message):
+        prepare("series/hdr", {"source": "csv", "path": str(csv)}, tmp_path / "data")
+    assert not (tmp_path / "data" / "series").exists() or not any((tmp_path / "data" / "series").iterdir())
+
+
+def test_a_value_column_named_date_is_named(tmp_path):
+    csv = write_csv(tmp_path / "time.csv", 50, columns=("date", "OT"))
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join(["time,date,OT"] + lines[1:]) + "\n")
+    with pytest.raises(DataError, match=r"time.csv: a value column is named 'date'"):
+        prepare("series/t", {"source": "csv", "path": str(csv), "date_column": "time"}, tmp_path / "data")
+
+
+def test_a_byte_order_mark_is_read_as_such(tmp_path):
+    csv = write_csv(tmp_path / "bom.csv", 50)
+    csv.write_bytes(b"\xef\xbb\xbf" + csv.read_bytes())
+    prepare("series/bom", {"source": "csv", "path": str(csv)}, tmp_path / "data")
+    table = SeriesTable(tmp_path / "data", "series/bom")
+    assert table.columns == ["HUFL", "OT"] and len(table.values) == 50
+    csv.write_bytes(b"date,OT\n2016-07-01 00:00:00,\xff\n")
+    with pytest.raises(DataError, match=r"bom.csv: not UTF-8 text"):
+        prepare("series/bom", {"source": "csv", "path": str(csv)}, tmp_path / "data")
+
+
+def rewrite_table(dataset: Path, table) -> None:
+    """Replace the Parquet table and make the manifest vouch for its bytes, so only the column checks can tell."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from components.core.shards import sha256_file
+
+    pq.write_table(table, dataset / "series.parquet")
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    manifest["files"][0].update(
+        bytes=(dataset / "series.parquet").stat().st_size, sha256=sha256_file(dataset / "series.parquet")
+    )
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: t.rename_columns(["date", "ppm"]), r"has column\(s\) 'ppm' that the manifest does not list"),
+        (lambda t: t.append_column("x", t.column("co2")), r"has column\(s\) 'x' that the manifest does not list"),
+        (lambda t: t.drop_columns(["date"]), r"has no 'date' column"),
+        (lambda t: t.set_column(1, "co2", t.column("co2").cast("string")), r"column 'co2' holds string values"),
+        (lambda t: t.set_column(0, "date", t.column("date").cast("int64")), r"column 'date' is int64, not a timestamp"),
+        (lambda t: t.slice(0, 100), r"has 100 rows, its manifest says 2284"),
+    ],
+    ids=["renamed", "extra", "no-date", "string", "int-date", "rows"],
+)
+def test_the_reader_checks_the_table_against_its_manifest(tmp_path, change, message):
+    import pyarrow.parquet as pq
+
+    prepare("series/co2", {"source": "statsmodels-co2"}, tmp_path)
+    dataset = tmp_path / "series/co2"
+    rewrite_table(dataset, change(pq.read_table(dataset / "series.parquet")))
+    with pytest.raises(DataError, match=r"series\.parquet.*" + message + r".*paperzoo prepare series co2"):
+        SeriesTable(tmp_path, "series/co2")
+
+
+def test_the_reader_checks_the_sha256_once_per_file_version(tmp_path, monkeypatch):
+    import components.core.shards as shards
+
+    prepare("series/co2", {"source": "statsmodels-co2"}, tmp_path)
+    hashed = []
+    original = shards.sha256_file
+    monkeypatch.setattr(shards, "sha256_file", lambda path: hashed.append(path) or original(path))
+    SeriesTable(tmp_path, "series/co2")
+    SeriesTable(tmp_path, "series/co2")
+    assert len(hashed) == 1  # the second reader trusts the version the first one checked
+    table = tmp_path / "series/co2/series.parquet"
+    data = bytearray(table.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    table.write_bytes(bytes(data))
+    stat = table.stat()  # file times tick in milliseconds: move it on as a moment later would
+    os.utime(table, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(DataError, match=r"series\.parquet does not match its sha256.*paperzoo verify series/co2"):
+        SeriesTable(tmp_path, "series/co2")
+    SeriesTable(tmp_path, "series/co2", verify=False)  # the caller's choice: the structure is still intact

@@ -99,6 +99,12 @@ def test_preparing_twice_is_byte_identical_and_verify_catches_corruption(squares
     shard.write_bytes(bytes(data))
     with pytest.raises(DataError, match="val-000000.tar does not match its sha256"):
         verify(tmp_path)
+    train_shard = tmp_path / NAME / "train-000000.tar"
+    data = bytearray(train_shard.read_bytes())
+    data[1024 + 512 + 128 + 10] ^= 0xFF  # a latent of clip 0, past its .npy header: the structure stays valid
+    train_shard.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"train-000000\.tar does not match its sha256.*paperzoo prepare video"):
+        LatentShards(tmp_path, NAME, "train")  # the reader checks before it hands out a clip
 
 
 def test_batches_are_deterministic_and_split_across_ranks(squares):

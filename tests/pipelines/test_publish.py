@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -385,3 +386,41 @@ def test_real_hub(finished_run, tmp_path, monkeypatch):
         REAL_REPO, "metrics.json", revision=result.commit_oid, token=REAL_TOKEN, cache_dir=tmp_path / "cache"
     )
     assert Path(downloaded).read_bytes() == (finished_run / "metrics.json").read_bytes()
+
+
+def test_timeout_bounds_a_push_to_a_hanging_hub(hub, finished_run, tmp_path):
+    """A Hub that accepts connections and never answers: --timeout ends the push, retries and waits included."""
+    hub.stall_next(1000, 30.0)
+    said: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(PublishError) as caught:
+        publish(finished_run, tmp_path, said, token=hub.token, deadline_s=2.0, backoff_s=0.5)
+    elapsed = time.monotonic() - started
+    message = str(caught.value)
+    local_dir = tmp_path / "published" / "uba" / finished_run.name
+    assert "gave up at --timeout 2 s" in message and str(local_dir) in message and "\n" not in message
+    assert caught.value.retryable and (local_dir / "README.md").is_file()
+    assert elapsed < 2.0 + 8.0, f"{elapsed:.1f} s"  # the deadline plus a busy machine's slack, not 5 x 60 s
+    print(f"publish against a hanging Hub with --timeout 2: {elapsed:.1f} s")
+
+
+def test_timeout_leaves_room_for_a_retry_that_succeeds(hub, finished_run, tmp_path):
+    hub.stall_next(1, 1.5)
+    said: list[str] = []
+    result = publish(finished_run, tmp_path, said, token=hub.token, timeout_s=0.3, deadline_s=60.0)
+    assert result.pushed and any("Timeout" in line and "retrying" in line for line in said)
+
+
+def test_cli_timeout_option(hub, finished_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    hub.stall_next(1000, 30.0)
+    started = time.monotonic()
+    code = main(
+        ["publish", str(finished_run), "--repo-id", REPO, "--local-root", str(tmp_path / "cli"), "--timeout", "1"]
+    )
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("paperzoo: error:") and "\n" not in err and "--timeout 1 s" in err
+    assert elapsed < 1.0 + 8.0, f"{elapsed:.1f} s"
+    assert main(["publish", str(finished_run), "--repo-id", REPO, "--timeout", "-3"]) == 2
+    assert "--timeout must be a positive number of seconds" in capsys.readouterr().err

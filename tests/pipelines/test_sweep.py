@@ -64,7 +64,10 @@ def test_sweep_table_and_a_diverging_trial(params, data_root, tmp_path):
     for name in ("summary.md", "summary.csv", "trials.jsonl", "sweep.json"):
         assert (outcome.directory / name).is_file()
     assert len((outcome.directory / "trials.jsonl").read_text().splitlines()) == 4
-    assert json.loads((outcome.directory / "sweep.json").read_text())["metric"] == "val/loss"
+    ledger = json.loads((outcome.directory / "sweep.json").read_text())
+    assert ledger["metric"] == "val/loss" and ledger["status"] == outcome.status == "failed"
+    assert ledger["counts"] == {"completed": 2, "failed": 2} and len(outcome.failed) == 2
+    assert "2 of 4 trials did not complete" in (outcome.directory / "summary.md").read_text()
 
 
 @pytest.mark.integration

@@ -253,8 +253,8 @@ def test_corrupt_tar_header_is_named(fresh_root, offset, data):
     shard = fresh_root / NAME / "train-000001.tar"
     size = shard.stat().st_size
     overwrite(shard, offset, data)
-    assert shard.stat().st_size == size  # passes the cheap size check; only the index build can tell
-    check_dataset(fresh_root, NAME)
+    assert shard.stat().st_size == size  # passes the cheap size check; only the index build (or the hash) can tell
+    check_dataset(fresh_root, NAME, verify=False)
     with pytest.raises(DataError, match=r"shard .*train-000001\.tar .*corrupt"):
         ImageShards(fresh_root, NAME, "train")
 
@@ -306,3 +306,145 @@ def test_copied_dataset_is_readable_from_a_new_root(fresh_root, tmp_path_factory
     moved = tmp_path_factory.mktemp("moved")
     shutil.copytree(fresh_root / "images", moved / "images")
     np.testing.assert_array_equal(ImageShards(moved, NAME, "val").arrays()[0], toy_arrays(20, 2)[0])
+
+
+def flip_payload_byte(shard: Path) -> None:
+    """Change one pixel of sample 1 (member 3's payload, past its .npy header) in place: size, inode and headers
+    stay; the modification time moves on as it would a moment later (file times tick in milliseconds)."""
+    import os
+
+    data = bytearray(shard.read_bytes())
+    data[member_header_offset(3) + 512 + 128 + 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    stat = shard.stat()
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+
+def test_reader_checks_each_shard_sha256_before_use(fresh_root):
+    shard = fresh_root / NAME / "train-000002.tar"
+    flip_payload_byte(shard)
+    ImageShards(fresh_root, NAME, "train", verify=False)  # the structural checks cannot see it
+    with pytest.raises(
+        DataError,
+        match=r"shard .*train-000002\.tar does not match its sha256 in the manifest.*"
+        r"`paperzoo prepare images toy`.*`paperzoo verify images/toy`",
+    ):
+        ImageShards(fresh_root, NAME, "train")
+    ImageShards(fresh_root, NAME, "val")
+    with pytest.raises(DataError, match=r"train-000002\.tar does not match its sha256"):
+        check_dataset(fresh_root, NAME)  # the start-of-run check hashes every split's shards too
+    check_dataset(fresh_root, NAME, verify=False)
+
+
+def test_a_wrong_sha256_in_the_manifest_is_named(fresh_root):
+    manifest_path = fresh_root / NAME / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["splits"]["val"]["shards"][0]["sha256"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"val-000000\.tar does not match its sha256"):
+        ImageShards(fresh_root, NAME, "val")
+    del manifest["splits"]["val"]["shards"][0]["sha256"]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"lists no sha256 for .*val-000000\.tar"):
+        ImageShards(fresh_root, NAME, "val")
+
+
+@pytest.fixture
+def hashed(monkeypatch) -> list[Path]:
+    """The files this process hashes from now on (verify_file's streaming sha256)."""
+    import components.core.shards as shards
+
+    calls: list[Path] = []
+    original = shards.sha256_file
+    monkeypatch.setattr(shards, "sha256_file", lambda path: calls.append(Path(path)) or original(path))
+    return calls
+
+
+def test_each_shard_version_is_hashed_once_per_process(fresh_root, hashed):
+    ImageShards(fresh_root, NAME, "train")
+    ImageShards(fresh_root, NAME, "train")
+    assert sorted(path.name for path in hashed) == [f"train-{i:06d}.tar" for i in range(5)]
+    shard = fresh_root / NAME / "train-000001.tar"
+    copy = shard.with_name("copy.tar")
+    copy.write_bytes(shard.read_bytes())
+    copy.replace(shard)  # the same bytes, a new version (as a re-prepare or `dvc checkout` makes): hashed again
+    ImageShards(fresh_root, NAME, "train")
+    assert [path.name for path in hashed[5:]] == ["train-000001.tar"]
+    check_dataset(fresh_root, NAME)  # the start-of-run check and the readers share the record: only val is new
+    assert [path.name for path in hashed[6:]] == ["val-000000.tar"]
+
+
+def test_a_shard_rewritten_after_the_index_is_checked_when_mapped(fresh_root, hashed):
+    import pickle
+
+    shards = ImageShards(fresh_root, NAME, "train")
+    worker = pickle.loads(pickle.dumps(shards))  # what a spawned DataLoader worker gets: no maps, the versions
+    del hashed[:]
+    worker.arrays()
+    assert hashed == []  # the versions the index checked: mapped without hashing again
+    flip_payload_byte(fresh_root / NAME / "train-000000.tar")
+    late = pickle.loads(pickle.dumps(shards))
+    with pytest.raises(DataError, match=r"train-000000\.tar does not match its sha256"):
+        late.arrays()
+
+
+def test_loader_workers_read_verified_shards(fresh_root):
+    shards = ImageShards(fresh_root, NAME, "train")
+    reference = take(shards.batches(32, seed=1), 3)
+    got = take(iter(shards.loader(32, seed=1, num_workers=2)), 3)
+    for (images, labels), (ref_images, ref_labels) in zip(got, reference):
+        np.testing.assert_array_equal(images.numpy(), ref_images)
+        np.testing.assert_array_equal(labels.numpy(), ref_labels)
+
+
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_write_removes_what_killed_writers_of_the_same_target_left(tmp_path):
+    import os
+    import time
+
+    from components.core.files import _HOST, atomic_directory
+
+    target = tmp_path / "images" / "toy"
+    target.mkdir(parents=True)
+    (target / "old.txt").write_text("old")
+    gone, parent = dead_pid(), target.parent
+    stale = [f".toy.tmp-{gone}.{_HOST}-abcdefgh", f".toy.old-{gone}.{_HOST}-ijklmnop", ".toy.tmp-legacy12"]
+    kept = [
+        f".toy.tmp-1.{_HOST}-livewrtr",  # pid 1 runs: a concurrent writer's staging folder
+        f".toy.tmp-{gone}.0badhost-elsewhr",  # another host's: its pid means nothing here, and it is recent
+        ".toy.tmp-fresh123",  # older code's, recent
+        f".other.tmp-{gone}.{_HOST}-notmine0",  # another target's
+    ]
+    for name in stale + kept:
+        (parent / name).mkdir()
+        (parent / name / "half").write_text("half")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(parent / ".toy.tmp-legacy12", (two_days_ago, two_days_ago))
+    with atomic_directory(target) as staging:
+        assert staging.name.startswith(f".toy.tmp-{os.getpid()}.{_HOST}-")
+        (staging / "new.txt").write_text("new")
+    assert sorted(path.name for path in parent.iterdir()) == sorted(kept + ["toy"])
+    assert [path.name for path in target.iterdir()] == ["new.txt"]
+
+
+def test_a_writer_killed_between_the_two_renames_leaves_the_old_version_restorable(tmp_path, monkeypatch):
+    import components.core.files as files
+
+    target = tmp_path / "toy"
+    retired = tmp_path / f".toy.old-{dead_pid()}.{files._HOST}-abcdefgh"
+    (retired / "toy").mkdir(parents=True)
+    (retired / "toy" / "old.txt").write_text("old")  # moved aside, and the writer died before moving the new in
+    assert files.remove_stale_leftovers(target) == [retired]
+    assert (target / "old.txt").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
+    monkeypatch.setattr(files, "_exchange", lambda first, second: False)  # a system without an atomic exchange
+    with files.atomic_directory(target) as staging:
+        (staging / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.txt"] and [p.name for p in tmp_path.iterdir()] == ["toy"]
