@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cluster.runner import execute, load_request, plan_run
+from cluster.runner import RunFailed, execute, load_request, plan_run
 from components.core.errors import ConfigError, Preempted
 from components.sei_bwsnn.binary import BinaryLinear, binarise, channel_scale, sign
 from components.sei_bwsnn.config import Config
@@ -161,7 +161,7 @@ def test_teacher_is_reused_from_a_run_directory(params, data_root, tmp_path):
     missing = plan_run(
         "sei_bwsnn", params, preset="test", overrides={"kd.teacher": str(tmp_path / "nowhere")}, data_dir=data_root
     )
-    with pytest.raises(ConfigError, match="kd.teacher: no teacher weights at"):
+    with pytest.raises(RunFailed, match="kd.teacher: no teacher weights at"):  # it started: a failed run, exit 1
         execute(missing, run_root=tmp_path / "bad", data_dir=data_root, show_progress=False)
 
 
