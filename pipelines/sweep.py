@@ -260,6 +260,22 @@ def run_sweep(
     return write_summary(directory, name, sweep, ledger, trials, outcomes, backend)
 
 
+def trials_jsonl(results: Sequence[TrialResult]) -> str:
+    """The sweep's ledger of trials, one JSON record a line (what status, collect and the report read)."""
+    records = (
+        {
+            "overrides": dict(r.trial.overrides),
+            "seed": r.trial.seed,
+            "status": r.status,
+            "metrics": r.metrics,
+            "run_dir": r.run_dir,
+            "error": r.error,
+        }
+        for r in results
+    )
+    return "".join(json.dumps(record) + "\n" for record in records)
+
+
 def write_summary(
     directory: Path,
     name: str,
@@ -282,23 +298,7 @@ def write_summary(
         + to_markdown(rows, columns)
         + failures_markdown(results)
     )
-    atomic_write_text(
-        directory / "trials.jsonl",
-        "".join(
-            json.dumps(
-                {
-                    "overrides": dict(r.trial.overrides),
-                    "seed": r.trial.seed,
-                    "status": r.status,
-                    "metrics": r.metrics,
-                    "run_dir": r.run_dir,
-                    "error": r.error,
-                }
-            )
-            + "\n"
-            for r in results
-        ),
-    )
+    atomic_write_text(directory / "trials.jsonl", trials_jsonl(results))
     atomic_write_text(directory / "summary.md", markdown)
     atomic_write_text(directory / "summary.csv", to_csv(rows, columns))
     counts = {str(s): n for s in State if (n := sum(r.status == s for r in results))}

@@ -19,7 +19,7 @@ from components.registry import REGISTRY
 from pipelines import report
 from pipelines.cli import main
 from pipelines.report import build_report
-from pipelines.sweep import Trial, TrialResult, summarise, summary_columns, to_csv, to_markdown
+from pipelines.sweep import Trial, TrialResult, summarise, summary_columns, to_csv, to_markdown, trials_jsonl
 
 HOSTILE = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -99,22 +99,7 @@ def write_sweep(run_root: Path, name: str = "phi", stamp: str = "20260102-030405
     (directory / "sweep.json").write_text(
         json.dumps({"name": name, "backend": "local", "metric": "val/loss", "mode": "min", "component": "uba"})
     )
-    (directory / "trials.jsonl").write_text(
-        "".join(
-            json.dumps(
-                {
-                    "overrides": dict(r.trial.overrides),
-                    "seed": r.trial.seed,
-                    "status": r.status,
-                    "metrics": r.metrics,
-                    "run_dir": r.run_dir,
-                    "error": r.error,
-                }
-            )
-            + "\n"
-            for r in results
-        )
-    )
+    (directory / "trials.jsonl").write_text(trials_jsonl(results))
     return directory
 
 
