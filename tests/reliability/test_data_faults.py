@@ -14,8 +14,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from components.core.files import _HOST
 from components.core.shards import sha256_file
 from pipelines.cli import main
 from pipelines.datasets import prepare, verify
+from tests.reliability.mounts import remount_readonly, tmpfs
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ROOT / "params.yaml"
@@ -65,24 +66,6 @@ class Scene:
 
     def cli(self, *argv: str) -> list[str]:
         return [*argv, "--params", str(PARAMS), "--data-dir", str(self.data), "--run-root", str(self.runs)]
-
-
-@contextmanager
-def tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
-    """A small tmpfs at `mountpoint` (tests run as root, so only a real read-only or full disk stops a write)."""
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)], capture_output=True, text=True
-        )
-    except FileNotFoundError:
-        pytest.skip("no mount command here")
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
 def set_manifest_file(dataset: Path, file_name: str) -> None:
@@ -281,7 +264,7 @@ def dataset_not_prepared(scene: Scene) -> list[str]:
 def read_only_data_root(scene: Scene) -> list[str]:
     mount = scene.enter(tmpfs(scene.tmp / "ro", "256k"))
     prepare(CO2, {"source": "statsmodels-co2"}, mount)
-    subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+    remount_readonly(mount)
     scene.data = mount
     scene.keep.append(CO2)
     return scene.cli("prepare", "series", "co2")
@@ -306,7 +289,7 @@ def read_only_dataset_folder(scene: Scene) -> list[str]:
     """The data root is writable but the kind's folder is a read-only mount: the write itself fails."""
     mount = scene.enter(tmpfs(scene.data / "series", "256k"))
     prepare(CO2, {"source": "statsmodels-co2"}, scene.data)
-    subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+    remount_readonly(mount)
     scene.keep.append(CO2)
     return scene.cli("prepare", "series", "co2", "--set", "train_fraction=0.6")
 

@@ -10,8 +10,8 @@ read-only root mount a read-only tmpfs (tests run as root); they skip where moun
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from pipelines.cli import main
+from tests.reliability.mounts import remount_readonly, tmpfs
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS_TEXT = (ROOT / "params.yaml").read_text()
@@ -287,17 +288,6 @@ def digits(tmp_path_factory) -> Path:
     return root
 
 
-def mount_readonly(directory: Path) -> None:
-    directory.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(directory)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    remounted = subprocess.run(["mount", "-o", "remount,ro", str(directory)], capture_output=True)
-    if remounted.returncode != 0:
-        subprocess.run(["umount", str(directory)], check=True)
-        pytest.skip(f"cannot remount read-only: {remounted.stderr.decode().strip()}")
-
-
 def finished_run(directory: Path) -> Path:
     """A completed run directory as `paperzoo run` leaves it, reduced to what publish reads first."""
     run = directory / "uba" / "20260101-000000-0123abcd-s0"
@@ -324,14 +314,11 @@ def test_input_fault_is_one_line_before_anything_runs(case, digits, tmp_path, tm
     argv = ["--params", str(params), "--data-dir", str(digits), "--run-root", str(runs)]
     argv += [arg.format(**values) for arg in case.argv]
     expect = [text.format(**values) for text in case.expect]
-    if case.readonly:
-        mount_readonly(ro)
-    before = tree(tmp_path)
-    try:
-        code = main(argv)
-    finally:
+    with tmpfs(ro, "1m") if case.readonly else nullcontext():
         if case.readonly:
-            subprocess.run(["umount", str(ro)], check=True)
+            remount_readonly(ro)
+        before = tree(tmp_path)
+        code = main(argv)
     out, err = capsys.readouterr()
     lines = err.splitlines()
     assert code == 2, err

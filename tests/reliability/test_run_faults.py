@@ -19,8 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import yaml
 from cluster.states import State, run_state
 from components.uba.component import UBA
 from pipelines.cli import main
+from tests.reliability.mounts import tmpfs
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEP = "faults"
@@ -132,25 +132,6 @@ def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
-
-
-@contextmanager
-def tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
-    """A small tmpfs at `mountpoint`: tests run as root, so only a really full disk stops a write."""
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    try:
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)], capture_output=True, text=True
-        )
-    except FileNotFoundError:
-        pytest.skip("no mount command here")
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
 def fill(mountpoint: Path) -> None:
