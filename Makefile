@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps spikingjelly==2.0.0
 	touch $@
 
-.PHONY: setup smoke test lint format bench
+.PHONY: setup smoke test lint format bench mutants
 setup: $(BIN)/.installed
 
 smoke: setup
@@ -20,6 +20,11 @@ smoke: setup
 
 test: setup lint
 	PATH="$(abspath $(BIN)):$$PATH" pytest --durations=25
+
+# Slow (minutes per component), so not part of `make test`: each mutant of tests/mutants/<slug>.py applied to a
+# scratch copy and shown killed by the component's tests. `make mutants SLUG=uba` for one component.
+mutants: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m tests.mutants.harness $(if $(SLUG),--slug $(SLUG)) $(MUTANTS_ARGS)
 
 lint: setup  # ruff's rules and format (pyproject.toml); `make format` applies both
 	$(BIN)/ruff check .
