@@ -37,6 +37,7 @@ def add_section(repo: Path, body: str) -> str:
 
 def test_the_guide_adds_a_paper_that_alone_is_trained(reproduced, tmp_path):
     repo = copy_of(reproduced[0], tmp_path / "repo")
+    (repo / ".venv").symlink_to(ROOT / ".venv")  # `make` finds the installed stack, as after `make setup`
     outputs: dict[str, str] = {}
     slug = None
     for language, marker, body in guide_steps():
@@ -56,6 +57,7 @@ def test_the_guide_adds_a_paper_that_alone_is_trained(reproduced, tmp_path):
                     outputs[line[2:]] = sh(*shlex.split(line[2:]), cwd=repo)
     assert slug == "example_logreg"
     assert "example_logreg" in outputs["paperzoo list"]
+    assert "2 killed of 2 mutants" in outputs["make mutants SLUG=example_logreg"]
 
     assert ran_stages(outputs["dvc repro"]) == {"lineage", f"train@{slug}", "report"}
     assert f"{slug}: inputs changed: new" in outputs["dvc repro"]
@@ -65,4 +67,5 @@ def test_the_guide_adds_a_paper_that_alone_is_trained(reproduced, tmp_path):
     assert "0.95" in report and row  # the paper's number stands beside ours
     touched = sh("git", "status", "--porcelain", "--untracked-files=all", cwd=repo).split("\n")
     outside = {line[3:] for line in touched if line and not line[3:].startswith(f"components/{slug}/")}
-    assert outside == {"components/registry.py", "params.yaml", f"tests/components/test_{slug}.py", "dvc.lock"}
+    added = {f"tests/components/test_{slug}.py", f"tests/mutants/{slug}.py"}
+    assert outside == {"components/registry.py", "params.yaml", "dvc.lock", *added}
