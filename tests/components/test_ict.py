@@ -396,3 +396,132 @@ def test_every_mode_runs(params, tmp_path, mode):
     if mode == "algo4_layer":
         assert metrics["layer/num_weights"] == 91 and metrics["layer/equiv_err"] < 1e-10
         assert metrics["layer/vs_basis_err"] < 1e-12
+
+
+# Guards written for the mutation table (tests/mutants/ict.py) ---------------------------------------------
+
+
+def test_algo4_layer_mixes_every_weight_block():
+    # Algorithm 4 with several weights at once: z = Q^T x is cut into consecutive blocks z_l (m_l x (2l+1)), each
+    # mixed by its own W_l; the layer must equal sum_pq W[q, p] P'_q P_p^T and stay equivariant
+    from components.ict.hom import space_path_matrix
+
+    space_in, space_out = Space.parse("1o x 1o x 1o + 1o"), Space.parse("1o x 1o x 1o + 2o x 1e")
+    layer = EquivariantLinear(space_in, space_out, generator=generator(11))
+    assert len(layer.keys) >= 3  # several blocks: an offset error between them cannot hide
+    expected = sum(
+        layer.mix[g][qi, pi].detach() * space_path_matrix(space_out, q) @ space_path_matrix(space_in, p).T
+        for g, (ins, outs) in enumerate(zip(layer.paths_in, layer.paths_out))
+        for qi, q in enumerate(outs)
+        for pi, p in enumerate(ins)
+    )
+    assert (layer.as_matrix() - expected).abs().max() < 1e-12
+    rotation = checks.random_rotations(1, generator(12))[0]
+    x = torch.randn(3, space_in.dim, generator=generator(13), dtype=torch.float64)
+    for improper in (False, True):
+        d_in, d_out = space_in.representation(rotation, improper), space_out.representation(rotation, improper)
+        assert (layer(x @ d_in.T) - layer(x) @ d_out.T).abs().max() < 1e-10
+
+    # negative control: the same comparison fails for a forward pass that reads every block from offset 0
+    def every_block_from_zero(inputs):
+        z = inputs @ layer.q_in
+        pieces = []
+        for (l, _), ins, weight in zip(layer.keys, layer.paths_in, layer.mix):
+            block = z[..., : len(ins) * (2 * l + 1)].unflatten(-1, (len(ins), 2 * l + 1))
+            pieces.append(torch.einsum("oi,...ic->...oc", weight, block).flatten(-2))
+        return torch.cat(pieces, -1) @ layer.q_out.T
+
+    with torch.no_grad():
+        wrong = every_block_from_zero(torch.eye(space_in.dim, dtype=torch.float64)).T
+    assert (wrong - expected).abs().max() > 0.1
+
+
+def test_small_chunks_give_the_same_path_matrices_and_projectors():
+    # streaming in chunks (one path per chunk here) must give each chunk its own prefixes: the same P_p and D_p
+    # as the naive reference; the chunk count shows the stream really was cut
+    n = 4
+    naive = dict(reference.path_matrices(n))
+    chunks = list(stream.cartesian_path_matrices(n, max_chunk_entries=1))
+    assert len(chunks) == num_paths(n)  # one path per chunk: a chunk reusing another's prefixes would show
+    found = dict(stream.all_cartesian_path_matrices(n, max_chunk_entries=1))
+    assert sorted(found) == sorted(naive)
+    assert max((found[p] - m).abs().max().item() for p, m in naive.items()) < 1e-13
+    dense = {p: m @ m.T for p, m in naive.items()}
+    for layout in ("spherical", "dense"):
+        for bm in stream.projector_matrices(n, layout, max_chunk_entries=1):
+            assert (stream.to_dense(bm, n, layout) - dense[bm.label]).abs().max() < 1e-12
+    # negative control: two paths with the same end weight have different P_p, so swapped prefixes are visible
+    same_end = [p for p in naive if p[-1] == 1][:2]
+    assert (naive[same_end[0]] - naive[same_end[1]]).abs().max() > 0.1
+
+
+def test_run_draws_from_its_seed(params, tmp_path):
+    # a run is a function of (config, seed): the same seed repeats the layer's weights and inputs, another seed
+    # draws other ones (a seed ignored gives every seed the same numbers)
+    overrides = {"mode": "algo4_layer", "n": 2, "check_ranks": 0}
+
+    def output_norm(seed, name):
+        request = plan_run("ict", params, preset="test", overrides=overrides, seed=seed, data_dir=tmp_path)
+        return execute(request, run_root=tmp_path / name, data_dir=tmp_path, show_progress=False).metrics[
+            "layer/output_norm"
+        ]
+
+    first, again, other = output_norm(1, "a"), output_norm(1, "b"), output_norm(2, "c")
+    assert first == again
+    assert abs(first - other) > 1e-6
+
+
+def test_algo4_layer_weights_come_from_the_generator():
+    # the layer's initial W_l are drawn from the generator it is given, not from the global RNG: with the global
+    # RNG in the same state, generators of different seeds give different layers, equal seeds equal ones
+    space = Space.cartesian(2)
+
+    def weights(seed):
+        torch.manual_seed(123)  # the global RNG in the same state for every build
+        layer = EquivariantLinear(space, space, generator=generator(seed))
+        torch.randn(1)  # and moved on afterwards: only the generator may decide the weights
+        return torch.cat([w.detach().reshape(-1) for w in layer.mix])
+
+    first, again, other = weights(5), weights(5), weights(6)
+    assert torch.equal(first, again)
+    assert (first - other).abs().max() > 1e-3
+
+
+def test_checksum_metrics_detect_a_family_that_does_not_sum_to_the_identity():
+    # identity_sum_err = |sum of every entry of sum_p D_p - 3^n|, from the streamed upper triangles
+    # (whole matrix = 2 upper - diagonal): ~0 for the complete family, and the exact missing amount otherwise
+    from components.ict.component import checksum_metrics
+
+    n = 3
+    matrices = list(stream.projector_matrices(n, "dense"))
+    sums = [stream.stream_matrix(bm, panel_entries=1024) for bm in matrices]
+    complete = checksum_metrics([bm.weight for bm in matrices], sums, n, "projectors")
+    assert complete["projectors/identity_sum_err"] < 1e-10
+    assert complete["projectors/max_trace_err"] < 1e-12 and complete["projectors/max_frobenius_err"] < 1e-12
+    # negative control: without the top path the family no longer sums to I, by exactly its entries' sum
+    top = tuple(range(n + 1))
+    keep = [i for i, bm in enumerate(matrices) if bm.label != top]
+    missing = dict(reference.decomposition_matrices(n))[top].sum().item()
+    incomplete = checksum_metrics([matrices[i].weight for i in keep], [sums[i] for i in keep], n, "projectors")
+    assert missing > 1.0 and abs(incomplete["projectors/identity_sum_err"] - missing) < 1e-10
+
+
+def test_spherical_orthogonality_check_detects_a_skewed_path(monkeypatch):
+    # the reported orth_err is max|Q^T Q - I| over all entries: exact for the real paths, and large when one path
+    # vector is tilted towards another of the same weight while keeping unit norm (a norm-only check sees 0)
+    n = 4
+    assert stream.spherical_orthogonality_error(n) < 1e-12
+    original = stream.spherical_path_vectors
+
+    def skewed(*args, **kwargs):
+        done = False
+        for l, paths, vectors in original(*args, **kwargs):
+            if not done and vectors.shape[0] >= 2:
+                vectors = vectors.clone()
+                tilted = vectors[0] + vectors[1]
+                vectors[0] = tilted / tilted.norm()
+                done = True
+            yield l, paths, vectors
+
+    monkeypatch.setattr(stream, "spherical_path_vectors", skewed)
+    assert stream.spherical_orthogonality_error(n) > 0.5

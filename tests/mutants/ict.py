@@ -1,0 +1,178 @@
+"""Mutants of ict (irreducible Cartesian tensor decomposition via path matrices): see tests/mutants/harness.py.
+
+Written from /work/shared/papers/ict.md (§3 method, §6 falsifiable checks, §8 pitfalls) and the code. ICT is
+pure compute: there is no data split, no training and no validation set, so the split/leak bugs of a learner do
+not apply; the batch-like things are the streamed chunks of path matrices and the panels of a projector, and
+the seed draws the random rotations, probes and layer weights of a run.
+"""
+
+from tests.mutants.harness import Mutant
+
+T = "tests/components/test_ict.py::"
+
+MUTANTS = [
+    # --- contributions ----------------------------------------------------------------------------------
+    Mutant(
+        name="final-normalisation-dropped",
+        kind="contribution",
+        guards="§3.3 / pitfall 1: P_p = M_n / ||M_n[:, 0]||; chained unit-Frobenius CGs shrink every column",
+        file="components/ict/reference.py",
+        find="out.append((path, m / m[:, 0].norm()))",
+        replace="out.append((path, m))",
+        killers=(T + "test_orthogonality",),
+    ),
+    Mutant(
+        name="new-slot-least-significant",
+        kind="contribution",
+        guards="§3.3 / pitfall 3: the new slot is the most significant row digit (official layout); D_p depend on it",
+        file="components/ict/reference.py",
+        find='"am,bmn->ban"',
+        replace='"am,bmn->abn"',
+        killers=(T + "test_path_projectors_equal_nested_casimir_projectors",),
+    ),
+    Mutant(
+        name="fast-path-new-slot-least-significant",
+        kind="contribution",
+        guards="§3.7 (3): the batched GEMM growth keeps Algorithm 1's slot order (new slot most significant)",
+        file="components/ict/stream.py",
+        find=".permute(0, 2, 1, 3).reshape(count, 3 * rows, 2 * j2 + 1)",
+        replace=".reshape(count, 3 * rows, 2 * j2 + 1)",
+        killers=(T + "test_fast_path_matches_naive_reference",),
+    ),
+    Mutant(
+        name="level-step-skipped",
+        kind="contribution",
+        guards="§3.2: a path may step j -> j (the antisymmetric coupling), not only j +- 1; else Q is not square",
+        file="components/ict/paths.py",
+        find="return (1,) if j == 0 else tuple(w for w in (j + 1, j, j - 1) if w >= 0)",
+        replace="return (1,) if j == 0 else tuple(w for w in (j + 1, j - 1) if w >= 0)",
+        killers=(T + "test_multiplicities_match_the_table",),
+    ),
+    Mutant(
+        name="end-basis-skips-projectors",
+        kind="contribution",
+        guards="§3.5 / pitfall 5: the End basis keeps p == q (the official equivariant_bases_end.py drops them)",
+        file="components/ict/reference.py",
+        find="return [((p, q), mp @ mq.T) for p, mp in mats for q, mq in mats if p[-1] == q[-1]]",
+        replace="return [((p, q), mp @ mq.T) for p, mp in mats for q, mq in mats if p[-1] == q[-1] and p != q]",
+        killers=(T + "test_end_basis_keeps_the_projectors",),
+    ),
+    Mutant(
+        name="hom-parity-ignored",
+        kind="contribution",
+        guards="§3.5 / pitfall 9: Hom(S, S') pairs paths of equal end weight AND equal parity (official bug)",
+        file="components/ict/hom.py",
+        find="if p.key == q.key]",
+        replace="if p.weights[-1] == q.weights[-1]]",
+        killers=(T + "test_hom_basis_is_equivariant_orthogonal_and_complete",),
+    ),
+    Mutant(
+        name="algo4-block-offset-not-advanced",
+        kind="contribution",
+        guards="§3.5 Algorithm 4: z = Q^T x is cut into consecutive per-weight blocks z_l, each mixed by its own W_l",
+        file="components/ict/hom.py",
+        find="            start += width\n",
+        replace="",
+        killers=(T + "test_algo4_layer_mixes_every_weight_block",),
+    ),
+    Mutant(
+        name="spin-one-cg-sign-flipped",
+        kind="contribution",
+        guards="§3.7 (4): the fast path's closed-form Condon-Shortley <j m; 1 0 | j m> (sign of the J = j, mu = 0 case)",
+        file="components/ict/cg.py",
+        find="return big_m / math.sqrt(j * (j + 1))",
+        replace="return -big_m / math.sqrt(j * (j + 1))",
+        killers=(T + "test_spin_one_coupling_matches_sympy",),
+    ),
+    Mutant(
+        name="sympy-cg-without-minus-i-power",
+        kind="contribution",
+        guards="§3.1: the sympy real-basis CG needs Q_l times (-i)^l, else the CG is complex / not e3nn's",
+        file="components/ict/cg.py",
+        find="return (-1j) ** l * q",
+        replace="return q",
+        killers=(T + "test_sympy_real_cg_equals_e3nn",),
+    ),
+    Mutant(
+        name="isotypic-reshape-without-permute",
+        kind="contribution",
+        guards="§3.7 (6): Pi_l = Q_l Q_l^T with Q_l the weight-l path matrices side by side (3^n x m_l (2l+1))",
+        file="components/ict/stream.py",
+        find="q = stacked.permute(1, 0, 2).reshape(3**n, -1)",
+        replace="q = stacked.reshape(3**n, -1)",
+        killers=(T + "test_fast_isotypic_matches_naive",),
+    ),
+    Mutant(
+        name="frobenius-counts-diagonal-twice",
+        kind="contribution",
+        guards="§3.7 (5) symmetric storage: ||D||_F^2 from the upper triangle = 2 sum_{i<=j} - sum_diag",
+        file="components/ict/stream.py",
+        find="return 2 * self.squares - self.diagonal_squares",
+        replace="return 2 * self.squares",
+        killers=(T + "test_stream_checksums_equal_the_dense_upper_triangle",),
+    ),
+    Mutant(
+        name="computes-in-float32",
+        kind="contribution",
+        guards="§3.7 (7) / pitfall 7: dtype float64 means float64 (fp32 loses orthonormality to ~1e-7..1e-5)",
+        file="components/ict/component.py",
+        find='DTYPES = {"float64": torch.float64',
+        replace='DTYPES = {"float64": torch.float32',
+        killers=(T + "test_test_preset_is_deterministic_and_writes_its_files",),
+    ),
+    # --- classic bugs -----------------------------------------------------------------------------------
+    Mutant(
+        name="chunk-reuses-first-slice",
+        kind="bug",
+        guards="state across batches: every streamed chunk of final path matrices grows its own prefixes",
+        file="components/ict/stream.py",
+        find="grow(x[i0 : i0 + chunk], n - 1, j, l)",
+        replace="grow(x[:chunk], n - 1, j, l)",
+        killers=(T + "test_small_chunks_give_the_same_path_matrices_and_projectors",),
+    ),
+    Mutant(
+        name="seed-ignored",
+        kind="bug",
+        guards="a run is a function of (config, seed): rotations, probes and layer weights come from ctx.seed",
+        file="components/ict/component.py",
+        find="torch.Generator().manual_seed(ctx.seed)",
+        replace="torch.Generator().manual_seed(0)",
+        killers=(T + "test_run_draws_from_its_seed",),
+    ),
+    Mutant(
+        name="layer-init-ignores-generator",
+        kind="bug",
+        guards="seed: the Algorithm-4 layer's weights come from the given generator, not the global RNG",
+        file="components/ict/hom.py",
+        find="generator=generator) / math.sqrt(len(ins))",
+        replace=") / math.sqrt(len(ins))",
+        killers=(T + "test_algo4_layer_weights_come_from_the_generator",),
+    ),
+    Mutant(
+        name="hom-coupling-range-off-by-one",
+        kind="bug",
+        guards="§3.5 off-by-one: factor l couples j to every j' in |j - l| .. j + l inclusive",
+        file="components/ict/hom.py",
+        find="for j2 in range(abs(j - l), j + l + 1):",
+        replace="for j2 in range(abs(j - l), j + l):",
+        killers=(T + "test_hom_basis_is_equivariant_orthogonal_and_complete",),
+    ),
+    Mutant(
+        name="identity-sum-metric-upper-only",
+        kind="bug",
+        guards="metric on the wrong part: sum_p D_p = I is checked on whole matrices (2 upper - trace), not triangles",
+        file="components/ict/component.py",
+        find="sum(2 * s.total - s.trace for s in sums)",
+        replace="sum(s.total for s in sums)",
+        killers=(T + "test_checksum_metrics_detect_a_family_that_does_not_sum_to_the_identity",),
+    ),
+    Mutant(
+        name="orthogonality-check-diagonal-only",
+        kind="bug",
+        guards="the reported orth_err is max|Q^T Q - I| over all entries, not just column norms",
+        file="components/ict/stream.py",
+        find="worst = max(worst, gram.abs().max().item())",
+        replace="worst = max(worst, gram.diagonal().abs().max().item())",
+        killers=(T + "test_spherical_orthogonality_check_detects_a_skewed_path",),
+    ),
+]
