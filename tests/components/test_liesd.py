@@ -16,8 +16,8 @@ from components.core.config import resolve_config
 from components.core.errors import ConfigError, Preempted
 from components.core.optim import Adan
 from components.liesd import evaluation, systems, tasks
-from components.liesd.component import component
-from components.liesd.discovery import gram_matrix
+from components.liesd.component import component, make_data
+from components.liesd.discovery import discover, gram_matrix
 
 FIT_THRESHOLD = 1e-3  # liesd.md §6: checks 2-3 need the network at relative MSE <~ 1e-3 (above the noise floor)
 
@@ -293,3 +293,184 @@ def test_random_step_of_the_paper_model(params):
 def test_bad_config_is_a_one_line_error(params, tmp_path, overrides, key):
     with pytest.raises(ConfigError, match=key):
         plan_run("liesd", params, preset="smoke", overrides=overrides, data_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- what the mutants (tests/mutants/liesd.py) guard
+# Direct tests of each mechanism, each with a negative control that shows the check can fail.
+
+
+def so3_scaling_and_gauge_gram(sigma_head: np.ndarray) -> tuple[np.ndarray, systems.Layout]:
+    """A tensor-form G whose smallest singular values are sigma_head, with so(3) + scaling + the gauge as the
+    right singular vectors of the first five and a random orthonormal complement for the rest."""
+    system = systems.layout("tensor", 3, 3, (3, 3))
+    gauge = np.concatenate([np.zeros(9), np.eye(3).ravel(), -np.eye(3).ravel()])
+    span = np.vstack([tasks.true_unknowns("inertia", "tensor", 3), gauge]).T
+    rest = np.random.default_rng(4).standard_normal((27, 22))
+    vectors = np.linalg.qr(np.hstack([span, rest]))[0]
+    sigma = np.concatenate([sigma_head, np.linspace(sigma_head[-1] + 10.0, 900.0, 27 - len(sigma_head))])
+    return vectors @ np.diag(sigma**2) @ vectors.T, system
+
+
+def test_discover_skips_the_gauge_and_returns_the_smallest_sigma_bases():
+    # The spectrum liesd.md §3.4 quotes for a trained network (gauge exactly 0, so(3) + scaling at 13.7-26.7):
+    # discover() must skip the gauge's infinite ratio (D = 5, not 1) and return the SMALLEST sigma's vectors.
+    gram, system = so3_scaling_and_gauge_gram(np.array([0.0, 13.7, 14.0, 14.2, 26.7, 129.6, 133.8]))
+    found = discover(gram, system)
+    assert found.detected == 5 and found.used == 5
+    assert found.gap_ratio == pytest.approx(129.6 / 26.7, rel=1e-6)
+    truth = evaluation.compared(tasks.true_unknowns("inertia", "tensor", 3), "tensor", system)
+    assert evaluation.error_space(evaluation.compared(found.bases, "tensor", system), truth) < 1e-12
+    assert np.allclose(found.bases @ found.bases.T, np.eye(5), atol=1e-12)  # orthonormal, as SVD gives
+    # negative controls: the gauge not skipped stops at D = 1; the largest sigma's vectors miss the algebra
+    assert systems.gap_rule(found.spectrum.sigma, skip=0)[0] == 1
+    largest = evaluation.compared(found.spectrum.vectors[:, -5:].T, "tensor", system)
+    assert evaluation.error_space(largest, truth) > 1.0
+
+
+def test_kronecker_sum_is_the_two_sided_action_on_row_major_vec():
+    # The metric's representation of (B1, B2) must be the action F -> B1 F + F B2^T on row-major vec(F)
+    # (liesd.md §3.4), so that two output parts score alike only when they act alike.
+    rng = np.random.default_rng(5)
+    for d1, d2 in ((3, 3), (2, 4)):
+        b1, b2, f = rng.standard_normal((d1, d1)), rng.standard_normal((d2, d2)), rng.standard_normal((d1, d2))
+        action = (b1 @ f + f @ b2.T).reshape(-1)
+        assert np.allclose(tasks.kronecker_sum(b1, b2) @ f.reshape(-1), action, atol=1e-12)
+        wrong = np.kron(b1, np.eye(d2)) + np.kron(b2, np.eye(d1))  # the Kronecker factors in the wrong order
+        assert not np.allclose(wrong @ f.reshape(-1), action, atol=1e-3)  # negative control: the check can fail
+    # consequence for the metric: (G, 2G, 0) acts unlike the truth (G, G, G) and must not score as it
+    system = systems.layout("tensor", 3, 3, (3, 3))
+    g = tasks.so3_and_scaling()[0]
+    truth = evaluation.compared(np.concatenate([g.ravel(), g.ravel(), g.ravel()])[None], "tensor", system)
+    other = evaluation.compared(np.concatenate([g.ravel(), 2 * g.ravel(), 0 * g.ravel()])[None], "tensor", system)
+    assert evaluation.error_space(other, truth) > 0.1
+
+
+def test_subspace_error_counts_missing_and_extra_directions():
+    # error_space is the residual both ways (liesd.md §3.4): a missing or an extra direction, orthogonal to the
+    # rest, costs its squared norm in the compared representation.
+    system = systems.layout("tensor", 3, 3, (3, 3))
+    truth = evaluation.compared(tasks.true_unknowns("inertia", "tensor", 3), "tensor", system)
+    subset = truth[:3]  # so(3) found, scaling missed
+    assert evaluation.error_space(subset, truth) == pytest.approx(np.sum(truth[3] ** 2), rel=1e-9)
+    assert np.sum(truth[3] ** 2) > 1.0
+    extra = np.zeros((1, truth.shape[1]))
+    extra[0, 1] = extra[0, 3] = math.sqrt(0.5)  # (A symmetric off-diagonal, B = 0): orthogonal to so(3) and I
+    assert evaluation.error_space(np.vstack([truth, extra]), truth) == pytest.approx(1.0, rel=1e-9)
+    # negative control: each one-sided residual alone scores one of the two wrong answers as perfect
+    assert evaluation.residual(truth.T, subset.T) < 1e-20
+    assert evaluation.residual(np.vstack([truth, extra]).T, truth.T) < 1e-20
+
+
+def non_uniform_pairs_hold(split: tasks.Split, uniform: tasks.Split) -> bool:
+    """q1 only in quadrants II and IV, and every pair either untouched or rotated by +90 degrees as a whole."""
+    q1 = split.x[:, 0]
+    quadrants = bool(np.all(q1[:, 0] * q1[:, 1] < 0))
+    rotated = np.all(np.isclose(split.x, tasks.rotate_quarter(uniform.x)), axis=(1, 2))
+    kept = np.all(split.x == uniform.x, axis=(1, 2))
+    moved = (uniform.x[:, 0, 0] > 0) == (uniform.x[:, 0, 1] > 0)  # q1 in I or III before
+    targets = np.where(moved[:, None, None], tasks.rotate_quarter(uniform.y), uniform.y)
+    return quadrants and bool(np.all(rotated == moved) and np.all(kept == ~moved)) and np.allclose(split.y, targets)
+
+
+def test_non_uniform_split_rotates_pairs_into_quadrants_two_and_four():
+    # liesd.md §4: rotate inputs AND targets of the samples with q1 in I or III: the data lose the symmetry
+    # while the map keeps it. Rotating the inputs alone would make the map itself non-equivariant.
+    orbits = np.random.default_rng(6).standard_normal((8, 6, 4, 2))
+    uniform = tasks.two_body_split(orbits, non_uniform=False)
+    split = tasks.two_body_split(orbits, non_uniform=True)
+    moved = (uniform.x[:, 0, 0] > 0) == (uniform.x[:, 0, 1] > 0)
+    assert 0 < moved.sum() < len(moved)
+    assert non_uniform_pairs_hold(split, uniform)
+    inputs_only = tasks.Split(np.where(moved[:, None, None], tasks.rotate_quarter(uniform.x), uniform.x), uniform.y)
+    assert not non_uniform_pairs_hold(inputs_only, uniform)  # negative control
+
+
+def test_gram_is_accumulated_in_float64():
+    # liesd.md §8: float32 accumulation lifts the null singular values off zero. Exact inertia, tensor form:
+    # measured sigma_5 / sigma_6 = 8e-8 in float64, 9e-4 in float32.
+    n = 100
+    x = torch.from_numpy(tasks.inertia_split(n, 3, 0.0, np.random.default_rng(0))[0].x)
+    fn = lambda v: tasks.inertia_torch(v, 3)  # noqa: E731
+    gram = gram_matrix(fn, x, "tensor", (3, 3))
+    assert gram.dtype == np.float64
+    sigma = systems.spectrum(gram).sigma
+    assert sigma[4] < 1e-5 * sigma[5], sigma[:6]
+    rows = systems.rows("tensor", x, x.new_zeros(n, 3, 3), x.new_zeros(n, 3, 3, 3, 3)).float()
+    assert systems.gram(rows).dtype == torch.float64  # float32 rows are promoted before the sum
+    # negative control: the same rows summed in float32
+    from torch.func import jacrev, vmap
+
+    flat = x.reshape(n, 9)
+    rows = systems.tensor_rows(x, vmap(fn)(flat).reshape(n, 3, 3), vmap(jacrev(fn))(flat).reshape(n, 3, 3, 3, 3))
+    single = torch.einsum("bpu,bpv->uv", rows.float(), rows.float()).double().numpy()
+    sigma32 = systems.spectrum(single).sigma
+    assert not sigma32[4] < 1e-5 * sigma32[5]
+
+
+def test_gram_matrix_does_not_depend_on_the_chunk_size():
+    # G = sum over ALL discovery samples, however they are chunked (discovery_batch is memory only).
+    x = torch.from_numpy(tasks.inertia_split(50, 3, 0.0, np.random.default_rng(7))[0].x)
+    fn = lambda v: tasks.inertia_torch(v, 3)  # noqa: E731
+    whole = gram_matrix(fn, x, "tensor", (3, 3), chunk=50)
+    assert np.allclose(gram_matrix(fn, x, "tensor", (3, 3), chunk=7), whole, rtol=1e-12, atol=1e-9)
+    assert np.allclose(gram_matrix(fn, x[:21], "tensor", (3, 3)) + gram_matrix(fn, x[21:], "tensor", (3, 3)), whole)
+    last = gram_matrix(fn, x[49:], "tensor", (3, 3))  # negative control: the last chunk of 7 alone
+    assert not np.allclose(last, whole, rtol=1e-3)
+
+
+def test_make_data_keeps_test_apart_and_follows_the_seed(params):
+    # Held-out orbits (HNN's first 20 %) and inertia's fresh test draws never appear in training; the data
+    # follow the run's seed (same seed, same data; another seed, other data).
+    def shared_rows(a: np.ndarray, b: np.ndarray) -> int:
+        return len({row.tobytes() for row in a.reshape(len(a), -1)} & {row.tobytes() for row in b.reshape(len(b), -1)})
+
+    small = {"task": "two_body", "two_body.trajectories": 10, "two_body.time_steps": 6, "two_body.t_end": 1.0}
+    for overrides, train_rows in ((small, 8 * 4), ({"task": "inertia", "inertia.samples": 100}, 100)):
+        cfg = resolve_config(component, "test", params.get("liesd"), overrides)
+        data = make_data(cfg, 0)
+        assert len(data["train"].x) == train_rows and len(data["test"].x) > 0
+        assert shared_rows(data["train"].x, data["test"].x) == 0
+        assert shared_rows(data["train"].x, data["train"].x) == train_rows  # negative control: overlap is seen
+        again, other = make_data(cfg, 0), make_data(cfg, 1)
+        assert np.array_equal(again["train"].x, data["train"].x) and np.array_equal(again["test"].y, data["test"].y)
+        assert shared_rows(other["train"].x, data["train"].x) == 0 and shared_rows(other["test"].x, data["test"].x) == 0
+
+
+def test_reported_errors_are_measured_on_their_own_splits(params, tmp_path):
+    # train / train_clean / test relative errors, recomputed from the saved network on the splits rebuilt from
+    # the seed, match what the run reports; they differ from each other, so a metric on the wrong split shows.
+    from safetensors.torch import load_model
+
+    from components.liesd.component import relative_mse
+    from components.liesd.models import mlp
+
+    overrides = {"inertia.noise": 0.1}
+    request = plan_run("liesd", params, preset="test", overrides=overrides, seed=3, data_dir=tmp_path)
+    result = execute(request, run_root=tmp_path, data_dir=tmp_path, show_progress=False)
+    cfg = resolve_config(component, "test", params.get("liesd"), overrides)
+    data = make_data(cfg, 3)
+    model = mlp(9, 9, cfg.width, cfg.resolved_activation)
+    load_model(model, str(result.run_dir / "model.safetensors"))
+    model.eval()
+    measured = {split: relative_mse(model, data[split], "cpu")[1] for split in ("train", "train_clean", "test")}
+    reported = {"train": "train_rel_mse", "train_clean": "train_rel_mse_clean", "test": "test_rel_mse"}
+    for split, key in reported.items():
+        assert result.metrics[key] == pytest.approx(measured[split], rel=1e-6), key
+        others = [measured[s] for s in measured if s != split]  # negative control: the splits are told apart
+        assert all(abs(result.metrics[key] - value) > 1e-4 * value for value in others), (key, measured)
+
+
+def one_step_pairs_hold(split: tasks.Split, orbits: int, steps: int) -> bool:
+    """Orbit states encoded as 100 * orbit + time: every pair is (t, t + 1) of one orbit, all t = 0 .. steps - 3."""
+    x, y = split.x[:, 0, 0], split.y[:, 0, 0]
+    expected = np.array([100.0 * i + t for i in range(orbits) for t in range(steps - 2)])
+    return len(x) == orbits * (steps - 2) and np.array_equal(x, expected) and np.array_equal(y, expected + 1)
+
+
+def test_two_body_pairs_are_one_step_within_each_orbit():
+    # The official dataset: (state_t, state_{t+1}), 48 pairs per 50-step orbit, none across two orbits.
+    orbits, steps = 3, 7
+    encoded = (100.0 * np.arange(orbits)[:, None] + np.arange(steps)[None, :])[:, :, None, None] * np.ones((4, 2))
+    assert one_step_pairs_hold(tasks.two_body_split(encoded, non_uniform=False), orbits, steps)
+    two_step = tasks.Split(encoded[:, : steps - 2].reshape(-1, 4, 2), encoded[:, 2:].reshape(-1, 4, 2))
+    assert not one_step_pairs_hold(two_step, orbits, steps)  # negative control
