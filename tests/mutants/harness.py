@@ -82,7 +82,8 @@ def load_table(slug: str) -> list[Mutant]:
 
 
 def slugs_with_tables() -> list[str]:
-    return sorted(p.stem for p in TABLES.glob("*.py") if p.stem not in {"__init__", "harness", "outcome_plugin"})
+    helpers = {"__init__", "harness", "outcome_plugin"}
+    return sorted(p.stem for p in TABLES.glob("*.py") if p.stem not in helpers and not p.stem.startswith("test_"))
 
 
 def staleness(mutant: Mutant, root: Path) -> str:
@@ -145,6 +146,10 @@ def run_pytest(targets: list[str], root: Path, timeout: float) -> tuple[str, str
         process.communicate()
         report.unlink(missing_ok=True)
         return "timeout", "", f"no result after {timeout:.0f} s"
+    except BaseException:  # Ctrl-C or SIGTERM: the tests run in their own session, so stop them too
+        os.killpg(process.pid, signal.SIGKILL)
+        report.unlink(missing_ok=True)
+        raise
     seen = json.loads(report.read_text()) if report.stat().st_size else {}
     report.unlink(missing_ok=True)
     if seen.get("killed"):
@@ -216,7 +221,7 @@ def print_table(outcomes: list[Outcome]) -> None:
     console = Console(width=max(160, shutil.get_terminal_size().columns))
     console.print(table)
     counts = {s: sum(o.status == s for o in outcomes) for s in dict.fromkeys(o.status for o in outcomes)}
-    console.print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(outcomes)} mutants")
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(outcomes)} mutants", end="")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,18 +251,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{sum(map(len, tables.values()))} mutants, {len(stale)} stale")
         return 1 if stale else 0
 
+    def stop(signum, frame):  # SIGTERM as Ctrl-C: the scratch copy is removed and the running tests stopped
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     outcomes: list[Outcome] = []
-    with tempfile.TemporaryDirectory(prefix="paperzoo-mutants-") as scratch_dir:
-        scratch = scratch_copy(ROOT, Path(scratch_dir))
-        total = sum(map(len, tables.values()))
-        for slug, mutants in tables.items():
-            for m in mutants:
-                print(f"[{len(outcomes) + 1}/{total}] {slug}/{m.name} ...", end=" ", flush=True)
-                outcomes.append(try_mutant(slug, m, scratch, args.timeout))
-                last = outcomes[-1]
-                print(f"{last.status} {last.test} ({last.seconds:.0f} s)", flush=True)
-        confirm_baseline(outcomes, scratch, args.timeout)
+    total = sum(map(len, tables.values()))
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="paperzoo-mutants-") as scratch_dir:
+            scratch = scratch_copy(ROOT, Path(scratch_dir))
+            for slug, mutants in tables.items():
+                for m in mutants:
+                    print(f"[{len(outcomes) + 1}/{total}] {slug}/{m.name} ...", end=" ", flush=True)
+                    outcomes.append(try_mutant(slug, m, scratch, args.timeout))
+                    last = outcomes[-1]
+                    print(f"{last.status} {last.test} ({last.seconds:.0f} s)", flush=True)
+            confirm_baseline(outcomes, scratch, args.timeout)
+    except KeyboardInterrupt:
+        print(f"\nstopped after {len(outcomes)} of {total} mutants; the tree itself was never changed", file=sys.stderr)
+        return 130
     print_table(outcomes)
+    print(f" in {time.perf_counter() - started:.0f} s")
     if args.json:
         rows = [
             {"component": o.slug, "mutant": o.mutant.name, "kind": o.mutant.kind, "guards": o.mutant.guards}
