@@ -4,22 +4,26 @@ seed of it runs here as a sanity bound, never against the MLP (the spec: the MLP
 
 from __future__ import annotations
 
+import copy
 import hashlib
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy.interpolate import BSpline
 
 from cluster.runner import execute, load_request, plan_run
 from components.core.errors import ConfigError, Preempted
 from components.core.optim import Adan
-from components.ekan.data import ThreeBodyTable, particle_scattering
+from components.ekan.component import equivariance
+from components.ekan.config import Config
+from components.ekan.data import ThreeBodyTable, particle_scattering, procedural
 from components.ekan.equivariant import Bilinear, HomProjector, count_parameters
 from components.ekan.groups import get_group
-from components.ekan.models import EKAN, EMLP, KAN
-from components.ekan.reps import equivariant_basis, hom_projector_dense, scalars, tensor_rho, uniform_rep, vectors
-from components.ekan.spline import bspline
+from components.ekan.models import EKAN, EMLP, KAN, EKANLayer
+from components.ekan.reps import Rep, equivariant_basis, hom_projector_dense, scalars, tensor_rho, uniform_rep, vectors
+from components.ekan.spline import bspline, kan_basis, refit_grid
 from pipelines.datasets.procedural import energy, initial_state, integrate, prepare_three_body
 
 
@@ -305,3 +309,253 @@ def test_presets_validate_test_preset_is_deterministic_and_paper_model_steps(par
     assert first == second and all(np.isfinite(v) for v in first.values())
     loss = component.random_step(resolve_config(component, "paper", params.get("ekan")))  # width 1000, O(1,3)
     assert isinstance(loss, float) and np.isfinite(loss)
+
+
+# What the mutation table (tests/mutants/ekan.py) guards: the mechanisms of ekan.md §3, each test with a
+# negative control that shows the same check failing on a deliberately wrong variant.
+def _gate_readout(layer, h, block_channels, gate_position):
+    """Which feature channels change when one gate scalar of the layer's input is moved."""
+    moved = h.clone()
+    moved[:, gate_position] += 0.37
+    changed = (layer.features(moved) - layer.features(h)).abs().amax(dim=(0, 1)) > 1e-9
+    return set(torch.nonzero(changed).reshape(-1).tolist()), set(block_channels)
+
+
+def test_each_block_reads_the_basis_functions_of_its_own_gate():
+    # §3.1-3.2: channel i of a non-scalar block is multiplied by psi_j(s) of ITS block's gate scalar, never by
+    # splines of its own (non-invariant) coordinates nor by another block's gate; a scalar channel gates itself
+    group = get_group("SO13p")
+    rep = Rep(group, ((1, 0), (0, 0), (0, 1), (1, 1)))  # V + V⁰ + V* + V⊗V*: gates at 25, 26, 27
+    layer = EKANLayer(rep, scalars(group), 3, 3, (-1.0, 1.0), False, np.random.default_rng(0)).double()
+    assert rep.gate_index().tolist() == [25] * 4 + [4] + [26] * 4 + [27] * 16
+    h = torch.randn(6, rep.gated().size, dtype=torch.float64) * 0.5
+    blocks = {25: range(0, 4), 26: range(5, 9), 27: range(9, 25)}
+    for gate, channels in blocks.items():
+        changed, expected = _gate_readout(layer, h, channels, gate)
+        assert changed == expected  # the block's channels, all of them, and nothing else
+    for position in range(4):  # moving a vector's own coordinate changes only that channel's value, not psi
+        changed, _ = _gate_readout(layer, h, (), position)
+        assert changed == {position}
+    # negative control: a layer whose channels all read the first gate fails the same readout
+    layer.channel_gate = torch.zeros_like(layer.channel_gate)
+    changed, expected = _gate_readout(layer, h, blocks[26], 26)
+    assert changed != expected
+
+
+def test_gated_features_are_splines_and_silu_of_the_gate_times_the_channel():
+    # §3.2: f_{j,i} = psi_j(s_g(i)) x_i with psi = (G + k cubic B-splines on the extended grid, then SiLU)
+    group = get_group("SO2")
+    rep = Rep(group, ((1, 0), (0, 0), (2, 0)))
+    layer = EKANLayer(rep, vectors(group), 3, 3, (-1.0, 1.0), False, np.random.default_rng(0)).double()
+    h = torch.randn(7, rep.gated().size, dtype=torch.float64)
+    gate = torch.from_numpy(rep.gate_index())  # per channel, its gate's position in h
+    s = h[:, gate]  # (B, n_in): the gate scalar each channel reads
+    splines = bspline(s, layer.grid[layer.channel_gate], 3)  # (B, n_in, G + k), each channel on its gate's grid
+    psi = torch.cat([splines, F.silu(s)[..., None]], dim=-1).transpose(1, 2)  # (B, K, n_in)
+    expected = psi * h[:, None, : rep.size]
+    assert layer.basis_count == 7 and torch.allclose(layer.features(h), expected, atol=1e-12)
+    basis = kan_basis(s[:, :2], layer.grid[:2], 3)
+    assert torch.allclose(basis[..., -1], F.silu(s[:, :2]), atol=1e-12)  # the base function, last
+    # negative controls: without the channel factor, or with an identity base function, the features differ
+    assert (layer.features(h) - psi).abs().max() > 1e-2
+    assert (basis[..., -1] - s[:, :2]).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize(("name", "kinds"), [("SO13p", (0, 0, 1, 1)), ("O13", (0, 0, 0, 0)), ("SO2", (0, 0, 0, 0))])
+def test_null_space_bases_are_solved_to_float64_accuracy(name, kinds):
+    # §8 pitfall: solve in float64. The basis Q of a rank-4 invariant space must be orthonormal and invariant
+    # to float64 round-off (measured ~1e-15); a float32 solve leaves ~1e-7 in Q^T Q and ~1e-8 in rho(g) Q - Q
+    group = get_group(name)
+    Q = equivariant_basis(group, kinds)
+    rng = np.random.default_rng(0)
+
+    def worst(basis):
+        orthonormal = np.abs(basis.T @ basis - np.eye(basis.shape[1])).max()
+        invariant = max(np.abs(tensor_rho(kinds, group.sample(rng)) @ basis - basis).max() for _ in range(3))
+        return orthonormal, invariant
+
+    orthonormal, invariant = worst(Q)
+    assert Q.shape[1] >= 3 and orthonormal < 1e-12 and invariant < 1e-11
+    assert worst(Q.astype(np.float32).astype(np.float64))[0] > 1e-12  # control: float32 precision fails it
+
+
+def test_projection_every_forward_keeps_training_equivariant():
+    # §8 pitfall: an Adam-like step (per-coordinate scaling; here its limit, sign descent) moves the raw weights
+    # out of the equivariant subspace; only projecting on every forward keeps the trained model equivariant
+    group = get_group("SO2")
+    rep_in, rep_out = vectors(group, 4), vectors(group, 2)
+    torch.manual_seed(0)
+    model = EKAN(rep_in, rep_out, [uniform_rep(12, group, np.random.RandomState(0))]).double()
+    x = torch.randn(64, 8, dtype=torch.float64)
+    target = torch.randn(64, 4, dtype=torch.float64)  # not an equivariant function of x
+    for _ in range(3):
+        model.zero_grad()
+        F.mse_loss(model(x), target).backward()
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter -= 0.02 * parameter.grad.sign()
+    error, spread = relative_equivariance(model, rep_in, rep_out, x)
+    assert error < 1e-8 and spread > 1e-3
+    linear = model.layers[0].linear
+    raw = linear.weight.view(linear.n_out, linear.copies, linear.n_in).transpose(0, 1)
+    assert (linear.project_weight(raw) - raw).abs().max() > 1e-2  # the raw weights are NOT equivariant
+    # negative control: the same model with the raw (unprojected) weights used as they are
+    for module in [model.lift, *(layer.linear for layer in model.layers)]:
+        module.projected = lambda m=module: (m.weight.view(m.n_out, m.copies, m.n_in).transpose(0, 1), m.bias)
+    assert relative_equivariance(model, rep_in, rep_out, x)[0] > 1e-3
+
+
+def test_layer_adds_the_bilinear_residual_to_the_projected_linear_map():
+    # §3.2: y = sum_j W_j f_j + b, then y <- y + 0.1 W_bi(y) y (EMLP's residual, kept in every layer)
+    group = get_group("SO13p")
+    rep_in, rep_out = uniform_rep(20, group, np.random.RandomState(0)), vectors(group, 2)
+    torch.manual_seed(0)
+    layer = EKANLayer(rep_in, rep_out, 3, 3, (-1.0, 1.0), True, np.random.default_rng(0)).double()
+    h = torch.randn(5, rep_in.gated().size, dtype=torch.float64)
+    W, b = layer.linear.projected()
+    linear = torch.einsum("bki,koi->bo", layer.features(h), W) + b
+    assert torch.allclose(layer(h), linear + 0.1 * (layer.bilinear.dense(linear) @ linear[..., None])[..., 0])
+    assert not torch.allclose(layer(h), linear)  # negative control: without the residual the check fails
+
+
+def test_grid_update_fits_a_uniform_grid_to_the_batch_and_keeps_the_outputs():
+    # §3.3: grid_eps = 1 gives a uniform grid over [min - 0.01, max + 0.01] of each gate on the batch, and
+    # the raw weights are refit (least squares, then projected) so the layer's outputs on the batch stay
+    group = get_group("SO2")
+    torch.manual_seed(0)
+    model = EKAN(vectors(group, 2), vectors(group, 1), [uniform_rep(8, group, np.random.RandomState(0))])
+    x = torch.randn(256, 4) * 2.0
+    layer = model.layers[0]
+    with torch.no_grad():
+        h = model.activations(x)[0]
+        before, stale = layer(h), copy.deepcopy(layer)
+        layer.update_grid(h)
+        after = layer(h)
+        stale.grid.copy_(layer.grid)  # negative control: the same new grid without the refit
+        unfitted = stale(h)
+    s = h[:, layer.gates]
+    low, high = s.min(0).values - 0.01, s.max(0).values + 0.01
+    uniform = low[:, None] + (high - low)[:, None] * torch.linspace(0, 1, 4)
+    assert torch.allclose(layer.grid, uniform, atol=1e-5)
+    assert (after - before).norm() < 0.05 * before.norm()  # measured 0.5 %
+    assert (unfitted - before).norm() > 0.2 * before.norm()  # measured 48 %: the grid really moved
+    skewed = torch.rand(200, 2, generator=torch.Generator().manual_seed(0)) ** 3
+    quantiles = refit_grid(skewed, 3, eps=0.0)  # control: pykan's adaptive grid is not uniform on skewed data
+    assert (quantiles.diff(dim=1).std(dim=1) > 0.05).all()
+    assert (refit_grid(skewed, 3, eps=1.0).diff(dim=1).std(dim=1) < 1e-6).all()
+
+
+def _rows_in(rows: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """For every row, whether it is (bit for bit) a row of table."""
+    return (rows[:, None, :] == table[None, :, :]).all(-1).any(-1)
+
+
+def test_run_trains_on_training_rows_on_schedule_and_scores_each_split(params, tmp_path, monkeypatch):
+    # classic leaks: a batch or a grid refit drawn from the test split; the refit schedule of §3.3 (every
+    # stop / grid_update_num steps during the first stop_grid_update_step steps: here 0, 2, 4, 6, 8); and the
+    # reported test/mse and final/train_mse computed on their own splits with the trained model
+    import components.ekan.component as module
+
+    events, nets = [], []
+    build = module.build_model
+
+    def spying_build(*args, **kwargs):
+        net, hidden = build(*args, **kwargs)
+
+        def record(_, inputs):
+            if torch.is_grad_enabled():  # a training forward (evaluation runs under no_grad)
+                events.append(("batch", inputs[0].detach().clone()))
+
+        net.register_forward_pre_hook(record)
+        nets.append(net)
+        return net, hidden
+
+    refit = EKAN.update_grids
+
+    def spying_refit(self, x):
+        events.append(("grid", x.detach().clone()))
+        return refit(self, x)
+
+    monkeypatch.setattr(module, "build_model", spying_build)
+    monkeypatch.setattr(EKAN, "update_grids", spying_refit)
+    sets = {"steps": 12, "stop_grid_update_step": 10, "grid_update_num": 5, "batch_size": 16, "n_train": 32}
+    sets |= {"task": "o2_toy", "group": "O2", "n_test": 64, "eval_every": 0}
+    metrics = run_ekan(params, tmp_path / "data", tmp_path / "runs", seed=2, **sets).metrics  # procedural data
+    data = procedural("o2_toy", 32, 64, 2)  # drawn with the run's seed, as the run draws them
+    train = torch.from_numpy(data["train_x"]).float()
+    test = torch.from_numpy(data["test_x"]).float()
+    training = [x for kind, x in events if kind == "batch"]
+    refits = [x for kind, x in events if kind == "grid"]
+    assert len(training) == 12 and all(len(x) == 16 and _rows_in(x, train).all() for x in training)
+    assert refits and all(_rows_in(x, train).all() for x in refits)
+    # a refit at step s comes before that step's training forward: s training batches precede it
+    refit_steps = [
+        sum(kind == "batch" for kind, _ in events[:i]) for i, (kind, _) in enumerate(events) if kind == "grid"
+    ]
+    assert refit_steps == [0, 2, 4, 6, 8]
+    assert not _rows_in(test, train).any()  # negative control: the membership check does see test rows
+    with torch.no_grad():
+        scores = {
+            split: F.mse_loss(
+                nets[0](torch.from_numpy(data[f"{split}_x"]).float()), torch.from_numpy(data[f"{split}_y"]).float()
+            ).item()
+            for split in ("train", "test")
+        }
+    assert metrics["test/mse"] == pytest.approx(scores["test"], rel=1e-5)
+    assert metrics["final/train_mse"] == pytest.approx(scores["train"], rel=1e-5)
+    assert scores["test"] != pytest.approx(scores["train"], rel=1e-2)  # control: the two splits score apart
+
+
+def test_procedural_splits_are_disjoint_and_follow_the_seed():
+    # the test split is a fresh draw of the same seeded generator: no test input repeats a training input,
+    # and the seed decides the data (same seed, same data; another seed, other data)
+    first, again, other = (procedural("particle", 40, 40, seed) for seed in (0, 0, 1))
+    assert not _rows_in(torch.from_numpy(first["test_x"]), torch.from_numpy(first["train_x"])).any()
+    assert all(np.array_equal(first[key], again[key]) for key in first)
+    assert not np.array_equal(first["train_x"], other["train_x"])
+    assert _rows_in(torch.from_numpy(first["train_x"][:3]), torch.from_numpy(first["train_x"])).all()  # control
+
+
+def test_particle_step_budget_follows_the_run_scripts():
+    # run_scripts/ParticleInteraction: 7000 steps for N in {100, 316}, 15000 for N in {1000, 3162, 10000}
+    budgets = {n: Config(n_train=n).budget for n in (100, 316, 1000, 3162, 10000)}
+    assert budgets == {100: 7000, 316: 7000, 1000: 15000, 3162: 15000, 10000: 15000}
+    assert Config(task="three_body", group="SO2").budget == 5000
+
+
+def test_hidden_reps_are_drawn_with_the_run_seed(monkeypatch):
+    # §8 pitfall: uniform_rep is random; the run's seed must fix it (RandomState(seed), as the official code),
+    # else parameter counts and results change from run to run. Lorentz blocks V / V* make the draw visible.
+    import components.ekan.component as module
+
+    group = get_group("SO13p")
+    cfg = Config(group="SO13p", width=(100,))
+    drawn = {}
+    monkeypatch.setattr(module, "EKAN", lambda rep_in, rep_out, hidden, *rest: torch.nn.Linear(1, 1))
+    for seed in range(10):
+        _, hidden = module.build_model(cfg, group, vectors(group, 4), scalars(group), seed)
+        drawn[seed] = str(hidden[0])
+        assert drawn[seed] == str(uniform_rep(100, group, np.random.RandomState(seed)))
+    assert len(set(drawn.values())) > 1  # control: the seed does change the allocation, so the check can fail
+    monkeypatch.undo()
+    anchor = Config(group="SO13p", width=(200,))
+    model, _ = module.build_model(anchor, group, vectors(group, 3), scalars(group), 0)
+    assert count_parameters(model) == 34014
+
+
+def test_equivariance_metric_is_normalised_by_the_centred_output():
+    # §6 check 1: a near-constant, non-invariant model must NOT look equivariant (un-centred normalisation
+    # by ||f(x)||^2 would hide the error under the constant)
+    group = get_group("O13")
+    rep_in, rep_out = vectors(group, 4), scalars(group)
+    x = torch.randn(64, 16, dtype=torch.float64) * 0.25
+    y = torch.randn(64, 1, dtype=torch.float64)
+
+    def run(model):
+        return equivariance(model, x, y, group, rep_in, rep_out, samples=3, seed=0, chunk=64)
+
+    broken = run(lambda inputs: 100.0 + 0.01 * inputs[:, :1])  # the time component of q: not invariant
+    assert broken["equivariance/rel_error"] > 0.1
+    invariant = run(lambda inputs: 100.0 + 0.01 * (inputs[:, :1] ** 2 - (inputs[:, 1:4] ** 2).sum(1, keepdim=True)))
+    assert invariant["equivariance/rel_error"] < 1e-6  # control: <q, q> under the metric is invariant
+    assert abs(broken["equivariance/output_std_ratio"] - 0.01 * x[:, 0].std().item() / y.std().item()) < 1e-4
