@@ -276,7 +276,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     ),
     "adan": OptimizerSpec(
         name="adan",
-        lr=1e-3,  # the EKAN and LieSD run scripts' rate
+        lr=1e-3,  # sail-sg's default, LieSD's runs (EKAN's own Config sets its paper's 3e-3)
         weight_decay=0.0,  # none of their runs decays
         no_decay="ndim<2+embeddings",  # as adamw, should a sweep turn decay on
         build=_adan,
