@@ -205,3 +205,94 @@ def test_resume_across_widths_is_bit_exact(params, data_root, tmp_path, preempt_
     resumed = execute(load_request(cut_dir), cut_dir, **common)
     assert resumed.metrics == whole.metrics
     assert records(cut_dir) == records(whole.run_dir)
+
+
+# What the mutation table (tests/mutants/adamw_l1.py) guards, tested directly.
+@pytest.fixture(scope="module")
+def test_preset_run(data_root, tmp_path_factory):
+    """One run of the test preset (widths 8 and 16, 20 steps each, large-batch gradient on 256 training samples
+    every 10 steps), seed 5: its metrics and its metrics.jsonl records."""
+    from pathlib import Path
+
+    from pipelines.params import load_params
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    result = run(params, data_root, tmp_path_factory.mktemp("adamw_l1-test-preset"), seed=5)
+    return result.metrics, records(result.run_dir)
+
+
+def mean_loss_gradient(width: int, images: np.ndarray, labels: np.ndarray) -> torch.Tensor:
+    """The flattened gradient of the MEAN cross-entropy over the samples, at the seed-5 initialisation."""
+    torch.manual_seed(5)
+    model = build_classifier("digits_mlp", 10, width)
+    F.cross_entropy(model(to_input(torch.from_numpy(images))), torch.from_numpy(labels)).backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()]).double()
+
+
+def test_large_batch_gradient_is_the_mean_loss_gradient_on_training_samples(test_preset_run, data_root):
+    # §3.4 step 3: grad f estimated from the first 256 TRAINING samples, as the gradient of the mean loss
+    _, logged = test_preset_run
+    train_images, train_labels = ImageShards(data_root, "images/digits", "train").arrays()
+    test_images, test_labels = ImageShards(data_root, "images/digits", "test").arrays()
+    for width, step in ((8, 0), (16, 20)):  # the first step of each width: the weights are the seed's init
+        (record,) = [r for r in logged if r["step"] == step and "grad_true/l1" in r]
+        truth = mean_loss_gradient(width, train_images[:256], train_labels[:256])
+        assert record["grad_true/l1"] == pytest.approx(truth.abs().sum().item(), rel=1e-5), width
+        assert record["grad_true/l2"] == pytest.approx(truth.norm().item(), rel=1e-5), width
+        # the controls: the test split's gradient, and a sum of per-sample losses, are other vectors
+        other = mean_loss_gradient(width, test_images[:256], test_labels[:256])
+        assert abs(other.abs().sum().item() / truth.abs().sum().item() - 1) > 1e-2
+        assert abs(256 * truth.norm().item() - truth.norm().item()) > 1e-2
+
+
+def test_loglog_slope_recovers_a_power_law_exponent():
+    sizes = [1482.0, 8970.0, 85002.0]
+    for exponent, constant in ((0.5, 0.6), (0.42, 3.0), (0.0, 0.25)):
+        ratios = [constant * d**exponent for d in sizes]
+        assert loglog_slope(sizes, ratios) == pytest.approx(exponent, abs=1e-12)
+    # the control: a fit forced through the origin (no intercept) misses the exponent when constant != 1
+    x, y = np.log(sizes), np.log([0.6 * d**0.5 for d in sizes])
+    assert abs((x * y).sum() / (x * x).sum() - 0.5) > 1e-2
+
+
+def test_run_slope_is_fitted_on_l1_over_l2_against_d(test_preset_run):
+    metrics, _ = test_preset_run
+    sizes = [metrics["w8/d"], metrics["w16/d"]]
+    ratios = [metrics["w8/ratio_mean"], metrics["w16/ratio_mean"]]
+    assert metrics["loglog_slope"] == pytest.approx(loglog_slope(sizes, ratios), abs=1e-12)
+    # the control: the slope of rho = r / sqrt(d) is the same fit shifted by exactly -1/2
+    rhos = [metrics["w8/rho_mean"], metrics["w16/rho_mean"]]
+    assert loglog_slope(sizes, rhos) == pytest.approx(loglog_slope(sizes, ratios) - 0.5, abs=1e-9)
+
+
+def test_quadratic_runs_adamw_with_the_theorem_schedule(monkeypatch):
+    from components.adamw_l1 import quadratic
+
+    seen = []
+    real = torch.optim.AdamW
+
+    def spy(params, **options):
+        seen.append(options)
+        return real(params, **options)
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    for horizon in (16, 256):
+        quadratic.averaged_l1(horizon, dim=8, low=0.1, high=10, noise=1, eta0=2.0, x0=0, weight_decay=0, seed=0)
+    assert len(seen) == 2
+    for horizon, options in zip((16, 256), seen):
+        assert options["lr"] == pytest.approx(2.0 / horizon**0.75, rel=1e-12)  # eta = eta0 / K^(3/4)
+        assert options["betas"][0] == pytest.approx(1 - horizon**-0.5, rel=1e-12)  # 1 - beta1 = K^(-1/2)
+        assert options["betas"][1] == pytest.approx(1 - 1 / horizon, rel=1e-12)  # 1 - beta2 = 1/K
+    # the control: a K^(-1/2) step is another step at these horizons
+    assert all(2.0 / k**0.5 > 1.5 * 2.0 / k**0.75 for k in (16, 256))
+
+
+def test_quadratic_noise_follows_the_seed():
+    from components.adamw_l1.quadratic import averaged_l1
+
+    def average(seed, noise=1.0):
+        return averaged_l1(64, dim=50, low=0.1, high=10, noise=noise, eta0=1, x0=0, weight_decay=0, seed=seed)
+
+    assert average(0) == average(0)  # a seed is one noise stream...
+    assert average(0) != average(1)  # ...and another seed another one
+    assert average(0, noise=0.0) == average(1, noise=0.0)  # the control: without noise the seed has no effect

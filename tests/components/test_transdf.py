@@ -9,8 +9,8 @@ import torch
 from cluster.runner import execute, load_request, plan_run
 from components.core.errors import Preempted
 from components.core.series import SeriesTable
-from components.transdf.component import scale
-from components.transdf.transform import fit_label_transform, transdf_loss
+from components.transdf.component import epoch_lr_factor, scale
+from components.transdf.transform import components_kept, fit_label_transform, transdf_loss
 
 
 def run(params, data_root, tmp_path, seed=0, **overrides) -> dict[str, float]:
@@ -133,3 +133,210 @@ def test_resume_after_preemption_is_bit_exact(params, data_root, tmp_path, preem
     resumed = execute(load_request(cut_dir), cut_dir, **common)
     assert resumed.metrics == whole.metrics
     assert (cut_dir / "label_transform.npz").is_file() and (cut_dir / "forecasts.png").is_file()
+
+
+# What the mutation table (tests/mutants/transdf.py) guards: each paper switch and classic bug, tested directly.
+def correlated_labels(windows: int = 400, pred_len: int = 12, channels: int = 3, seed: int = 4) -> np.ndarray:
+    """Random walks whose steps have very different scales (x1 .. x30 across the horizon), per channel."""
+    generator = np.random.default_rng(seed)
+    walks = np.cumsum(generator.standard_normal((windows, pred_len, channels)), axis=1)
+    return walks * np.linspace(1.0, 30.0, pred_len)[None, :, None] + 5.0
+
+
+def diagonality(basis: np.ndarray, matrix: np.ndarray) -> float:
+    """Largest off-diagonal entry of basis @ matrix @ basis.T, relative to its largest diagonal entry."""
+    rotated = basis @ matrix @ basis.T
+    return float(np.abs(rotated - np.diag(np.diag(rotated))).max() / np.abs(np.diag(rotated)).max())
+
+
+def test_label_transform_standardises_each_step_before_the_pca():
+    # reinit=1 (§3.2 step 2): the per-step mean and POPULATION std of the training labels, then the PCA of the
+    # standardised labels, i.e. the eigenvectors of the steps' correlation matrix (not of their covariance).
+    labels = correlated_labels()
+    transform = fit_label_transform(labels, 1.0)
+    np.testing.assert_allclose(transform.mean, labels.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(transform.std, labels.std(axis=0, ddof=0), rtol=1e-12)
+    for d in range(labels.shape[2]):
+        correlation = np.corrcoef(labels[:, :, d], rowvar=False)
+        assert diagonality(transform.components[d], correlation) < 1e-10
+        # the control: the PCA of the unstandardised labels (reinit=0) does not diagonalise the correlation
+        _, eigenvectors = np.linalg.eigh(np.cov(labels[:, :, d], rowvar=False))
+        assert diagonality(eigenvectors.T, correlation) > 1e-2
+
+
+def projected_l1(transform, pred: np.ndarray, label: np.ndarray) -> float:
+    """§3.3 from the fitted transform's own apply(): mean over B*K*D of |z(pred) - z(label)|."""
+    return float(np.abs(transform.apply(pred) - transform.apply(label)).mean())
+
+
+def test_transformed_loss_is_the_mean_abs_difference_of_projected_sequences():
+    labels = correlated_labels()
+    full = fit_label_transform(labels, 1.0)
+    # errors along each channel's top component with random signs: z(pred) - z(label) is +-2 on component 0
+    signs = np.random.default_rng(5).choice([-1.0, 1.0], size=(32, 1, 1))
+    pred = labels[:32] + 2.0 * signs * full.std * np.moveaxis(full.components[:, 0], 0, 1)[None]
+    pred += 0.1 * np.random.default_rng(6).standard_normal(pred.shape) * full.std
+    for ratio in (1.0, 0.5):
+        transform = fit_label_transform(labels, ratio)
+        components, std = torch.from_numpy(transform.components), torch.from_numpy(transform.std)
+        _, _, transformed = transdf_loss(torch.from_numpy(pred), torch.from_numpy(labels[:32]), components, std, 0.0)
+        expected = projected_l1(transform, pred, labels[:32])
+        assert transformed.item() == pytest.approx(expected, rel=1e-10), ratio
+    # the controls, from the same projections: components as columns, a squared distance, and the abs of a
+    # batch mean (module_first=0) all give other numbers, so the comparison above can fail
+    z = full.apply(pred) - full.apply(labels[:32])
+    columns = np.einsum("ntd,dtk->nkd", (pred - labels[:32]) / full.std, full.components)
+    right = projected_l1(full, pred, labels[:32])
+    for wrong in (np.abs(columns).mean(), (z**2).mean(), np.abs(z.mean(axis=0)).mean()):
+        assert abs(wrong - right) > 0.2 * right
+
+
+def test_loss_weighs_tmse_by_rec_lambda_and_the_transformed_term_by_alpha():
+    labels = correlated_labels()
+    transform = fit_label_transform(labels, 1.0)
+    pred = torch.from_numpy(labels[:32] + 3.0)
+    label = torch.from_numpy(labels[:32])
+    components, std = torch.from_numpy(transform.components), torch.from_numpy(transform.std)
+    tmse = 9.0  # every step is off by 3
+    transformed = projected_l1(transform, pred.numpy(), labels[:32])
+    assert abs(tmse - transformed) > 1.0  # the two terms differ, so a swapped weighting shows
+    for rec_lambda in (0.0, 0.25, 1.0):
+        loss, rec, trans = transdf_loss(pred, label, components, std, rec_lambda)
+        assert rec.item() == pytest.approx(tmse, rel=1e-12)
+        assert loss.item() == pytest.approx(rec_lambda * tmse + (1 - rec_lambda) * transformed, rel=1e-10)
+    # the control: alpha and rec_lambda swapped is another number at rec_lambda = 0.25
+    assert abs((0.75 * tmse + 0.25 * transformed) - (0.25 * tmse + 0.75 * transformed)) > 1.0
+
+
+def test_rank_ratio_keeps_the_floor_of_p_times_gamma_leading_components():
+    # K = int(P * rank_ratio) (a floor, as the official code's int()); cases where rounding would differ
+    for pred_len, ratio, k in ((48, 0.6, 28), (10, 0.75, 7), (48, 0.99, 47), (336, 0.6, 201), (96, 1.0, 96)):
+        assert components_kept(pred_len, ratio) == k, (pred_len, ratio)
+        assert round(pred_len * ratio) != k or ratio == 1.0  # the control: rounding gives another K
+    assert components_kept(48, 4) == 4 and components_kept(48, 100) == 48  # an absolute count, capped at P
+    labels = correlated_labels(pred_len=10)
+    full, truncated = fit_label_transform(labels, 1.0), fit_label_transform(labels, 0.75)
+    assert truncated.rank == 7
+    np.testing.assert_allclose(truncated.components, full.components[:, :7], atol=1e-12)  # the top-K rows
+
+
+def test_scaler_uses_the_train_split_statistics_only():
+    from types import SimpleNamespace
+
+    generator = np.random.default_rng(6)
+    values = generator.standard_normal((100, 2)) * [1.0, 4.0] + [0.0, 10.0]
+    values[70:] += 50.0  # val and test sit far from train: their statistics must not reach the scaler
+    table = SimpleNamespace(values=values, borders={"train": (0, 70), "val": (70, 80), "test": (80, 100)})
+    scaled = scale(table)
+    np.testing.assert_allclose(scaled[:70].mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(scaled[:70].std(axis=0), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(scaled[70:], (values[70:] - values[:70].mean(axis=0)) / values[:70].std(axis=0))
+    # the control: statistics of the whole series leave the train rows far from zero mean
+    leaked = (values - values.mean(axis=0)) / values.std(axis=0)
+    assert np.abs(leaked[:70].mean(axis=0)).max() > 0.1
+
+
+def test_type3_schedule_holds_three_epochs_then_decays_by_a_tenth():
+    # TSLib's epoch schedules (transdf.md §3.5): type3 constant for 3 epochs then x0.9 each; type1 halves
+    factors = [epoch_lr_factor("type3", epoch) for epoch in range(6)]
+    np.testing.assert_allclose(factors, [1.0, 1.0, 1.0, 0.9, 0.81, 0.729], rtol=1e-12)
+    np.testing.assert_allclose([epoch_lr_factor("type1", e) for e in range(3)], [1.0, 0.5, 0.25], rtol=1e-12)
+    assert epoch_lr_factor("constant", 7) == 1.0
+
+
+def spied_run(params, data_root, root, seed, **overrides):
+    """A test-preset run on co2 whose every transdf_loss call and logged record are kept."""
+    from components.transdf import component as transdf_component
+
+    calls, logged = [], []
+    real = transdf_component.transdf_loss
+
+    def spy(pred, label, components, std, rec_lambda, distance="l1"):
+        calls.append({"label": label.numpy().copy(), "components": components, "std": std, "rec_lambda": rec_lambda})
+        return real(pred, label, components, std, rec_lambda, distance)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(transdf_component, "transdf_loss", spy)
+        request = plan_run("transdf", params, preset="test", overrides=overrides, seed=seed, data_dir=data_root)
+        sink = lambda metrics, step=None: logged.append(dict(metrics))  # noqa: E731
+        result = execute(request, run_root=root, data_dir=data_root, show_progress=False, sinks=[sink])
+    return result, calls, logged
+
+
+@pytest.fixture(scope="module")
+def spied(params_module, data_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("transdf-spied")
+    return {
+        name: spied_run(params_module, data_root, root / name, seed, **{"loss.type": loss})
+        for name, seed, loss in (
+            ("s0", 0, "transdf"),
+            ("s0-again", 0, "transdf"),
+            ("s1", 1, "transdf"),
+            ("tmse", 0, "tmse"),
+        )
+    }
+
+
+@pytest.fixture(scope="module")
+def co2_splits(data_root):
+    table = SeriesTable(data_root, "series/co2")
+    values = scale(table)
+    return {split: table.windows(values, split, 96, 48) for split in ("train", "val", "test")}
+
+
+def test_training_fits_the_transform_on_training_labels_only(spied, co2_splits):
+    _, calls, _ = spied["s0"]
+    train = fit_label_transform(co2_splits["train"][1], 1.0)
+    np.testing.assert_allclose(calls[0]["components"].numpy(), train.components, atol=1e-6)
+    np.testing.assert_allclose(calls[0]["std"].numpy(), train.std, rtol=1e-6)
+    # the control: a fit that also sees the val/test labels has another per-step std
+    leaked = fit_label_transform(np.concatenate([co2_splits[s][1] for s in ("train", "val", "test")]), 1.0)
+    assert np.abs(leaked.std / train.std - 1).max() > 1e-2
+
+
+def batch_order(calls, co2_splits) -> list[int]:
+    """The training-window index of every label row the loss saw, in order."""
+    labels = co2_splits["train"][1].astype(np.float32)
+    index = {row.tobytes(): n for n, row in enumerate(labels)}
+    assert len(index) == len(labels)
+    return [index[row.astype(np.float32).tobytes()] for call in calls for row in call["label"]]
+
+
+def test_batches_are_training_windows_shuffled_by_the_seed(spied, co2_splits):
+    orders = {name: batch_order(spied[name][1], co2_splits) for name in ("s0", "s0-again", "s1")}
+    n, per_epoch = len(co2_splits["train"][1]), len(orders["s0"]) // 2  # the test preset: 2 epochs, drop_last
+    for order in orders.values():
+        assert len(set(order[:per_epoch])) == per_epoch == n - n % 64  # each epoch: distinct windows
+        assert order[:per_epoch] != order[per_epoch:]  # a new permutation every epoch
+    assert orders["s0"] == orders["s0-again"]  # the order is a function of the seed...
+    assert orders["s0"] != orders["s1"]  # ...and the seed changes it
+
+
+def test_tmse_baseline_trains_on_the_plain_temporal_mse(spied):
+    for name, term in (("tmse", "train/loss_rec"), ("s0", "train/loss_trans")):
+        _, calls, logged = spied[name]
+        steps = [record for record in logged if "train/loss" in record]
+        assert steps and all(record["train/loss"] == record[term] for record in steps), name
+    assert {call["rec_lambda"] for call in spied["tmse"][1]} == {1.0}
+    # the control: the transdf run's loss (rec_lambda 0) is not its TMSE, so the check can tell them apart
+    assert any(r["train/loss"] != r["train/loss_rec"] for r in spied["s0"][2] if "train/loss" in r)
+
+
+def test_model_is_selected_on_validation_mse(spied, co2_splits):
+    from safetensors.torch import load_model
+
+    from components.transdf.model import Forecaster
+
+    result, _, logged = spied["s0"]
+    model = Forecaster("linear", 96, 48)
+    load_model(model, str(result.run_dir / "model.safetensors"))
+    with torch.no_grad():
+        mse = {
+            split: (model(torch.from_numpy(x).float()) - torch.from_numpy(y).float()).pow(2).mean().item()
+            for split, (x, y) in co2_splits.items()
+        }
+    epochs = [record["val/mse"] for record in logged if "val/mse" in record]
+    assert result.metrics["val/mse_best"] == pytest.approx(min(epochs), rel=1e-12)
+    assert result.metrics["val/mse_best"] == pytest.approx(mse["val"], rel=1e-5)  # the tested model's val MSE
+    assert result.metrics["test/mse"] == pytest.approx(mse["test"], rel=1e-5)
+    assert abs(mse["val"] - mse["test"]) > 0.05 * mse["val"]  # the control: the splits' errors differ
