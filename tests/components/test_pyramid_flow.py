@@ -9,19 +9,21 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cluster.runner import execute, load_request, plan_run
 from components.core.config import resolve_config
 from components.core.contract import PRESETS
 from components.core.errors import ConfigError, Preempted
-from components.pyramid_flow import sampler
-from components.pyramid_flow.component import build_model, component
+from components.pyramid_flow import pyramid, sampler
+from components.pyramid_flow.component import build_model, component, stage_of_rows
 from components.pyramid_flow.model import sincos
 from components.pyramid_flow.pyramid import (
     Layout,
     down,
     history_levels,
     latent_pyramid,
+    noise_pyramid,
     patchify,
     per_sample_loss,
     training_batch,
@@ -307,3 +309,238 @@ def test_pyramid_flow_stages_sweep_is_valid(params):
     assert sweep["component"] == "pyramid_flow" and set(sweep["grid"]) == {"gamma", "stage_range"}
     for trial in trials:
         plan_run("pyramid_flow", params, preset="test", overrides=trial.overrides, check_data=False)
+
+
+# ---- What the mutation table (tests/mutants/pyramid_flow.py) guards: each test below checks one mechanism of
+# the spec directly, with a negative control showing the check fails on a wrong variant built in the test.
+
+
+def test_noise_pyramid_keeps_unit_variance_at_every_level_and_in_the_sampler():
+    # n_{k-1} = 2 Down(n_k) (§3.1): the mean of 4 i.i.d. N(0, 1) has std 1/2, so without the x2 the stage-0 start
+    # point (and the sampler's first state) would have variance 1/16 instead of the unit variance training expects
+    noise = torch.randn(64, 4, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    levels = noise_pyramid(noise, 3)
+    for k in (1, 2):
+        assert torch.allclose(levels[k - 1], 2 * down(levels[k]))
+    for level in levels:
+        assert abs(level.var().item() - 1) < 0.05
+    plain = latent_pyramid(noise, 3)[0]  # negative control: the clean-latent Down applied to noise
+    assert not abs(plain.var().item() - 1) < 0.05
+    seen = []
+
+    def record(z, k, r, tau):
+        if not seen:
+            seen.append(z.clone())
+        return torch.zeros_like(z)
+
+    table = stage_table()
+    sample_unit(record, table, [1, 1, 1], (64, 4, 32, 32), torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert seen[0].shape == (64, 4, 8, 8) and abs(seen[0].var().item() - 1) < 0.05
+
+
+def jump_law_errors(k: int, draws: int = 50_000, seed: int = 0) -> tuple[float, float]:
+    """pyramid.jump applied to exact stage-(k-1) end points of a fixed, non-constant clean latent: the largest
+    error of the mean against b Up(L_{k-1}) and of the within-block covariance against s_k^2 I."""
+    table = stage_table()
+    generator = torch.Generator().manual_seed(seed)
+    previous = torch.tensor([[[1.5, -1.0], [0.5, 2.0]]], dtype=torch.float64)  # [C=1, 2, 2], level k-1
+    a, s = 1 - table.end[k - 1], table.start[k]
+    end_point = a * previous + (1 - a) * torch.randn(draws, 1, 2, 2, generator=generator, dtype=torch.float64)
+    centred = pyramid.jump(end_point, k, table, generator) - (1 - s) * up(previous)
+    blocks = centred.reshape(draws, 2, 2, 2, 2).permute(0, 1, 3, 2, 4).reshape(draws, 4, 4)
+    mean = blocks.mean(dim=0)
+    cov = torch.einsum("nbi,nbj->bij", blocks - mean, blocks - mean) / draws
+    return mean.abs().max().item(), (cov - s**2 * torch.eye(4, dtype=torch.float64)).abs().max().item()
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_jump_function_lands_on_the_start_point_law(k, monkeypatch):
+    # §3.5 on the sampler's own jump(): nearest Up + block-correlated xi give mean b Up(L_{k-1}), covariance s_k^2 I
+    mean_err, cov_err = jump_law_errors(k)
+    assert mean_err < 0.02 and cov_err < 0.02  # measured ~0.005 with 5e4 draws
+    # negative controls: i.i.d. renoising keeps Up()'s 1 1^T covariance; a bilinear Up blurs the signal
+    monkeypatch.setattr(
+        pyramid, "block_noise", lambda shape, gamma, gen, dtype: torch.randn(shape, generator=gen, dtype=dtype)
+    )
+    assert not jump_law_errors(k)[1] < 0.02
+    monkeypatch.undo()
+    monkeypatch.setattr(pyramid, "up", lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"))
+    assert not jump_law_errors(k)[0] < 0.02
+
+
+def test_sampler_feeds_the_model_the_stage_slice_of_the_timeline():
+    # §3.4 / §8: the model time is tau = linspace(tau_max_k, tau_k(T-1), N_k), decreasing over the whole run; the
+    # local ratio r restarts at 1 in every stage, so it is ambiguous across stages
+    table = stage_table()
+    calls = []
+
+    def record(z, k, r, tau):
+        calls.append((k, r, tau))
+        return torch.zeros_like(z)
+
+    sample_unit(record, table, [3, 4, 2], (1, 4, 8, 8), torch.Generator().manual_seed(0))
+    assert [k for k, _, _ in calls] == [0] * 3 + [1] * 4 + [2] * 2
+    for k, steps in enumerate([3, 4, 2]):
+        taus = [tau for stage, _, tau in calls if stage == k]
+        last = table.tau(k, torch.tensor(table.train_timesteps - 1)).item()
+        assert np.allclose(taus, np.linspace(table.tau_max[k], last, steps), atol=1e-6)
+        assert all(table.tau_min[k] - 1 <= tau <= table.tau_max[k] for tau in taus)
+    taus = [tau for _, _, tau in calls]
+    assert all(b < a for a, b in zip(taus, taus[1:]))  # one global timeline, strictly decreasing
+    local = [r * table.train_timesteps for _, r, _ in calls]  # negative control: r as time is not monotone
+    assert not all(b < a for a, b in zip(local, local[1:]))
+
+
+def corruption_law(history_zero: torch.Tensor, history_one: torch.Tensor) -> tuple[float, float, float]:
+    """One sample's history tokens for a clip of zeros and a clip of ones, drawn with the same generator state:
+    h <- sig eps + (1 - sig) h makes them differ by exactly (1 - sig) everywhere, and eps = h0 / sig.
+    Returns (sig, the largest deviation of the difference from its mean, std of the recovered eps)."""
+    difference = history_one - history_zero
+    sig = 1 - difference.mean().item()
+    spread = (difference - difference.mean()).abs().max().item()
+    return sig, spread, (history_zero / max(sig, 1e-6)).std().item()
+
+
+def corruption_follows_the_law(histories: tuple[list[torch.Tensor], list[torch.Tensor]], ratio: float) -> bool:
+    laws = [corruption_law(h0, h1) for h0, h1 in zip(*histories)]
+    sigs = [sig for sig, _, _ in laws]
+    one_level = all(spread < 1e-5 for _, spread, _ in laws)
+    unit_eps = all(abs(eps_std - 1) < 0.5 for sig, _, eps_std in laws if sig > 0.05)
+    return one_level and unit_eps and min(sigs) >= -1e-6 and max(sigs) <= ratio + 1e-6 and max(sigs) > 0.8 * ratio
+
+
+def test_history_corruption_is_one_interpolation_level_per_sample_up_to_corrupt_ratio():
+    # §3.6: h <- sig eps + (1 - sig) h with sig ~ U(0, corrupt_ratio) per sample, on every history level
+    table = stage_table()
+    layout = Layout(3, 2, 8, 8)
+    count = 48
+    stages = np.arange(count) % 3
+    units = np.full(count, 4)
+
+    def histories(corrupt_ratio=1 / 3):
+        out = []
+        for value in (0.0, 1.0):
+            clips = torch.full((count, 5, 4, 8, 8), value)
+            batch = training_batch(clips, stages, units, table, layout, corrupt_ratio, torch.Generator().manual_seed(7))
+            history = batch.packed.valid & ~batch.packed.current
+            out.append([batch.packed.tokens[b, history[b]] for b in range(count)])
+        return out
+
+    zero, one = histories()
+    assert corruption_follows_the_law((zero, one), 1 / 3)
+    # negative controls: a variance-exploding corruption sig eps + h, and sig ~ U(0, 1) ignoring corrupt_ratio
+    assert not corruption_follows_the_law((zero, [h + 1.0 for h in zero]), 1 / 3)
+    assert not corruption_follows_the_law(histories(corrupt_ratio=1.0), 1 / 3)
+
+
+def test_training_ratios_cover_the_grid_from_one_and_never_reach_zero():
+    # §3.3: r = 1 - i/T with i uniform on 0..T-1, so the start point r = 1 is trained and the end point r = 0
+    # never is (the sampler's last step lands there); a coarse grid of T = 10 makes every index show up
+    table = stage_table(train_timesteps=10)
+    layout = Layout(3, 2, 8, 8)
+    count = 200
+    clips = torch.randn(count, 1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    batch = training_batch(
+        clips,
+        np.zeros(count, dtype=int),
+        np.zeros(count, dtype=int),
+        table,
+        layout,
+        1 / 3,
+        torch.Generator().manual_seed(0),
+    )
+    indices = torch.round((1 - batch.ratio) * 10).long()
+    assert set(indices.tolist()) == set(range(10))
+    assert torch.allclose(batch.tau[indices == 0], torch.tensor(table.tau_max[0], dtype=batch.tau.dtype))
+    shifted = torch.round((1 - (batch.ratio - 0.1)) * 10).long()  # negative control: i in 1..T
+    assert set(shifted.tolist()) != set(range(10))
+
+
+def test_stage_mix_of_every_batch_follows_sample_ratios():
+    # §3.3: sample_ratios [1, 2, 1] -> a quarter of every batch at stage 0, half at stage 1, a quarter at stage 2
+    cfg = smoke_config()
+    stages = stage_of_rows(cfg, np.arange(cfg.batch_size))
+    assert np.bincount(stages, minlength=3).tolist() == [8, 16, 8]
+    for first in range(0, cfg.batch_size, 4):  # every group of 4 rows already has the mix (rank splits keep it)
+        assert np.bincount(stages[first : first + 4], minlength=3).tolist() == [1, 2, 1]
+    uniform = np.arange(3)[np.arange(cfg.batch_size) % 3]  # negative control: a uniform mix
+    assert np.bincount(uniform, minlength=3).tolist() != [8, 16, 8]
+
+
+def test_model_velocity_packs_each_units_own_history():
+    # §3.6 at inference: unit j's velocity is the model on [clean temporal-pyramid history of units < j, z];
+    # nothing packed for one unit or one history may be reused for another
+    cfg = smoke_config()
+    torch.manual_seed(0)
+    model = build_model(cfg, SMOKE_SHAPE).eval()
+    table = stage_table()
+    generator = torch.Generator().manual_seed(3)
+    histories = [torch.randn(2, 2, 4, 8, 8, generator=generator) for _ in range(2)]
+    z = torch.randn(2, 4, 4, 4, generator=generator)  # stage 1: 4 x 4
+
+    def direct(history):
+        pyramid_levels = latent_pyramid(history, 3)
+        samples = [
+            [(patchify(pyramid_levels[level][b, u], 2), level, u) for u, level in enumerate(history_levels(1, 2))]
+            + [(patchify(z[b], 2), 1, 2)]
+            for b in range(2)
+        ]
+        out = model(model.layout.pack(samples, model.frames), torch.full((2,), 500.0))
+        return unpatchify(out[:, -4:], 2, 4, 4, 4)
+
+    with torch.no_grad():
+        sampler.model_velocity(model, table, histories[0][:, :1], 1)(z, 1, 0.5, 500.0)  # an earlier unit
+        got = [sampler.model_velocity(model, table, h, 2)(z, 1, 0.5, 500.0) for h in histories]
+        expected = [direct(h) for h in histories]
+    for g, e in zip(got, expected):
+        assert torch.allclose(g, e, atol=1e-5)
+    assert not torch.allclose(expected[0], expected[1], atol=1e-3)  # negative control: the history matters
+
+
+def test_run_trains_on_train_scores_on_val_and_seeds_its_draws(params, data_root, tmp_path, monkeypatch):
+    # classic bugs: val clips reaching the optimiser, val metrics computed on training clips, a seed ignored by
+    # the per-step draws (units, noise, timesteps and corruption all come from the step's generator)
+    from components.core.latents import LatentShards
+    from components.pyramid_flow import component as module
+
+    seen = {"train": [], "val": [], "draws": [], "in_val": False}
+    right_batch, right_val = module.training_batch, module.val_batches
+
+    def batch(clips, stage, unit, table, layout, corrupt_ratio, generator, history_clips=None):
+        if not seen["in_val"]:  # val_batches builds its items with training_batch too
+            seen["train"].append(clips.clone())
+            seen["draws"].append((unit.tolist(), generator.initial_seed()))
+        return right_batch(clips, stage, unit, table, layout, corrupt_ratio, generator, history_clips)
+
+    def val(cfg, table, layout, clips, history_clips=None):
+        if history_clips is None:
+            seen["val"].append(clips.clone())
+        seen["in_val"] = True
+        try:
+            return right_val(cfg, table, layout, clips, history_clips)
+        finally:
+            seen["in_val"] = False
+
+    monkeypatch.setattr(module, "training_batch", batch)
+    monkeypatch.setattr(module, "val_batches", val)
+    for plot in ("write_stage_table", "write_losses", "write_sample_grid"):  # figures: seconds, nothing checked here
+        monkeypatch.setattr(module.plots, plot, lambda *args, **kwargs: None)
+    overrides = {"steps": 2, "cost_steps": 1, "jump_draws": 1000, "sample_clips": 1, "grid_clips": 1}
+    draws = []
+    for seed in (1, 2):
+        seen["draws"] = []
+        request = plan_run("pyramid_flow", params, preset="test", overrides=overrides, seed=seed, data_dir=data_root)
+        execute(request, run_root=tmp_path / str(seed), data_dir=data_root, show_progress=False)
+        draws.append(seen["draws"])
+    name = request.config.dataset
+    train_keys = {c.tobytes() for c in LatentShards(data_root, name, "train").arrays()}
+    val_clips = LatentShards(data_root, name, "val").arrays()
+    # negative control: most val clips are not train clips (a few moving-squares clips occur in both splits)
+    assert sum(c.tobytes() not in train_keys for c in val_clips) > len(val_clips) // 2
+    assert seen["train"] and all(c.numpy().tobytes() in train_keys for b in seen["train"] for c in b)
+    assert len(seen["val"]) == 2
+    for clips in seen["val"]:
+        assert torch.equal(clips, torch.from_numpy(val_clips[: request.config.val_clips]))
+    assert len(draws[0]) == len(draws[1]) == 2
+    for step in range(2):
+        assert draws[0][step][0] != draws[1][step][0] or draws[0][step][1] != draws[1][step][1]
