@@ -23,7 +23,7 @@ import numpy as np
 from components.core.errors import ConfigError, DataError
 from components.core.latents import LatentEncoder, UnshuffleEncoder, write_latent_dataset
 
-GENERATOR_VERSION = 1  # bump when a source's output bytes change for the same options
+GENERATOR_VERSION = 2  # bump when a source's output bytes change for the same options (2: val unseen in train)
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi")
 CLIP_SUFFIXES = (".npy",) + VIDEO_SUFFIXES
 # Pyramid Flow's SD3-variant latent normalisation (pyramid_flow.md §3.1): (z - shift) * scale, where the first
@@ -57,6 +57,24 @@ def render_moving_squares(
     return clips
 
 
+def render_held_out(count: int, seen: np.ndarray, *, rng: np.random.Generator, **options: int) -> np.ndarray:
+    """count clips drawn as render_moving_squares draws them, skipping every clip byte-identical to one in seen
+    (the train split): the space is small (13^2 corners x 5^2 velocities at 16x16), so about one val clip in
+    eight would otherwise be a training clip and the val loss would be optimistic."""
+    known = {clip.tobytes() for clip in seen}
+    kept: list[np.ndarray] = []
+    for _ in range(64):  # rounds of candidates; more only if the space is nearly exhausted
+        for clip in render_moving_squares(count, rng=rng, **options):
+            if clip.tobytes() not in known and len(kept) < count:
+                kept.append(clip)
+        if len(kept) == count:
+            return np.stack(kept)
+    raise ConfigError(
+        f"moving-squares: could not draw {count} val clips unseen in training; the options allow too few "
+        "distinct clips (raise size or max_speed, or lower train_clips)"
+    )
+
+
 def _check_shard_option(source: str, samples_per_shard: int) -> None:
     if int(samples_per_shard) != samples_per_shard or samples_per_shard < 1:
         raise ConfigError(f"{source}: option samples_per_shard must be an integer >= 1, got {samples_per_shard}")
@@ -75,7 +93,7 @@ def prepare_moving_squares(
     patch: int = 2,
     samples_per_shard: int = 4096,
 ) -> dict:
-    """pyramid_flow.md §6: 512 train clips (seed 0) and 64 val clips (seed 1) of 5 frames of 16x16, through
+    """pyramid_flow.md §6: 512 train clips (seed 0) and 64 val clips (seed 1, none a training clip) of 5 frames of 16x16, through
     the unshuffle stand-in (pixel_unshuffle by 2, standardised by the train split's mean and std)."""
     source = "moving-squares"
     _check_shard_option(source, samples_per_shard)
@@ -98,7 +116,7 @@ def prepare_moving_squares(
         )
     common = dict(frames=int(frames), size=int(size), square=int(square), max_speed=int(max_speed))
     train = render_moving_squares(int(train_clips), rng=np.random.default_rng(seed), **common)
-    val = render_moving_squares(int(val_clips), rng=np.random.default_rng(seed + 1), **common)
+    val = render_held_out(int(val_clips), train, rng=np.random.default_rng(seed + 1), **common)
     encoder = UnshuffleEncoder.fitted(train, int(patch))
     pixel_shape = train.shape[1:]
     return write_latent_dataset(

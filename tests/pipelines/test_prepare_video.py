@@ -12,7 +12,7 @@ import pytest
 from components.core.errors import ConfigError, DataError
 from components.core.latents import LatentShards, UnshuffleEncoder, decoder_for
 from pipelines.datasets import prepare, verify
-from pipelines.datasets.video import render_moving_squares
+from pipelines.datasets.video import render_held_out, render_moving_squares
 
 NAME = "video/moving_squares"
 # a toy "VAE" with the interface of Pyramid Flow's causal VAE: [B, 3, T, H, W] in [-1, 1] -> .latent_dist.mode()
@@ -76,13 +76,24 @@ def test_rendered_clips_follow_the_spec():
     assert (steps > 0).any() and (velocity < 0).any()
 
 
+def test_no_val_clip_is_a_training_clip(squares):
+    train, val = (LatentShards(squares, NAME, split).arrays() for split in ("train", "val"))
+    seen = {clip.tobytes() for clip in train}
+    assert not [i for i, clip in enumerate(val) if clip.tobytes() in seen]
+    # control: drawn independently, as the spec's seeds alone would, the val split repeats training clips
+    options = dict(frames=5, size=16, square=4, max_speed=2)
+    independent = render_moving_squares(64, rng=np.random.default_rng(1), **options)
+    pixels = {clip.tobytes() for clip in render_moving_squares(512, rng=np.random.default_rng(0), **options)}
+    assert sum(clip.tobytes() in pixels for clip in independent) > 0
+
+
 def test_latents_decode_back_to_the_rendered_pixels(squares):
     train = LatentShards(squares, NAME, "train")
     val = LatentShards(squares, NAME, "val")
     decoder = decoder_for(train.encoder)
     options = dict(frames=5, size=16, square=4, max_speed=2)
     expected_train = render_moving_squares(512, rng=np.random.default_rng(0), **options)
-    expected_val = render_moving_squares(64, rng=np.random.default_rng(1), **options)
+    expected_val = render_held_out(64, expected_train, rng=np.random.default_rng(1), **options)
     np.testing.assert_allclose(decoder.decode(train.arrays()).numpy(), expected_train, atol=1e-6)
     np.testing.assert_allclose(decoder.decode(val.arrays()).numpy(), expected_val, atol=1e-6)
     latents = train.arrays()
