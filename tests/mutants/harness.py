@@ -18,7 +18,8 @@ nothing, and its kills are reported as `baseline-fails`.
 
 Tests run for a mutant, in order, each a pytest run that stops at the first assertion failure: the
 mutant's `killers` (a hint: the tests written for that property), then tests/components/test_<slug>.py
-and, for a shared module, its own tests (components/core/x.py -> tests/components/core/test_x.py).
+and, for a shared module, its own tests (components/core/x.py -> tests/components/core/test_x.py, or the
+package's whole test folder when the module has no test file of its own).
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ def test_targets(slug: str, mutant: Mutant, root: Path) -> list[str]:
     parts = Path(mutant.file).parts
     if len(parts) == 3 and parts[0] == "components" and parts[1] != slug:
         shared = Path("tests", "components", parts[1], f"test_{Path(parts[2]).stem}.py")
-        if (root / shared).is_file():
+        if not (root / shared).is_file():  # a package tested as a whole (components/snn -> test_core.py)
+            shared = shared.parent
+        if (root / shared).exists():
             targets.append(str(shared))
     return [t for t in targets if (root / t.split("::")[0]).is_file()]
 
