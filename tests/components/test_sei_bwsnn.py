@@ -7,10 +7,17 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from cluster.runner import RunFailed, execute, load_request, plan_run
+from components.core.contract import RunContext
 from components.core.errors import ConfigError, Preempted
+from components.core.optim import build_optimizer
+from components.core.shards import ImageShards
+from components.core.strategy import plain_strategy
+from components.sei_bwsnn import component as sei_component
 from components.sei_bwsnn.binary import BinaryLinear, binarise, channel_scale, sign
+from components.sei_bwsnn.component import SEIBWSNN, evaluate
 from components.sei_bwsnn.config import Config
 from components.sei_bwsnn.distill import sei_loss
 from components.sei_bwsnn.model import build_model, make_neuron, to_input
@@ -61,8 +68,16 @@ def test_trained_run_keeps_exactly_binary_weights(params, data_root, tmp_path):
     request = plan_run(
         "sei_bwsnn", params, preset="test", overrides={"kd.beta": 0.0, "kd.teacher": "none"}, data_dir=data_root
     )
-    metrics = execute(request, run_root=tmp_path, data_dir=data_root, show_progress=False).metrics
-    assert metrics["binary_weight_fraction"] == 1.0
+    result = execute(request, run_root=tmp_path, data_dir=data_root, show_progress=False)
+    assert result.metrics["binary_weight_fraction"] == 1.0
+    # and the trained model's forward pass computes with them: its binary FFN layers cannot tell their latent
+    # weights from a_o sign(W) (binary_weight_fraction only inspects the binariser's output)
+    model = build_model(request.config, (8, 8), 10)
+    model.load_state_dict(load_file(str(result.run_dir / "model.safetensors")))
+    torch.manual_seed(0)
+    x = to_input(torch.randint(0, 256, (32, 8, 8), dtype=torch.uint8), request.config.arch).double()
+    moved = invariant_linears(model, x)
+    assert {name for name, gap in moved.items() if gap < 1e-9} == {"blocks.0.fc1", "blocks.0.fc2"}, moved
 
 
 # Check B: the self-ensemble identity.
@@ -196,3 +211,282 @@ def test_snn_timesteps_sweep_reports_accuracy_and_spike_rate(params, data_root, 
     assert all({"test/acc", "spike_rate"} <= set(r["metrics"]) for r in rows)
     summary = (outcome.directory / "summary.md").read_text()
     assert "spike_rate mean" in summary and "test/acc mean" in summary
+
+
+# Mechanism tests written against tests/mutants/sei_bwsnn.py: each checks one property of the spec directly, with a
+# negative control that shows the check can fail.
+def invariant_linears(model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """For every linear layer: how much the output moves when its latent W is replaced by a_o sign(W) (float64).
+
+    A layer that computes with its binarised weights cannot tell W from a_o sign(W) (same signs, same row means
+    of |W|); a full-precision one can."""
+    model = model.double().train()  # batch statistics: BN keeps the pre-activations near the threshold
+    reference = model(x)
+    moved = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            saved = module.weight.detach().clone()
+            with torch.no_grad():
+                module.weight.copy_(channel_scale(saved) * sign(saved))
+                moved[name] = (model(x) - reference).abs().max().item()
+                module.weight.copy_(saved)
+    return moved
+
+
+@pytest.mark.parametrize("arch", ["mlp", "transformer"])
+def test_forward_pass_uses_binarised_weights_in_exactly_the_binary_layers(arch, monkeypatch):
+    # spec 3.3: binary layers compute with a_o sign(W); stem, head and (transformer) attention and patch embedding
+    # stay full precision, only the FFN/MLP linears are binary [abs]
+    torch.manual_seed(0)
+    cfg = Config(arch=arch, width=16, depth=2, heads=2, patch=2, steps=2)
+    model = build_model(cfg, (8, 8), 10)
+    x = to_input(torch.randint(0, 256, (32, 8, 8), dtype=torch.uint8), arch).double()
+    expected = {"layers.0", "layers.1"} if arch == "mlp" else {f"blocks.{i}.fc{j}" for i in (0, 1) for j in (1, 2)}
+    moved = invariant_linears(model, x)
+    assert {name for name, gap in moved.items() if gap < 1e-9} == expected, moved
+    assert all(gap > 1e-3 for name, gap in moved.items() if name not in expected), moved  # FP layers matter
+
+    layer = BinaryLinear(12, 5).double()
+    spikes = (torch.rand(7, 12, dtype=torch.float64) > 0.5).double()
+    w = layer.weight.detach()
+    torch.testing.assert_close(layer(spikes), spikes @ (channel_scale(w) * sign(w)).T, rtol=0, atol=1e-12)
+
+    # negative control: a forward pass on the latent weights is seen (no layer is invariant any more)
+    monkeypatch.setattr(BinaryLinear, "forward", lambda self, inp: F.linear(inp, self.weight))
+    moved = invariant_linears(build_model(cfg, (8, 8), 10), x)
+    assert not {name for name, gap in moved.items() if gap < 1e-9}, moved
+
+
+def recorded(model: torch.nn.Module, names: dict[str, str]) -> dict[str, torch.Tensor]:
+    """Run-time tensors by forward hooks: names maps a module name to 'in' (its input) or 'out' (its output)."""
+    seen: dict[str, torch.Tensor] = {}
+    modules = dict(model.named_modules())
+    for name, which in names.items():
+
+        def hook(module, inputs, output, name=name, which=which):
+            seen[name] = (inputs[0] if which == "in" else output).detach()
+
+        modules[name].register_forward_hook(hook)
+    return seen
+
+
+def mlp_shortcut_gaps(shortcut: str | None) -> list[float]:
+    """|h_{l+1} - (h_l + BN(W_b SN(h_l)))| per binary layer of the MLP, h_l the real-valued input of neuron l."""
+    torch.manual_seed(0)
+    cfg = Config(arch="mlp", width=16, depth=3, steps=2, **({"shortcut": shortcut} if shortcut else {}))
+    model = build_model(cfg, (8, 8), 10).double()  # float64: (h + out) - h - out is 0 up to 1e-15
+    seen = recorded(model, {f"neurons.{i}": "in" for i in range(4)} | {f"norms.{i}": "out" for i in range(3)})
+    model(torch.rand(8, 64, dtype=torch.float64) * 4)
+    assert not torch.equal(seen["neurons.1"], seen["neurons.1"].round())  # the stream is real-valued, not spikes
+    return [(seen[f"neurons.{i + 1}"] - seen[f"neurons.{i}"] - seen[f"norms.{i}"]).abs().max().item() for i in range(3)]
+
+
+def ffn_shortcut_gaps(shortcut: str | None) -> tuple[float, float]:
+    """The FFN's inner shortcut (W2_b's neuron gets BN(W1_b SN(x)) + R(x)) and its outer one (y = x + BN(...))."""
+    torch.manual_seed(0)
+    chosen = {"shortcut": shortcut} if shortcut else {}
+    cfg = Config(arch="transformer", width=8, depth=1, heads=2, patch=2, mlp_ratio=3, steps=2, **chosen)
+    model = build_model(cfg, (8, 8), 10).double()
+    names = {"blocks.0.ffn_in": "in", "blocks.0.norm1": "out", "blocks.0.ffn_mid": "in", "blocks.0.norm2": "out"}
+    seen = recorded(model, names | {"blocks.0": "out"})
+    model(torch.rand(4, 1, 8, 8, dtype=torch.float64))
+    x = seen["blocks.0.ffn_in"]
+    inner = seen["blocks.0.ffn_mid"] - seen["blocks.0.norm1"] - torch.cat([x] * 3, dim=-1)  # R(x): x, x, x
+    outer = seen["blocks.0"] - x - seen["blocks.0.norm2"]
+    return inner.abs().max().item(), outer.abs().max().item()
+
+
+def test_every_binary_layer_has_a_real_valued_shortcut():
+    # spec 3.4, the default "multiple shortcuts": h <- h + BN(W_b SN(h)) around every binary layer of the MLP, and
+    # y = x + BN(W2_b SN(BN(W1_b SN(x)) + R(x))) in the Transformer's FFN; the shortcut adds h, never the spikes
+    assert max(mlp_shortcut_gaps(None)) < 1e-9
+    assert max(ffn_shortcut_gaps(None)) < 1e-9
+    # negative controls: without the per-layer shortcuts the same checks fail
+    assert min(mlp_shortcut_gaps("none")) > 1e-2
+    inner, outer = ffn_shortcut_gaps("block")
+    assert inner > 1e-2 and outer < 1e-9
+
+
+def lif_by_hand(currents: list[float], decay: float, reset: str, gain: float = 1.0) -> list[float]:
+    """Spec 3.1: u[t] = decay (u[t-1] - theta s[t-1]) + I[t] (soft) or decay u[t-1] (1 - s[t-1]) + I[t] (hard)."""
+    u, s, membranes = 0.0, 0.0, []
+    for current in currents:
+        u = decay * (u - s if reset == "soft" else u * (1 - s)) + gain * current
+        s = float(u >= 1.0)
+        membranes.append(u)
+    return membranes
+
+
+def test_neuron_is_the_soft_reset_lif_of_the_spec():
+    # u[t] = lambda (u[t-1] - theta s[t-1]) + I[t], lambda = 1 - 1/tau, theta = 1, the input not scaled by 1/tau;
+    # tau = 1.25 (lambda 0.2) tells lambda from 1/tau, which are equal at the default tau = 2
+    cfg = Config(arch="mlp", neuron={"tau": 1.25})
+    currents = [1.6, 0.3, 0.9, 1.2, 0.0, 0.7]
+    spikes, membranes = make_neuron(cfg, spiking=True)(
+        torch.tensor(currents, dtype=torch.float64)[:, None], return_membrane=True
+    )
+    expected = lif_by_hand(currents, 0.2, "soft")
+    torch.testing.assert_close(membranes[:, 0], torch.tensor(expected, dtype=torch.float64))
+    torch.testing.assert_close(spikes[:, 0], (torch.tensor(expected) >= 1).double())
+    # negative controls: a hard reset, a leak of 1/tau, and an input scaled by 1/tau each give other membranes
+    for wrong in (
+        lif_by_hand(currents, 0.2, "hard"),
+        lif_by_hand(currents, 0.8, "soft"),
+        lif_by_hand(currents, 0.2, "soft", gain=0.8),
+    ):
+        assert (membranes[:, 0] - torch.tensor(wrong, dtype=torch.float64)).abs().max() > 0.05
+
+
+def test_distillation_gradient_is_the_tempered_softmax_difference():
+    # spec 3.5: L = (1 - beta) CE(o, y) + beta tau^2 KL(p_T || softmax(o / tau)), o = mean_t o[t]. Its gradient in
+    # the student's logits: (1 - beta)(softmax(o) - onehot(y)) / B + beta tau (softmax(o / tau) - p_T) / B, spread
+    # over the T steps with weight 1/T; per_step distils each o[t] alike
+    torch.manual_seed(0)
+    steps, batch, classes, tau, beta = 3, 6, 5, 3.0, 0.3
+    teacher = torch.randn(batch, classes, dtype=torch.float64) * 3
+    labels = torch.randint(0, classes, (batch,))
+    logits = (torch.randn(steps, batch, classes, dtype=torch.float64) * 3).requires_grad_(True)
+    p_teacher = F.softmax(teacher / tau, dim=-1)
+
+    def expected(o: torch.Tensor, kl_grad) -> torch.Tensor:
+        ce = (F.softmax(o, dim=-1) - F.one_hot(labels, classes)) / batch
+        return ((1 - beta) * ce + beta * kl_grad(o)) / steps
+
+    def forward_kl(o: torch.Tensor) -> torch.Tensor:
+        return tau * (F.softmax(o / tau, dim=-1) - p_teacher) / batch
+
+    def gradient(target: str) -> torch.Tensor:
+        logits.grad = None
+        sei_loss(logits, labels, teacher, beta, tau, target).backward()
+        return logits.grad
+
+    mean = logits.detach().mean(0)
+    right = expected(mean, forward_kl).expand(steps, batch, classes)
+    torch.testing.assert_close(gradient("mean"), right)
+    per_step = gradient("per_step")
+    ce_part = (1 - beta) * (F.softmax(mean, dim=-1) - F.one_hot(labels, classes)) / batch / steps
+    torch.testing.assert_close(per_step, ce_part + beta * forward_kl(logits.detach()) / steps)
+
+    # negative controls: the reverse KL(student || teacher), the KL without tau^2, and an unweighted KD term
+    # have other gradients
+    def reverse_kl(o: torch.Tensor) -> torch.Tensor:
+        o = o.clone().requires_grad_(True)
+        log_q = F.log_softmax(o / tau, dim=-1)
+        (tau * tau * (log_q.exp() * (log_q - p_teacher.log())).sum() / batch).backward()
+        return o.grad
+
+    for wrong in (
+        expected(mean, reverse_kl),
+        expected(mean, lambda o: forward_kl(o) / tau**2),
+        expected(mean, lambda o: forward_kl(o) / beta),
+    ):
+        assert (gradient("mean") - wrong.expand(steps, batch, classes)).abs().max() > 1e-4
+
+
+class FixedLogits(torch.nn.Module):
+    """A 'model' whose per-step logits [T, N, C] are given: evaluate() sees exactly these."""
+
+    def __init__(self, step_logits: torch.Tensor):
+        super().__init__()
+        self.step_logits = step_logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.step_logits[:, : len(x)]
+
+
+class FixedSplit:
+    def __init__(self, labels: torch.Tensor):
+        self.labels = labels.numpy()
+
+    def arrays(self):
+        return torch.zeros(len(self.labels), 8, 8, dtype=torch.uint8).numpy(), self.labels
+
+
+def test_reported_accuracy_is_the_self_ensembles():
+    # spec 3.2: the readout is the mean of the T members' logits; each member alone gives acc_step_t, and
+    # ensemble_gain = acc - mean_t acc_step_t. Here each member is right on half the samples, their mean on all
+    labels = torch.zeros(4, dtype=torch.long)
+    first = torch.tensor([[3.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    second = first.flip(0)
+    step_logits = torch.stack([first, second])
+    cfg = Config(arch="mlp", steps=2)
+    metrics = evaluate(FixedLogits(step_logits), FixedSplit(labels), cfg, "cpu", "test", fanout={})
+    mean = step_logits.mean(0)
+    assert metrics["test/acc"] == 1.0 and metrics["test/acc_step_1"] == metrics["test/acc_step_2"] == 0.5
+    assert metrics["test/ensemble_gain"] == 0.5
+    assert metrics["test/loss"] == pytest.approx(F.cross_entropy(mean, labels).item())
+    # negative control: one member's readout (the last step's) would report 0.5, not 1.0
+    assert (step_logits[-1].argmax(-1) == labels).float().mean() == 0.5
+
+
+def small_run_config(**overrides) -> Config:
+    """The smoke MLP shrunk to a second: 16 wide, 2 binary layers, T = 2, one epoch (teacher: one epoch)."""
+    fields = {**SEIBWSNN.presets["smoke"], "width": 16, "depth": 2, "epochs": 1, "batch_size": 32, "lr": 5e-3}
+    return Config(**fields | {"kd": {"teacher_width": 16, "teacher_epochs": 1}} | overrides)
+
+
+def test_run_fits_on_train_only_reports_each_split_and_leaves_binary_weights_undecayed(
+    data_root, tmp_path, monkeypatch
+):
+    # the teacher and the student draw batches from the train split only; test/* and val/* metrics are those of
+    # the saved model on the test and val splits; the latent binary weights get weight_decay = cfg.weight_decay = 0
+    cfg = small_run_config()
+    drawn, optimizers = [], []
+    original_batches = ImageShards.batches
+
+    def spy_batches(self, *args, **kwargs):
+        drawn.append(self.split)
+        return original_batches(self, *args, **kwargs)
+
+    def spy_optimizer(*args, **kwargs):
+        optimizers.append((args[1], build_optimizer(*args, **kwargs)))
+        return optimizers[-1][1]
+
+    monkeypatch.setattr(ImageShards, "batches", spy_batches)
+    monkeypatch.setattr(sei_component, "build_optimizer", spy_optimizer)
+    metrics = sei_component.train_student(cfg, RunContext(tmp_path, data_root, strategy=plain_strategy()))
+    assert drawn == ["train", "train"]  # the teacher's stream, then the student's
+
+    model = build_model(cfg, (8, 8), 10)
+    model.load_state_dict(load_file(str(tmp_path / "model.safetensors")))
+    loss = {}
+    for split in ("val", "test"):
+        images, labels = ImageShards(data_root, cfg.dataset, split).arrays()
+        labels = torch.from_numpy(labels)
+        with torch.no_grad():
+            logits = model.eval()(to_input(torch.from_numpy(images), "mlp")).mean(0)
+        loss[split] = F.cross_entropy(logits, labels).item()
+        assert metrics[f"{split}/loss"] == pytest.approx(loss[split], rel=1e-6)
+        assert metrics[f"{split}/acc"] == (logits.argmax(-1) == labels).float().mean().item()
+    assert abs(loss["val"] - loss["test"]) > 1e-3  # negative control: the two splits are told apart
+
+    def binary_decay(model, optimizer) -> set[float]:
+        binary = {id(m.weight) for m in model.modules() if isinstance(m, BinaryLinear)}
+        return {g["weight_decay"] for g in optimizer.param_groups for p in g["params"] if id(p) in binary}
+
+    student, optimizer = optimizers[-1]
+    assert binary_decay(student, optimizer) == {0.0}
+    assert binary_decay(student, build_optimizer("adamw", student)) == {0.01}  # negative control: AdamW's default
+
+
+def student_initial_weights(data_root, tmp_path, monkeypatch, seed: int) -> dict[str, torch.Tensor]:
+    """The student's weights as train_student builds them for this seed (the run stops before training)."""
+
+    class Built(Exception):
+        pass
+
+    def stop(name, model, **kwargs):
+        raise Built({k: v.clone() for k, v in model.state_dict().items()})
+
+    monkeypatch.setattr(sei_component, "build_optimizer", stop)
+    cfg = small_run_config(kd={"teacher": "none", "beta": 0.0})
+    with pytest.raises(Built) as built:
+        sei_component.train_student(cfg, RunContext(tmp_path, data_root, seed=seed, strategy=plain_strategy()))
+    return built.value.args[0]
+
+
+def test_seed_sets_the_students_initial_weights(data_root, tmp_path, monkeypatch):
+    # seeds are independent repeats: a different seed gives different initial weights, the same seed the same
+    first, again, other = (student_initial_weights(data_root, tmp_path, monkeypatch, s) for s in (0, 0, 1))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["layers.0.weight"], other["layers.0.weight"])

@@ -1,0 +1,228 @@
+"""Mutants of sei_bwsnn (self-ensemble binary-weight SNNs, sei_bwsnn.md): see tests/mutants/harness.py."""
+
+from tests.mutants.harness import Mutant
+
+BINARY = "components/sei_bwsnn/binary.py"
+MODEL = "components/sei_bwsnn/model.py"
+DISTILL = "components/sei_bwsnn/distill.py"
+COMPONENT = "components/sei_bwsnn/component.py"
+NEURON = "components/snn/neuron.py"
+T = "tests/components/test_sei_bwsnn.py::"  # the killers' file
+LIF_LOOP = (  # LIF.forward from the membrane's initialisation to the stacked output
+    "        v = torch.full_like(x_seq[0], v_rest)\n"
+    "        spikes, membranes = [], []\n"
+    "        for x in x_seq:  # the reference loop; state is local, so nothing survives this call\n"
+    "            if self.detach_state:\n"
+    "                v = v.detach()\n"
+    "            h = v_rest + self.decay * (v - v_rest) + self.gain * x\n"
+    "            s = spike(h - self.v_threshold, self.surrogate, self.alpha)\n"
+    "            s_reset = s.detach() if self.detach_reset else s\n"
+    '            if self.reset == "soft":\n'
+    "                v = h - self.v_threshold * s_reset\n"
+    "            else:\n"
+    "                v = h * (1.0 - s_reset) + self.v_reset * s_reset\n"
+    "            spikes.append(s)\n"
+    "            membranes.append(h)\n"
+    "        out = torch.stack(spikes)\n"
+)
+
+MUTANTS = [
+    # --- binary weights (spec 3.3, check A) ---
+    Mutant(
+        name="forward-uses-full-precision-weights",
+        kind="contribution",
+        guards="binary layers compute with W_b = a_o sign(W), not with the latent real weights (a 1-bit network)",
+        file=BINARY,
+        find="return F.linear(x, self.binary_weight())",
+        replace="return F.linear(x, self.weight)",
+        killers=(
+            T + "test_forward_pass_uses_binarised_weights_in_exactly_the_binary_layers",
+            T + "test_trained_run_keeps_exactly_binary_weights",
+        ),
+    ),
+    Mutant(
+        name="scale-over-whole-tensor",
+        kind="contribution",
+        guards="a_o is per output channel (mean |W[o,:]|), not one scale for the whole tensor (spec §8 pitfall)",
+        file=BINARY,
+        find="return w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)",
+        replace="return w.abs().mean()",
+        killers=(T + "test_binary_weights_take_two_values_per_output_channel",),
+    ),
+    Mutant(
+        name="ste-unclipped",
+        kind="contribution",
+        guards="the STE is the clipped identity dL/dW = dL/dW_b 1{|W| <= 1}; unclipped, latent weights drift",
+        file=BINARY,
+        find="return grad * (w.abs() <= 1).to(grad.dtype)",
+        replace="return grad",
+        count=2,
+        killers=(T + "test_straight_through_gradient_is_clipped_identity",),
+    ),
+    Mutant(
+        name="sign-of-zero-is-zero",
+        kind="contribution",
+        guards="sign(0) = +1: binary weights take exactly two values (torch.sign gives a third, 0)",
+        file=BINARY,
+        find="return torch.where(w >= 0, 1.0, -1.0).to(w.dtype)",
+        replace="return torch.sign(w)",
+        killers=(T + "test_binary_weights_take_two_values_per_output_channel",),
+    ),
+    Mutant(
+        name="attention-projections-binarised",
+        kind="contribution",
+        guards="only the Transformer's FFN/MLP linears are binary; attention projections stay full precision [abs]",
+        file=MODEL,
+        find="self.qkv = nn.Linear(width, 3 * width, bias=False)",
+        replace="self.qkv = make_linear(cfg, binary, width, 3 * width)",
+        killers=(T + "test_forward_pass_uses_binarised_weights_in_exactly_the_binary_layers",),
+    ),
+    # --- multiple shortcuts (spec 3.4) ---
+    Mutant(
+        name="mlp-per-layer-shortcut-dropped",
+        kind="contribution",
+        guards="every binary layer has a real-valued identity shortcut h <- h + BN(W_b SN(h))",
+        file=MODEL,
+        find="                h = h + out\n",
+        replace="                h = out\n",
+        killers=(T + "test_every_binary_layer_has_a_real_valued_shortcut",),
+    ),
+    Mutant(
+        name="ffn-per-layer-shortcut-dropped",
+        kind="contribution",
+        guards="the binarised FFN's inner shortcut R(x) (x repeated mlp_ratio times) around W1_b",
+        file=MODEL,
+        find='if self.shortcut == "per_layer":\n            inner = inner',
+        replace='if self.shortcut == "per-layer":\n            inner = inner',
+        killers=(T + "test_every_binary_layer_has_a_real_valued_shortcut",),
+    ),
+    Mutant(
+        name="shortcut-carries-spikes",
+        kind="contribution",
+        guards="the shortcut stream stays real-valued (membrane-input domain); spikes never add to spikes (§8)",
+        file=MODEL,
+        find='            out = norm(layer(neuron(h)))\n            if self.shortcut == "per_layer":\n'
+        "                h = h + out\n",
+        replace='            s = neuron(h)\n            out = norm(layer(s))\n            if self.shortcut == "per_layer":\n'
+        "                h = s + out\n",
+        killers=(T + "test_every_binary_layer_has_a_real_valued_shortcut",),
+    ),
+    # --- the neuron and the self-ensemble (spec 3.1, 3.2, check B) ---
+    Mutant(
+        name="state-detach-confused-with-reset-detach",
+        kind="contribution",
+        guards="temporal_grad=detach detaches the carried membrane u[t-1]: the SNN is exactly T weight-sharing BNNs",
+        file=MODEL,
+        find='detach_state=n.temporal_grad == "detach"',
+        replace='detach_reset=n.temporal_grad == "detach"',
+        killers=(T + "test_detached_snn_is_exactly_an_ensemble_of_bnns",),
+    ),
+    Mutant(
+        name="hard-reset",
+        kind="contribution",
+        guards="soft reset u <- u - theta s (the leftover membrane is the ensemble's noise eps[t])",
+        file=MODEL,
+        find='reset="soft",',
+        replace='reset="hard",',
+        killers=(T + "test_neuron_is_the_soft_reset_lif_of_the_spec",),
+    ),
+    Mutant(
+        name="leak-is-one-over-tau",
+        kind="contribution",
+        guards="the leak lambda = 1 - 1/tau (equal to 1/tau only at tau = 2, the default)",
+        file=NEURON,
+        find="return 1.0 - 1.0 / self.tau",
+        replace="return 1.0 / self.tau",
+        killers=(T + "test_neuron_is_the_soft_reset_lif_of_the_spec",),
+    ),
+    # --- distillation (spec 3.5) and the ensemble readout ---
+    Mutant(
+        name="kd-temperature-squared-dropped",
+        kind="contribution",
+        guards="the KL is multiplied by tau_kd^2, so its gradient has the scale of CE at any temperature",
+        file=DISTILL,
+        find="return tau * tau * F.kl_div(",
+        replace="return F.kl_div(",
+        killers=(T + "test_distillation_gradient_is_the_tempered_softmax_difference",),
+    ),
+    Mutant(
+        name="kd-kl-direction-reversed",
+        kind="contribution",
+        guards="KL(p_teacher || p_student) (forward KL, the student covers the teacher), not KL(student || teacher)",
+        file=DISTILL,
+        find="F.kl_div(log_p_student, log_p_teacher,",
+        replace="F.kl_div(log_p_teacher, log_p_student,",
+        killers=(T + "test_distillation_gradient_is_the_tempered_softmax_difference",),
+    ),
+    Mutant(
+        name="kd-term-not-weighted-by-beta",
+        kind="contribution",
+        guards="L = (1 - beta) CE + beta KD: beta mixes the two terms",
+        file=DISTILL,
+        find="loss = loss + beta * kd",
+        replace="loss = loss + kd",
+        killers=(T + "test_distillation_gradient_is_the_tempered_softmax_difference",),
+    ),
+    Mutant(
+        name="eval-readout-is-last-step",
+        kind="contribution",
+        guards="the reported accuracy is the self-ensemble's: the mean of the T per-step logits, not one member",
+        file=COMPONENT,
+        find="    mean_logits = step_logits.mean(dim=0)\n    metrics = {",
+        replace="    mean_logits = step_logits[-1]\n    metrics = {",
+        killers=(T + "test_reported_accuracy_is_the_self_ensembles",),
+    ),
+    # --- classic bugs ---
+    Mutant(
+        name="teacher-fit-on-test-split",
+        kind="bug",
+        guards="the KD teacher is fit on the training split only; the test split reaches no fitting",
+        file=COMPONENT,
+        find="teacher = load_or_train_teacher(cfg, ctx, train)",
+        replace="teacher = load_or_train_teacher(cfg, ctx, test)",
+        killers=(T + "test_run_fits_on_train_only_reports_each_split_and_leaves_binary_weights_undecayed",),
+    ),
+    Mutant(
+        name="test-metric-on-val-split",
+        kind="bug",
+        guards="test/* metrics are computed on the test split (not the validation split used during training)",
+        file=COMPONENT,
+        find='evaluate(\n        raw_model, test, cfg, ctx.device, "test", fanout\n    )',
+        replace='evaluate(\n        raw_model, val, cfg, ctx.device, "test", fanout\n    )',
+        killers=(T + "test_run_fits_on_train_only_reports_each_split_and_leaves_binary_weights_undecayed",),
+    ),
+    Mutant(
+        name="membrane-kept-between-calls",
+        kind="bug",
+        guards="the membrane starts at rest in every forward call: no state leaks from one batch to the next",
+        file=NEURON,
+        find=LIF_LOOP,
+        replace=LIF_LOOP.replace(
+            "        v = torch.full_like(x_seq[0], v_rest)\n",
+            "        v = getattr(self, '_v', None)\n"
+            "        v = v if v is not None and v.shape == x_seq[0].shape else torch.full_like(x_seq[0], v_rest)\n",
+        ).replace(
+            "        out = torch.stack(spikes)\n", "        self._v = v.detach()\n        out = torch.stack(spikes)\n"
+        ),
+        killers=(T + "test_same_input_twice_gives_the_same_output",),
+    ),
+    Mutant(
+        name="seed-ignored-for-student-init",
+        kind="bug",
+        guards="the run's seed sets the student's initial weights (seeds are independent repeats)",
+        file=COMPONENT,
+        find="    torch.manual_seed(ctx.seed)\n    model = build_model(",
+        replace="    torch.manual_seed(0)\n    model = build_model(",
+        killers=(T + "test_seed_sets_the_students_initial_weights",),
+    ),
+    Mutant(
+        name="weight-decay-on-latent-binary-weights",
+        kind="bug",
+        guards="cfg.weight_decay (0) reaches the optimiser; AdamW's default 0.01 pulls latent weights to 0 (§8)",
+        file=COMPONENT,
+        find="build_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)",
+        replace="build_optimizer(cfg.optimizer, model, lr=cfg.lr)",
+        count=2,
+        killers=(T + "test_run_fits_on_train_only_reports_each_split_and_leaves_binary_weights_undecayed",),
+    ),
+]
