@@ -341,3 +341,179 @@ def test_random_step_of_the_paper_preset(params):
         "lion", params, preset="paper", overrides={"task": "box_quadratic"}, check_data=False
     ).config
     assert component.random_step(quadratic_cfg) is None
+
+
+# --- What the mutants of tests/mutants/lion.py break, checked as properties (each with a negative control).
+def test_network_optimizer_carries_the_run_hyperparameters():
+    # the LION a network run steps with: the run's betas, every coordinate in the box under no_decay=none,
+    # and under the theorem eta = c3 / (sqrt(d) K^(3/4)) with d the number of trainable coordinates
+    from components.core.models import build_classifier
+    from components.core.optim import build_optimizer
+    from components.lion.optimizers import make_optimizer
+
+    torch.manual_seed(0)
+    net = build_classifier("digits_mlp", 10, 16)
+    d = sum(p.numel() for p in net.parameters())
+    every = {id(p) for p in net.parameters()}
+
+    def decayed(optimizer) -> set[int]:
+        return {id(p) for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+
+    cfg = Config(task="digits_mlp", lr=1e-3, weight_decay=0.5, no_decay="none", betas=(0.5, 0.7))
+    optimizer = make_optimizer(cfg, net)
+    assert all(tuple(g["betas"]) == (0.5, 0.7) for g in optimizer.param_groups)
+    assert decayed(optimizer) == every and all(g["weight_decay"] == 0.5 for g in optimizer.param_groups)
+
+    K = 400
+    theory = make_optimizer(Config(task="digits_mlp", budget=K, theory={"c1": 1, "c2": 2, "c3": 40}), net)
+    for group in theory.param_groups:
+        assert group["lr"] == pytest.approx(40 / (math.sqrt(d) * K**0.75), rel=1e-12)
+        assert tuple(group["betas"]) == pytest.approx((1 - 1 / math.sqrt(K), 1 - 2 / math.sqrt(K)), rel=1e-12)
+
+    # negative controls: the table's own LION has other betas, the table's no-decay rule leaves biases out of
+    # the box, and d counted in tensors would give another eta
+    table = build_optimizer("lion", net, lr=1e-3, weight_decay=0.5)
+    assert tuple(table.param_groups[0]["betas"]) != (0.5, 0.7)
+    assert decayed(make_optimizer(cfg.model_copy(update={"no_decay": "table"}), net)) != every
+    assert 40 / (math.sqrt(len(every)) * K**0.75) > 2 * theory.param_groups[0]["lr"]
+
+
+def reference_quadratic(cfg: Config, seed: int, steps: int, eta_at=None) -> dict[str, float]:
+    """lion.md §6(a) with the numpy LION of reference.py: x_0 and the noise from the run seed, a from its own."""
+    q, lam, K = cfg.quadratic, 0.5, cfg.budget
+    a = np.random.default_rng(q.problem_seed).normal(0.0, q.a_std, q.dim)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, q.init_std, q.dim)
+    eta = cfg.theory.c3 / (math.sqrt(q.dim) * K**0.75)  # Theorems 2/5, constant in k
+    beta = (1 - cfg.theory.c1 / math.sqrt(K), 1 - cfg.theory.c2 / math.sqrt(K))
+    reference = ReferenceLion(lr=eta, betas=beta, weight_decay=lam)
+
+    def S(x):
+        g = x - a
+        return float(np.sum(np.abs(g) * (1 + lam * x * np.sign(g))))
+
+    kkt = []
+    for k in range(steps):
+        kkt.append(S(x))
+        lr = eta if eta_at is None else eta_at(k)
+        x = reference.step(x, x - a + rng.normal(0.0, q.noise, q.dim), lr=lr)
+    return {
+        "kkt/S": S(x),
+        "kkt/S_avg": sum(kkt) / K,
+        "quad/err_to_solution": float(np.abs(x - np.clip(a, -1 / lam, 1 / lam)).max()),
+    }
+
+
+def test_quadratic_is_the_reference_lion():
+    # the noisy box quadratic under the theorem: K steps of LION at a constant eta, x_0 and the noise drawn
+    # from the run's seed, equal to the independent numpy LION
+    from components.lion.quadratic import solve
+
+    K, seed = 200, 3
+    cfg = Config(
+        task="box_quadratic",
+        budget=K,
+        log_every=K,
+        theory={"c1": 1, "c2": 1, "c3": 40},
+        quadratic={"dim": 50, "noise": 0.5, "init_std": 1.0},
+    )
+    final, _ = solve(cfg, seed)
+    want = reference_quadratic(cfg, seed, K)
+    for key, value in want.items():
+        assert final[key] == pytest.approx(value, rel=1e-9), key
+    # negative controls: a cosine-decayed eta, one step fewer, or the noise drawn from the problem's seed
+    eta = 40 / (math.sqrt(50) * K**0.75)
+    wrong = [
+        reference_quadratic(cfg, seed, K, eta_at=lambda k: eta * (1 + math.cos(math.pi * k / K)) / 2),
+        reference_quadratic(cfg, seed, K - 1),
+        reference_quadratic(cfg, cfg.quadratic.problem_seed, K),
+    ]
+    for other in wrong:
+        assert max(abs(other[key] - want[key]) / abs(want[key]) for key in want) > 1e-6
+
+
+RUN = {"lr": 3e-3, "weight_decay": 0.5, "no_decay": "none", "plots": False}
+
+
+@pytest.fixture(scope="module")
+def digits_run(data_root, tmp_path_factory):
+    from pathlib import Path
+
+    from pipelines.params import load_params
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    request = plan_run("lion", params, preset="test", overrides=RUN, seed=1, data_dir=data_root)
+    result = execute(request, run_root=tmp_path_factory.mktemp("lion-run"), data_dir=data_root, show_progress=False)
+    return request.config, result
+
+
+def test_final_metrics_are_on_their_own_splits(digits_run, data_root):
+    # val metrics on the val split, test/acc on the test split, and final/kkt_S, final/grad_l1 from the exact
+    # gradient of the mean TRAINING loss, measured again here from the saved weights
+    import torch.nn.functional as F
+
+    from components.core.models import build_classifier
+    from components.core.shards import ImageShards
+    from components.lion.models import to_input
+
+    cfg, result = digits_run
+    net = build_classifier(cfg.task, 10, cfg.width)
+    net.load_state_dict(load_file(str(result.run_dir / "model.safetensors")))
+    measured = {}
+    for split in ("train", "val", "test"):
+        images, labels = ImageShards(data_root, cfg.dataset, split).arrays()
+        target = torch.from_numpy(labels)
+        logits = net(to_input(torch.from_numpy(images)))
+        loss = F.cross_entropy(logits, target)
+        grads = torch.autograd.grad(loss, list(net.parameters()))
+        kkt = sum(box.kkt_residual(p, g, 0.5) for p, g in zip(net.parameters(), grads))
+        l1 = sum(float(g.double().abs().sum()) for g in grads)
+        accuracy = (logits.argmax(1) == target).double().mean().item()
+        measured[split] = {"loss": loss.item(), "acc": accuracy, "kkt": kkt, "l1": l1}
+    m = result.metrics
+    assert m["val/loss"] == pytest.approx(measured["val"]["loss"], rel=1e-5)
+    assert m["val/acc"] == pytest.approx(measured["val"]["acc"], abs=1e-9)
+    assert m["test/acc"] == pytest.approx(measured["test"]["acc"], abs=1e-9)
+    assert m["final/kkt_S"] == pytest.approx(measured["train"]["kkt"], rel=1e-4)
+    assert m["final/grad_l1"] == pytest.approx(measured["train"]["l1"], rel=1e-4)
+    # negative controls: the splits differ enough at this point for a swapped split to show
+    assert abs(measured["val"]["loss"] - measured["test"]["loss"]) > 1e-3
+    assert measured["val"]["acc"] != measured["test"]["acc"]
+    assert abs(measured["val"]["kkt"] / measured["train"]["kkt"] - 1) > 1e-2
+
+
+def test_training_is_the_reference_loop(digits_run, data_root):
+    # lion.md §3.5's loop written out: seeded init, the TRAIN split's seeded batches, LION step, zero_grad,
+    # schedule step; the run's logged minibatch losses must be these
+    import torch.nn.functional as F
+
+    from components.core.models import build_classifier
+    from components.core.schedules import make_scheduler
+    from components.core.shards import ImageShards
+    from components.lion.models import to_input
+    from components.lion.optimizers import make_optimizer
+
+    cfg, result = digits_run
+    logged = np.array([r["train/loss"] for r in records(result.run_dir) if "train/loss" in r])
+
+    def reference(split: str, seed: int = 1) -> np.ndarray:
+        torch.manual_seed(seed)
+        net = build_classifier(cfg.task, 10, cfg.width)
+        optimizer = make_optimizer(cfg, net)
+        scheduler = make_scheduler(optimizer, cfg.schedule, cfg.budget)
+        stream = ImageShards(data_root, cfg.dataset, split).batches(cfg.batch_size, seed=seed)
+        losses = []
+        for _ in range(cfg.budget):
+            images, labels = next(stream)
+            loss = F.cross_entropy(net(to_input(torch.from_numpy(images))), torch.from_numpy(labels))
+            losses.append(loss.item())
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            scheduler.step()
+        return np.array(losses)
+
+    assert len(logged) == cfg.budget
+    np.testing.assert_allclose(logged, reference("train"), rtol=1e-4)
+    # negative control: the same loop on the val split's batches gives other losses
+    assert np.max(np.abs(reference("val") - logged) / logged) > 1e-3
