@@ -6,9 +6,11 @@ that the README reports.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +20,12 @@ from torch import nn
 
 from cluster.runner import execute, load_request, plan_run
 from components.core.config import resolve_config
+from components.core.contract import RunContext
 from components.core.errors import ConfigError, Preempted, RunError
-from components.core.optim import OPTIMIZERS, build_optimizer
+from components.core.optim import OPTIMIZERS, build_optimizer, param_groups
 from components.core.shards import ImageShards
 from components.dnt import tokens
-from components.dnt.component import component, learning_rate, to_input, weight_decay
+from components.dnt.component import ImageTask, component, learning_rate, to_input, weight_decay
 from components.dnt.diagnostics import gradient_stats
 from components.dnt.models import GPT, Attention, Block, RMSNorm, Spec, ViT, count_norms
 from pipelines.sweep import expand_sweep
@@ -372,6 +375,256 @@ def test_sweep_covers_optimizers_and_variants(params, data_root):
     assert {t.overrides["variant"] for t in trials} == {"dnt", "standard"}
     for trial in trials:
         plan_run("dnt", params, overrides=trial.overrides, seed=trial.seed, data_dir=data_root)
+
+
+# What the mutation table (tests/mutants/dnt.py) guards beyond checks 1-4: the operators themselves, the mSGDW
+# recipe, and the classic bugs of a training run (splits, seeds, state between steps).
+@torch.no_grad()
+def attention_output(block: Block, x: torch.Tensor) -> torch.Tensor:
+    seen = []
+    handle = block.attn.register_forward_hook(lambda module, args, output: seen.append(output))
+    block(x)
+    handle.remove()
+    return seen[0]
+
+
+def test_prenorm_makes_attention_blind_to_token_norms():
+    # dnt.md §3.3 Prop. 2: behind PreNorm the attention sub-layer does not see the per-token norms of x
+    torch.manual_seed(0)
+    x = torch.randn(2, 17, 64)
+    scales = torch.exp(2 * torch.randn(2, 17, 1))  # per-token norms spread over orders of magnitude
+    for variant in ("dnt", "standard"):
+        block = Block(tiny_spec(variant), causal=False)
+        before, after = attention_output(block, x), attention_output(block, x * scales)
+        assert (after - before).abs().max() / before.abs().max() < 1e-5, variant
+    block.attn_norm = nn.Identity()  # negative control: without PreNorm the check fails
+    before, after = attention_output(block, x), attention_output(block, x * scales)
+    assert (after - before).abs().max() / before.abs().max() > 1e-2
+
+
+def test_rmsnorm_is_the_root_mean_square_normalisation():
+    # dnt.md §3.1: RMSN(z) = gamma z / sqrt(mean(z^2) + eps); QKNorm's q' = sqrt(d_h) gamma q / ||q||, per head
+    torch.manual_seed(0)
+    z = 7 * torch.randn(3, 5, 16)
+    norm = RMSNorm(16, 1e-6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(norm(z), norm.weight * z / torch.sqrt(z.pow(2).mean(-1, keepdim=True) + 1e-6))
+    attention = Attention(tiny_spec("dnt"), causal=False)
+    seen = []
+    attention.q_norm.register_forward_hook(lambda module, args, output: seen.append(output))
+    with torch.no_grad():
+        attention(torch.randn(2, 17, 64))
+    head_dim = 64 // HEADS
+    norms = seen[0].norm(dim=-1)
+    assert seen[0].shape[-1] == head_dim and torch.allclose(norms, torch.full_like(norms, math.sqrt(head_dim)))
+    # negative control: an L2 normalisation (q / ||q||) has unit norm and fails the same check
+    l2 = torch.nn.functional.normalize(seen[0], dim=-1).norm(dim=-1)
+    assert not torch.allclose(l2, torch.full_like(l2, math.sqrt(head_dim)))
+
+
+def manual_attention(attention: Attention, x: torch.Tensor, causal: bool, scale: float) -> torch.Tensor:
+    """softmax(q' k'^T * scale [+ causal mask]) v, q' = sqrt(d_h) gamma_q q / ||q|| per head, then W_o."""
+    from einops import rearrange
+
+    heads = attention.heads
+    q, k, v = (
+        rearrange(x @ p.weight.T, "b n (h d) -> b h n d", h=heads) for p in (attention.q, attention.k, attention.v)
+    )
+    head_dim = q.shape[-1]
+    assert attention.q_norm.weight.shape == attention.k_norm.weight.shape == (head_dim,)  # QKNorm is over d_h
+    q = math.sqrt(head_dim) * attention.q_norm.weight * q / q.norm(dim=-1, keepdim=True)
+    k = math.sqrt(head_dim) * attention.k_norm.weight * k / k.norm(dim=-1, keepdim=True)
+    logits = (q @ k.transpose(-1, -2)) * scale
+    if causal:
+        tokens = x.shape[1]
+        logits = logits.masked_fill(torch.ones(tokens, tokens, dtype=torch.bool).triu(1), float("-inf"))
+    out = rearrange(logits.softmax(-1) @ v, "b h n d -> b n (h d)")
+    return out @ attention.o.weight.T
+
+
+@torch.no_grad()
+def test_attention_is_softmax_of_per_head_rms_normalised_q_k_over_sqrt_dh():
+    # dnt.md §3.1/§3.2: QKNorm on both q and k, per head; logits keep the 1/sqrt(d_h) scale; causal for the GPT
+    torch.manual_seed(0)
+    x = torch.randn(2, 17, 64)
+    head_dim = 64 // HEADS
+    for causal in (False, True):
+        attention = Attention(tiny_spec("dnt"), causal=causal)
+        attention.q_norm.weight.uniform_(0.5, 2.0)  # gains away from 1, so a missing gain would show
+        attention.k_norm.weight.uniform_(0.5, 2.0)
+        out = attention(x)
+        torch.testing.assert_close(out, manual_attention(attention, x, causal, 1 / math.sqrt(head_dim)))
+        # negative control: the same formula without the 1/sqrt(d_h) is far from the module's output
+        unscaled = manual_attention(attention, x, causal, 1.0)
+        assert (unscaled - out).abs().max() > 1e-2 * out.abs().max()
+
+
+def test_msgdw_decays_only_matrices_and_outside_the_momentum():
+    # dnt.md §3.5: x <- x - lr b - lr wd x with b = mu b + g (decay never enters b), on matrices only (not norm
+    # gains, cls, positions). Two steps with zero gradients: decayed matrices are exactly (1 - lr wd)^2 x0.
+    lr, wd = 0.5, 0.1
+
+    def two_zero_gradient_steps(make_optimizer) -> tuple[ViT, dict[str, torch.Tensor]]:
+        model = tiny_vit("dnt")
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        optimizer = make_optimizer(model)
+        for _ in range(2):
+            for p in model.parameters():
+                p.grad = torch.zeros_like(p)
+            optimizer.step()
+        return model, before
+
+    def matches_decoupled_decay(model: ViT, before: dict[str, torch.Tensor]) -> dict[str, bool]:
+        matrices = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+        assert "pos.weight" not in matrices and "cls" not in matrices
+        factor = {name: (1 - lr * wd) ** 2 if name in matrices else 1.0 for name in before}
+        return {
+            name: torch.allclose(p.detach(), factor[name] * before[name], rtol=1e-6, atol=0)
+            for name, p in model.named_parameters()
+        }
+
+    model, before = two_zero_gradient_steps(lambda m: build_optimizer("msgdw", m, lr=lr, weight_decay=wd))
+    ok = matches_decoupled_decay(model, before)
+    assert all(ok.values()), [name for name, good in ok.items() if not good]
+    # negative control: torch's SGD(weight_decay) (coupled: the decay goes through the momentum) fails it
+    coupled = lambda m: torch.optim.SGD(param_groups(m, "ndim<2+embeddings", wd), lr=lr, momentum=0.9)  # noqa: E731
+    assert not all(matches_decoupled_decay(*two_zero_gradient_steps(coupled)).values())
+
+
+def record_runs(monkeypatch, params, data_root, tmp_path, seeds, overrides) -> list[dict]:
+    """Runs of the test preset; for each, the initial weights and the first two training inputs."""
+    import components.dnt.component as dnt_component
+
+    build, records = dnt_component.build_model, []
+
+    def recording_build(cfg):
+        model = build(cfg)
+        record = {"init": torch.cat([p.detach().flatten().clone() for p in model.parameters()]), "inputs": []}
+        model.register_forward_pre_hook(lambda module, args: record["inputs"].append(args[0].clone()))
+        records.append(record)
+        return model
+
+    monkeypatch.setattr(dnt_component, "build_model", recording_build)
+    for index, seed in enumerate(seeds):
+        request = plan_run("dnt", params, preset="test", overrides=overrides, seed=seed, data_dir=data_root)
+        execute(request, run_root=tmp_path / str(index), data_dir=data_root, show_progress=False)
+    assert len(records) == len(seeds)
+    return records
+
+
+def test_seed_sets_the_initial_weights_and_the_batch_order(params, data_root, tmp_path, monkeypatch):
+    same, again, other = record_runs(monkeypatch, params, data_root, tmp_path, (0, 0, 1), {"steps": 3})
+    assert torch.equal(same["init"], again["init"]) and torch.equal(same["inputs"][0], again["inputs"][0])
+    assert not torch.equal(same["init"], other["init"])  # the seed sets the initial weights
+    assert not torch.equal(same["inputs"][0], other["inputs"][0])  # and the order of the training batches
+
+
+def test_each_step_uses_the_gradient_of_its_own_batch(params, data_root, tmp_path, monkeypatch):
+    # No state leaks between steps: at every step the gradient the optimizer sees is that batch's gradient alone,
+    # recomputed here on a fresh copy of the model at the same weights.
+    import components.dnt.component as dnt_component
+
+    seen, distances = {}, []
+    cross_entropy, stats = dnt_component.cross_entropy, dnt_component.gradient_stats
+
+    def recording_cross_entropy(logits, targets, reduction="mean"):
+        seen["targets"] = targets
+        return cross_entropy(logits, targets, reduction)
+
+    def checking_stats(net):
+        fresh = copy.deepcopy(net)
+        fresh.zero_grad(set_to_none=True)
+        cross_entropy(fresh(seen["inputs"]), seen["targets"]).backward()
+        grads = [(p.grad, q.grad) for p, q in zip(net.parameters(), fresh.parameters())]
+        own = max(((g - f).abs().max() / f.abs().max()).item() for g, f in grads)
+        # negative control: what a loop that never zeroes the gradients would hold (previous + this batch's)
+        leaked = max(((g - (f + prev)).abs().max() / f.abs().max()).item() for (g, f), prev in zip(grads, seen["prev"]))
+        seen["prev"] = [f.clone() for _, f in grads]
+        distances.append((own, leaked))
+        return stats(net)
+
+    build = dnt_component.build_model
+
+    def recording_build(cfg):
+        model = build(cfg)
+        model.register_forward_pre_hook(lambda module, args: seen.__setitem__("inputs", args[0]))
+        seen["prev"] = [torch.zeros_like(p) for p in model.parameters()]
+        return model
+
+    monkeypatch.setattr(dnt_component, "cross_entropy", recording_cross_entropy)
+    monkeypatch.setattr(dnt_component, "gradient_stats", checking_stats)
+    monkeypatch.setattr(dnt_component, "build_model", recording_build)
+    request = plan_run("dnt", params, preset="test", overrides={"steps": 4, "grad_stats_every": 1}, data_dir=data_root)
+    execute(request, run_root=tmp_path, data_dir=data_root, show_progress=False)
+    assert len(distances) == 4
+    assert all(own < 1e-5 for own, _ in distances), distances
+    assert all(leaked > 1e-2 for _, leaked in distances[1:]), distances
+
+
+class ValOracle(nn.Module):
+    """Knows the validation labels: predicts them for validation images and class 0 for any other image."""
+
+    def __init__(self, images: torch.Tensor, labels: np.ndarray):
+        super().__init__()
+        self.known = {image.numpy().tobytes(): int(label) for image, label in zip(images, labels)}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(len(images), 10)
+        for row, image in enumerate(images):
+            logits[row, self.known.get(image.numpy().tobytes(), 0)] = 5.0
+        return logits
+
+
+def split_images(data_root: Path, split: str) -> tuple[torch.Tensor, np.ndarray]:
+    shards = ImageShards(data_root, "images/digits", split)
+    return to_input(torch.from_numpy(shards.images(np.arange(len(shards))))), shards.labels
+
+
+def test_image_metrics_are_computed_on_their_own_splits(params, data_root, tmp_path):
+    # val/* on the validation split, test/acc on the test split: an oracle of the validation labels scores
+    # ~1 on val and ~0.1 on test, so a metric read from the other split cannot pass
+    cfg = resolve_config(component, "test", params.get("dnt"))
+    task = ImageTask(cfg, RunContext(run_dir=tmp_path, data_dir=data_root))
+    oracle = ValOracle(*split_images(data_root, "val"))
+    metrics = task.evaluate(oracle, nullcontext, final=True)
+    expected = {}
+    for split in ("val", "test"):
+        images, labels = split_images(data_root, split)
+        logits = oracle(images)
+        expected[split] = (logits.argmax(-1).numpy() == labels).mean()
+        if split == "val":
+            loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels)).item()
+            assert metrics["val/loss"] == pytest.approx(loss, rel=1e-5)
+    assert expected["val"] - expected["test"] > 0.5  # the two splits are told apart
+    assert metrics["val/acc"] == pytest.approx(expected["val"]) and metrics["test/acc"] == pytest.approx(
+        expected["test"]
+    )
+
+
+def test_training_batches_come_from_the_train_split_only(params, data_root, tmp_path):
+    cfg = resolve_config(component, "test", params.get("dnt"))
+    task = ImageTask(cfg, RunContext(run_dir=tmp_path, data_dir=data_root))
+    train, val = ({image.numpy().tobytes() for image in split_images(data_root, s)[0]} for s in ("train", "val"))
+    stream = task.stream(0)
+    streamed = [image.numpy().tobytes() for _ in range(8) for image in next(stream)[0]]
+    assert len(streamed) == 8 * cfg.batch_size and all(key in train for key in streamed)
+    assert sum(key in train for key in val) < 0.1 * len(val)  # negative control: val images are not train images
+
+
+def test_token_splits_are_disjoint_and_batches_predict_the_next_token():
+    stream = np.arange(1000)  # every token is its own position, so where a token came from is visible
+    train, val = tokens.split(stream)
+    assert np.array_equal(np.concatenate([train, val]), stream) and len(val) == 100  # disjoint, nothing lost
+    data = tokens.TokenData(train, val, 1000, "positions")
+    windows = data.val_windows(5, 16)  # val/loss windows: consecutive tokens of the validation tail
+    assert np.array_equal(windows, val[np.arange(5)[:, None] * 16 + np.arange(17)])
+    inputs, targets = data.batch(3, 8, 16, seed=0)
+    assert np.isin(inputs, train).all() and np.isin(targets, train).all()  # training reads the train split only
+    assert np.array_equal(targets, inputs + 1)  # the target of each position is the next token
+    leaky = tokens.TokenData(stream, val, 1000, "leaky")  # negative control: a train split holding the val tail
+    assert not np.isin(leaky.batch(3, 64, 16, seed=0)[0], train).all()
 
 
 def report_grid(data_root: Path, run_root: Path) -> None:

@@ -1,0 +1,220 @@
+"""Mutants of dnt (the Deeply Normalized Transformer trained with mSGDW): see tests/mutants/harness.py.
+
+Written from /work/shared/papers/dnt.md: one per normalisation the paper places (InputNorm, PreNorm, per-head
+QKNorm, MidNorm before the add, no FFN PreNorm in S5), per detail of the operator (RMS, 1/sqrt(d_h) logits),
+per part of the mSGDW recipe (decoupled decay, matrices only), and the classic bugs that apply to a training
+run with splits, seeds, a causal LM and resumable state.
+"""
+
+from tests.mutants.harness import Mutant
+
+MODELS = "components/dnt/models.py"
+COMPONENT = "components/dnt/component.py"
+TOKENS = "components/dnt/tokens.py"
+T = "tests/components/test_dnt.py::"
+
+MUTANTS = [
+    # --- contributions: where each normalisation sits (dnt.md §3.2, §3.3) ---
+    Mutant(
+        name="dnt-without-inputnorm",
+        kind="contribution",
+        guards="InputNorm on the embedding (Prop. 1): without it the embedding scale leaks into every layer",
+        file=MODELS,
+        find='"dnt": Layout(input_norm=True, ffn_prenorm=False',
+        replace='"dnt": Layout(input_norm=False, ffn_prenorm=False',
+        killers=(T + "test_dnt_is_invariant_to_rescaling_and_standard_is_not", T + "test_norm_counts"),
+    ),
+    Mutant(
+        name="attn-midnorm-after-residual-add",
+        kind="contribution",
+        guards="MidNorm on the attention branch before the add; after the add it is the PostNorm the paper rejects",
+        file=MODELS,
+        find="x = x + self.attn_mid_norm(self.attn(self.attn_norm(x)))",
+        replace="x = self.attn_mid_norm(x + self.attn(self.attn_norm(x)))",
+        killers=(T + "test_dnt_is_invariant_to_rescaling_and_standard_is_not",),
+    ),
+    Mutant(
+        name="ffn-midnorm-after-residual-add",
+        kind="contribution",
+        guards="MidNorm on the FFN branch before the add (Prop. 3), not PostNorm after it (Prop. 4)",
+        file=MODELS,
+        find="return x + self.ffn_mid_norm(self.ffn(self.ffn_norm(x)))",
+        replace="return self.ffn_mid_norm(x + self.ffn(self.ffn_norm(x)))",
+        killers=(T + "test_dnt_is_invariant_to_rescaling_and_standard_is_not",),
+    ),
+    Mutant(
+        name="qknorm-on-queries-only",
+        kind="contribution",
+        guards="QKNorm normalises both q and k (Prop. 5): logits independent of the magnitudes of W_q and W_k",
+        file=MODELS,
+        find="q, k = self.q_norm(q), self.k_norm(k)",
+        replace="q, k = self.q_norm(q), k",
+        killers=(
+            T + "test_attention_is_softmax_of_per_head_rms_normalised_q_k_over_sqrt_dh",
+            T + "test_dnt_is_invariant_to_rescaling_and_standard_is_not",
+        ),
+    ),
+    Mutant(
+        name="qknorm-over-whole-vector",
+        kind="contribution",
+        guards="QKNorm is per head over d_h (dnt.md §8), not over the whole d_model q then split into heads",
+        file=MODELS,
+        find=(
+            "        self.q_norm = spec.norm(head_dim) if spec.layout.qk_norm else nn.Identity()\n"
+            "        self.k_norm = spec.norm(head_dim) if spec.layout.qk_norm else nn.Identity()\n"
+            "\n"
+            "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
+            '        q, k, v = (rearrange(proj(x), "b n (h d) -> b h n d", h=self.heads) for proj in (self.q, self.k,'
+            " self.v))\n"
+            "        q, k = self.q_norm(q), self.k_norm(k)\n"
+        ),
+        replace=(
+            "        self.q_norm = spec.norm(spec.dim) if spec.layout.qk_norm else nn.Identity()\n"
+            "        self.k_norm = spec.norm(spec.dim) if spec.layout.qk_norm else nn.Identity()\n"
+            "\n"
+            "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
+            "        q, k, v = self.q_norm(self.q(x)), self.k_norm(self.k(x)), self.v(x)\n"
+            '        q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in (q, k, v))\n'
+        ),
+        killers=(
+            T + "test_attention_is_softmax_of_per_head_rms_normalised_q_k_over_sqrt_dh",
+            T + "test_dnt_is_invariant_to_rescaling_and_standard_is_not",
+        ),
+    ),
+    Mutant(
+        name="attention-without-prenorm",
+        kind="contribution",
+        guards="PreNorm before attention (Prop. 2): the attention input must not carry the per-token norms of x",
+        file=MODELS,
+        find="self.attn_norm = spec.norm(spec.dim)  # PreNorm: every variant has it",
+        replace="self.attn_norm = nn.Identity()  # PreNorm: every variant has it",
+        killers=(T + "test_prenorm_makes_attention_blind_to_token_norms", T + "test_norm_counts"),
+    ),
+    Mutant(
+        name="dnt-keeps-ffn-prenorm",
+        kind="contribution",
+        guards="S5 (= DNT) drops the FFN PreNorm of S4: the variant named dnt must be S5, not S4",
+        file=MODELS,
+        find='"dnt": Layout(input_norm=True, ffn_prenorm=False',
+        replace='"dnt": Layout(input_norm=True, ffn_prenorm=True',
+        killers=(T + "test_norm_counts",),
+    ),
+    Mutant(
+        name="rmsnorm-divides-by-l2-norm",
+        kind="contribution",
+        guards="RMSN(z) = g z / sqrt(mean z^2 + eps): QKNorm's q' has norm sqrt(d_h), not 1 (logits would shrink d_h x)",
+        file=MODELS,
+        find="z.pow(2).mean(dim=-1, keepdim=True)",
+        replace="z.pow(2).sum(dim=-1, keepdim=True)",
+        killers=(T + "test_rmsnorm_is_the_root_mean_square_normalisation",),
+    ),
+    Mutant(
+        name="attention-logits-unscaled",
+        kind="contribution",
+        guards="logits = q'.k' / sqrt(d_h) with QKNorm (dnt.md §3.1, §8: do not drop the 1/sqrt(d_h))",
+        file=MODELS,
+        find="F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)",
+        replace="F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, scale=1.0)",
+        killers=(T + "test_attention_is_softmax_of_per_head_rms_normalised_q_k_over_sqrt_dh",),
+    ),
+    Mutant(
+        name="msgdw-coupled-weight-decay",
+        kind="contribution",
+        guards="mSGDW's decay is decoupled (dnt.md §3.5, §8): torch SGD(weight_decay) sends it through the momentum",
+        file="components/core/optim.py",
+        find="    return MSGDW(groups, lr=lr, momentum=0.9)\n",
+        replace="    return torch.optim.SGD(groups, lr=lr, momentum=0.9)\n",
+        killers=(T + "test_msgdw_decays_only_matrices_and_outside_the_momentum",),
+    ),
+    Mutant(
+        name="msgdw-decays-norm-gains-and-embeddings",
+        kind="contribution",
+        guards="mSGDW decays only matrices: norm gains, cls, positions and embeddings are never decayed (§3.5)",
+        file="components/core/optim.py",
+        find='no_decay="ndim<2+embeddings",  # DNT decays only matrices: no norm gains, biases or embeddings',
+        replace='no_decay="none",  # DNT decays only matrices: no norm gains, biases or embeddings',
+        killers=(T + "test_msgdw_decays_only_matrices_and_outside_the_momentum",),
+    ),
+    # --- classic bugs of a training run ---
+    Mutant(
+        name="gpt-attention-not-causal",
+        kind="bug",
+        guards="L-DNT is a causal LM: no later token may reach an earlier position's prediction",
+        file=MODELS,
+        find="F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)",
+        replace="F.scaled_dot_product_attention(q, k, v, is_causal=False)",
+        killers=(T + "test_gpt_is_causal",),
+    ),
+    Mutant(
+        name="init-ignores-seed",
+        kind="bug",
+        guards="the run's seed sets the initial weights (seeds of a sweep are independent replicates)",
+        file=COMPONENT,
+        find="torch.manual_seed(ctx.seed)",
+        replace="torch.manual_seed(0)",
+        killers=(T + "test_seed_sets_the_initial_weights_and_the_batch_order",),
+    ),
+    Mutant(
+        name="batch-order-ignores-seed",
+        kind="bug",
+        guards="the run's seed sets the order of the training batches",
+        file=COMPONENT,
+        find="seed=self.ctx.seed,",
+        replace="seed=0,",
+        killers=(T + "test_seed_sets_the_initial_weights_and_the_batch_order",),
+    ),
+    Mutant(
+        name="test-acc-on-val-split",
+        kind="bug",
+        guards="test/acc is measured on the test split (a metric on the wrong split reports the tuned-on number)",
+        file=COMPONENT,
+        find='self._split(model, "test", autocast)[1]',
+        replace='self._split(model, "val", autocast)[1]',
+        killers=(T + "test_image_metrics_are_computed_on_their_own_splits",),
+    ),
+    Mutant(
+        name="training-stream-reads-val-split",
+        kind="bug",
+        guards="the training batches come from the train split only (no validation images reach training)",
+        file=COMPONENT,
+        find='loader = self.splits["train"].loader(',
+        replace='loader = self.splits["val"].loader(',
+        killers=(T + "test_training_batches_come_from_the_train_split_only",),
+    ),
+    Mutant(
+        name="val-windows-from-train-tokens",
+        kind="bug",
+        guards="L-DNT's val/loss is measured on the held-out tail of the stream, not on training tokens",
+        file=TOKENS,
+        find="return self.val[np.arange(count)[:, None] * seq_len + np.arange(seq_len + 1)]",
+        replace="return self.train[np.arange(count)[:, None] * seq_len + np.arange(seq_len + 1)]",
+        killers=(T + "test_token_splits_are_disjoint_and_batches_predict_the_next_token",),
+    ),
+    Mutant(
+        name="train-tokens-include-val-tail",
+        kind="bug",
+        guards="the token stream's validation tail never reaches the training split",
+        file=TOKENS,
+        find="return stream[:cut], stream[cut:]",
+        replace="return stream, stream[cut:]",
+        killers=(T + "test_token_splits_are_disjoint_and_batches_predict_the_next_token",),
+    ),
+    Mutant(
+        name="gradients-not-zeroed-between-steps",
+        kind="bug",
+        guards="each optimizer step uses its own batch's gradient, not one accumulated over every previous batch",
+        file="components/core/strategy.py",
+        find="        self.optimizer.step()\n        self.optimizer.zero_grad(set_to_none=True)\n",
+        replace="        self.optimizer.step()\n",
+        killers=(T + "test_each_step_uses_the_gradient_of_its_own_batch",),
+    ),
+    Mutant(
+        name="resume-position-off-by-one",
+        kind="bug",
+        guards="the checkpoint records the number of steps done, so a resumed run neither repeats nor skips a batch",
+        file=COMPONENT,
+        find='state["data_position"] = done',
+        replace='state["data_position"] = step',
+        killers=(T + "test_resume_after_preemption_is_bit_exact",),
+    ),
+]
