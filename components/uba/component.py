@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from components.core.augment import channel_stats, pad_crop_flip
 from components.core.contract import RunContext
 from components.core.errors import Preempted, RunError
 from components.core.optim import OPTIMIZERS, build_optimizer
@@ -22,7 +23,7 @@ from components.uba import quadratic
 from components.uba.config import Config
 from components.uba.models import build_model, to_input
 
-DIGITS = {"task": "digits_mlp", "dataset": "images/digits"}
+DIGITS = {"task": "digits_mlp", "dataset": "images/digits", "augment": "none", "normalise": False}  # digits: no flips
 
 
 def learning_rate(cfg: Config) -> float:
@@ -66,13 +67,15 @@ def run_quadratic(cfg: Config, ctx: RunContext) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, shards: ImageShards, cfg: Config, device: str) -> tuple[float, float]:
-    """Full-split mean cross-entropy and accuracy, in chunks."""
+def evaluate(
+    model: torch.nn.Module, shards: ImageShards, cfg: Config, device: str, stats: tuple | None = None
+) -> tuple[float, float]:
+    """Full-split mean cross-entropy and accuracy, in chunks; never augmented."""
     images, labels = shards.arrays()
     model.eval()
     total_loss, correct = 0.0, 0
     for start in range(0, len(labels), cfg.eval_batch_size):
-        x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device), cfg.task)
+        x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device), cfg.task, stats)
         y = torch.from_numpy(labels[start : start + cfg.eval_batch_size]).to(device)
         logits = model(x)
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
@@ -89,6 +92,7 @@ def train_classifier(cfg: Config, ctx: RunContext) -> dict[str, float]:
     if cfg.batch_size % ctx.world_size:
         raise RunError(f"batch_size {cfg.batch_size} is not divisible by the world size {ctx.world_size}")
 
+    stats = channel_stats(train.arrays()[0]) if cfg.normalise else None  # the train split's alone
     torch.manual_seed(ctx.seed)
     model = build_model(cfg.task, len(train.classes), cfg.width).to(ctx.device)
     optimizer = build_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -100,15 +104,17 @@ def train_classifier(cfg: Config, ctx: RunContext) -> dict[str, float]:
     stream = train.batches(cfg.batch_size, seed=ctx.seed, start_batch=start, rank=ctx.rank, world_size=ctx.world_size)
     for step in ctx.progress(range(start, cfg.budget), total=cfg.budget, initial=start, desc=f"uba {cfg.task}"):
         images, labels = next(stream)
+        if cfg.augment == "pad-crop-flip":  # drawn per (seed, step, rank): a resumed run sees the same crops
+            images = pad_crop_flip(images, 4, np.random.default_rng([ctx.seed, step, ctx.rank]))
         lr = optimizer.param_groups[0]["lr"]
-        logits = model(to_input(torch.from_numpy(images).to(ctx.device), cfg.task))
+        logits = model(to_input(torch.from_numpy(images).to(ctx.device), cfg.task, stats))
         loss = F.cross_entropy(logits, torch.from_numpy(labels).to(ctx.device))
         value = checked_step(
             ctx, loss, step=step, limit=cfg.divergence_limit, lr=lr, hint="lower lr or change schedule"
         )
         metrics = {"train/loss": value, "lr": lr}
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.budget:
-            metrics["val/loss"], metrics["val/acc"] = evaluate(model, val, cfg, ctx.device)
+            metrics["val/loss"], metrics["val/acc"] = evaluate(model, val, cfg, ctx.device, stats)
         ctx.log(metrics, step=step)
         done = step + 1
         stop = ctx.should_stop()  # once per step: the answer acted on is the one every rank agreed
@@ -117,9 +123,9 @@ def train_classifier(cfg: Config, ctx: RunContext) -> dict[str, float]:
         if stop and done < cfg.budget:
             raise Preempted(f"stopped at step {done} of {cfg.budget}; resume continues from its checkpoint")
 
-    train_loss, train_acc = evaluate(model, train, cfg, ctx.device)
-    val_loss, val_acc = evaluate(model, val, cfg, ctx.device)
-    _, test_acc = evaluate(model, test, cfg, ctx.device)
+    train_loss, train_acc = evaluate(model, train, cfg, ctx.device, stats)
+    val_loss, val_acc = evaluate(model, val, cfg, ctx.device, stats)
+    _, test_acc = evaluate(model, test, cfg, ctx.device, stats)
     final = {
         "final/train_loss": train_loss,
         "final/train_acc": train_acc,

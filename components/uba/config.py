@@ -24,7 +24,7 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     task: Literal["resnet18", "digits_mlp", "digits_cnn", "quadratic"] = "resnet18"  # uba.md §7 vision setting
-    dataset: str = "images/cifar10"  # an ImageNet-layout CIFAR folder prepared with `paperzoo prepare`
+    dataset: str = "images/cifar10"  # CIFAR-10's python batches prepared with `paperzoo prepare` (cifar-python)
     optimizer: OptimizerName = "sgd"  # SGD momentum 0.9, the ResNet recipe the paper compares schedules on
     lr: float | None = Field(None, gt=0)  # eta_max; None: the optimizer table's default for that optimizer
     weight_decay: float | None = Field(None, ge=0)  # None: the optimizer table's default
@@ -32,6 +32,8 @@ class Config(BaseModel):
     budget: int = Field(39100, ge=1)  # optimizer steps: 100 CIFAR epochs at batch 128
     batch_size: int = Field(128, ge=1)  # global batch, split across ranks
     width: int = Field(64, ge=1)  # ResNet base width / MLP hidden width / CNN channels
+    augment: Literal["none", "pad-crop-flip"] = "pad-crop-flip"  # the CIFAR ResNet recipe: pad 4, crop, flip
+    normalise: bool = True  # per-channel mean/std of the train split (False: pixels mapped to [-1, 1])
     eval_every: int = Field(0, ge=0)  # log val metrics every N steps (0: only at the end of the budget)
     eval_batch_size: int = Field(1024, ge=1)  # full-split evaluation is chunked to bound memory
     divergence_limit: float = Field(1e4, gt=0)  # a loss above this (or non-finite) stops the run as diverged

@@ -27,9 +27,14 @@ def build_model(task: str, num_classes: int, width: int) -> nn.Module:
     return build_classifier(task, num_classes, width)
 
 
-def to_input(images: torch.Tensor, task: str) -> torch.Tensor:
-    """uint8 images [B, H, W] or [B, H, W, C] -> float model input in [-1, 1], channels first."""
-    x = images.float().div(127.5).sub(1.0)
+def to_input(images: torch.Tensor, task: str, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """uint8 images [B, H, W] or [B, H, W, C] -> float model input, channels first: standardised by the train
+    split's per-channel (mean, std) on the [0, 1] scale when stats are given, else mapped to [-1, 1]."""
+    if stats is None:
+        x = images.float().div(127.5).sub(1.0)
+    else:
+        mean, std = (s.to(images.device) for s in stats)
+        x = (images.float().div(255.0) - mean) / std
     if x.ndim == 3:
         x = rearrange(x, "b h w -> b 1 h w")
     else:

@@ -22,6 +22,7 @@ from components.core.shards import MANIFEST, check_dataset, dataset_files, prepa
 SOURCES: dict[str, str] = {
     "sklearn-digits": "pipelines.datasets.images:prepare_digits",
     "imagefolder": "pipelines.datasets.images:prepare_imagefolder",
+    "cifar-python": "pipelines.datasets.cifar:prepare_cifar_python",
     "statsmodels-co2": "pipelines.datasets.series:prepare_co2",
     "csv": "pipelines.datasets.series:prepare_csv",
     "two-sine": "pipelines.datasets.series:prepare_two_sine",

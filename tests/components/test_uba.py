@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from cluster.runner import execute, plan_run
 from components.core.schedules import ScheduleConfig, multiplier
@@ -304,3 +305,98 @@ def test_final_metrics_are_on_their_own_splits(digits_run, data_root):
     assert m["test/acc"] == pytest.approx(measured["test"][1], abs=1e-6)
     # negative control: the splits give different numbers at this point, so a swapped split would show
     assert abs(measured["val"][0] - measured["test"][0]) > 1e-3 and measured["val"][1] != measured["test"][1]
+
+
+# --- the paper's CIFAR recipe: pad-crop-flip augmentation, train-split normalisation, the paper path
+
+
+def test_pad_crop_flip_is_a_window_of_the_padded_image_or_its_mirror():
+    from components.core.augment import pad_crop_flip
+
+    image = np.random.default_rng(0).integers(1, 256, (1, 8, 8, 3), dtype=np.uint8)  # no zero: windows are unique
+    out = pad_crop_flip(np.repeat(image, 2000, axis=0), 2, np.random.default_rng(1))
+    padded = np.pad(image[0], ((2, 2), (2, 2), (0, 0)))
+    windows = {padded[dy : dy + 8, dx : dx + 8].tobytes(): (dy, dx, False) for dy in range(5) for dx in range(5)}
+    windows |= {
+        padded[dy : dy + 8, dx : dx + 8][:, ::-1].tobytes(): (dy, dx, True) for dy in range(5) for dx in range(5)
+    }
+    drawn = [windows.get(o.tobytes()) for o in out]
+    assert None not in drawn  # every output is a window of the padded image, or its mirror
+    assert len(set(drawn)) == 50  # every offset, each with and without the flip
+    assert 0.45 < np.mean([d[2] for d in drawn]) < 0.55
+    assert not np.array_equal(out, pad_crop_flip(np.repeat(image, 2000, axis=0), 2, np.random.default_rng(2)))
+
+
+def test_normalised_input_has_zero_mean_unit_std_per_channel():
+    import torch
+
+    from components.core.augment import channel_stats
+    from components.uba.models import to_input
+
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    images[..., 1] //= 4  # channels with different statistics
+    x = to_input(torch.from_numpy(images), "resnet18", channel_stats(images, chunk=10))
+    assert x.shape == (64, 3, 32, 32)
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(x.std(dim=(0, 2, 3), unbiased=False), torch.ones(3), atol=1e-4)
+    raw = to_input(torch.from_numpy(images), "resnet18")  # control: [-1, 1] mapping leaves channel 1 off-centre
+    assert raw.mean(dim=(0, 2, 3))[1] < -0.5
+
+
+def test_paper_path_trains_resnet18_on_cifar_batches_with_the_recipe(params, tmp_path, monkeypatch):
+    """The paper preset on CIFAR-10's own python batches at 32 x 32, shrunk only in counts: ResNet-18 sees
+    normalised [B, 3, 32, 32] inputs, training batches are pad-crop-flipped with a new draw each step, the
+    statistics come from the train split alone and evaluation is never augmented."""
+    import torch
+    from safetensors.torch import load_file
+
+    import components.uba.component as uba
+    from components.core.augment import channel_stats
+    from components.core.shards import ImageShards
+    from components.uba.models import build_model, to_input
+    from pipelines.datasets import prepare
+    from tests.cifar_format import write_cifar10
+    from tests.paper_path import run_paper_path
+
+    write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=20)
+    prepare("images/cifar10", {"source": "cifar-python", "src": str(tmp_path / "cifar-10-batches-py")}, tmp_path)
+    seen = {"inputs": [], "stats_of": [], "augment_draws": []}
+
+    def spy_build(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        model.register_forward_pre_hook(lambda _, inputs: seen["inputs"].append(tuple(inputs[0].shape)))
+        return model
+
+    def spy_stats(images, *args, **kwargs):
+        seen["stats_of"].append(images.copy())
+        return channel_stats(images, *args, **kwargs)
+
+    def spy_augment(images, pad, rng):
+        seen["augment_draws"].append(np.random.default_rng(rng.bit_generator.state["state"]["state"]).random())
+        return uba_pad_crop_flip(images, pad, rng)
+
+    uba_pad_crop_flip = uba.pad_crop_flip
+    monkeypatch.setattr(uba, "build_model", spy_build)
+    monkeypatch.setattr(uba, "channel_stats", spy_stats)
+    monkeypatch.setattr(uba, "pad_crop_flip", spy_augment)
+    counts = {"budget": 3, "batch_size": 8, "width": 4, "eval_batch_size": 64}
+    result = run_paper_path("uba", params, counts, data_dir=tmp_path, run_root=tmp_path / "runs")
+
+    assert all(np.isfinite(v) for v in result.metrics.values())
+    assert seen["inputs"][:3] == [(8, 3, 32, 32)] * 3  # the paper's input, at the shrunk batch
+    assert len(seen["augment_draws"]) == 3 and len(set(seen["augment_draws"])) == 3  # a fresh draw every step
+    splits = {s: ImageShards(tmp_path, "images/cifar10", s).arrays() for s in ("train", "val", "test")}
+    assert len(seen["stats_of"]) == 1 and np.array_equal(seen["stats_of"][0], splits["train"][0])
+    # evaluation: the saved model on the un-augmented, train-normalised splits gives the reported numbers
+    cfg = uba.Config.model_validate(yaml.safe_load((result.run_dir / "config.yaml").read_text()))
+    model = build_model(cfg.task, 10, cfg.width)
+    model.load_state_dict(load_file(str(result.run_dir / "model.safetensors")))
+    model.eval()
+    stats = channel_stats(splits["train"][0])
+    with torch.no_grad():
+        logits = model(to_input(torch.from_numpy(splits["val"][0]), cfg.task, stats))
+        val_loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(splits["val"][1])).item()
+        raw = model(to_input(torch.from_numpy(splits["val"][0]), cfg.task))
+        raw_loss = torch.nn.functional.cross_entropy(raw, torch.from_numpy(splits["val"][1])).item()
+    assert result.metrics["val/loss"] == pytest.approx(val_loss, rel=1e-5)
+    assert abs(raw_loss - val_loss) > 1e-4  # control: un-normalised inputs give another number

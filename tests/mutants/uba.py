@@ -10,6 +10,9 @@ SCHEDULES = "components/core/schedules.py"
 COMPONENT = "components/uba/component.py"
 QUADRATIC = "components/uba/quadratic.py"
 TESTS = "tests/components/test_uba.py"
+MODELS = "components/uba/models.py"
+AUGMENT = "components/core/augment.py"
+PAPER_PATH = f"{TESTS}::test_paper_path_trains_resnet18_on_cifar_batches_with_the_recipe"
 
 MUTANTS = [
     # --- contributions: the closed form, its one shape parameter, the link to the condition number
@@ -91,8 +94,8 @@ MUTANTS = [
         kind="bug",
         guards="val/loss and val/acc are measured on the val split, test/acc on the test split",
         file=COMPONENT,
-        find="val_loss, val_acc = evaluate(model, val, cfg, ctx.device)",
-        replace="val_loss, val_acc = evaluate(model, test, cfg, ctx.device)",
+        find="val_loss, val_acc = evaluate(model, val, cfg, ctx.device, stats)",
+        replace="val_loss, val_acc = evaluate(model, test, cfg, ctx.device, stats)",
         killers=(f"{TESTS}::test_final_metrics_are_on_their_own_splits",),
     ),
     Mutant(
@@ -121,5 +124,51 @@ MUTANTS = [
         find="        self.optimizer.zero_grad(set_to_none=True)\n        if self.scheduler is not None:",
         replace="        if self.scheduler is not None:",
         killers=(f"{TESTS}::test_training_is_the_reference_loop",),
+    ),
+    # --- the paper's CIFAR recipe (issue 15): augmentation and normalisation, and their classic bugs
+    Mutant(
+        name="augmentation-skipped",
+        kind="contribution",
+        guards="training batches are pad-crop-flipped (the CIFAR ResNet recipe the schedules are compared in)",
+        file=COMPONENT,
+        find='if cfg.augment == "pad-crop-flip":',
+        replace='if cfg.augment == "pad-crop-flip" and step < 0:',
+        killers=(PAPER_PATH,),
+    ),
+    Mutant(
+        name="flip-never-drawn",
+        kind="contribution",
+        guards="half the crops are mirrored",
+        file=AUGMENT,
+        find="flip = rng.random(batch) < 0.5",
+        replace="flip = rng.random(batch) < 0.0",
+        killers=(f"{TESTS}::test_pad_crop_flip_is_a_window_of_the_padded_image_or_its_mirror",),
+    ),
+    Mutant(
+        name="normalisation-without-std",
+        kind="contribution",
+        guards="inputs are standardised per channel: minus the mean, over the std",
+        file=MODELS,
+        find="x = (images.float().div(255.0) - mean) / std",
+        replace="x = images.float().div(255.0) - mean",
+        killers=(f"{TESTS}::test_normalised_input_has_zero_mean_unit_std_per_channel",),
+    ),
+    Mutant(
+        name="normalisation-stats-from-val",
+        kind="bug",
+        guards="the normalisation statistics are measured on the train split, never on val",
+        file=COMPONENT,
+        find="stats = channel_stats(train.arrays()[0])",
+        replace="stats = channel_stats(val.arrays()[0])",
+        killers=(PAPER_PATH,),
+    ),
+    Mutant(
+        name="augmentation-same-draw-every-step",
+        kind="bug",
+        guards="each step draws new crops and flips (seeded by seed, step and rank)",
+        file=COMPONENT,
+        find="np.random.default_rng([ctx.seed, step, ctx.rank])",
+        replace="np.random.default_rng([ctx.seed, ctx.rank])",
+        killers=(PAPER_PATH,),
     ),
 ]

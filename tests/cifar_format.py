@@ -1,0 +1,30 @@
+"""Write CIFAR's python-batch format (the layout of the official cifar-10-batches-py / cifar-100-python tarballs)
+with random pixels, for the tests of the cifar-python source and of the components that train on CIFAR."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+
+def write_cifar10(root: Path, per_batch: int = 20, test: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """data_batch_1..5 (per_batch images each), test_batch and batches.meta; returns the train images [N, 32, 32, 3]
+    and labels in file order. Each pixel row is stored as the format does: 1024 R, then G, then B values."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    all_images, all_labels = [], []
+    for name, count in [*((f"data_batch_{i}", per_batch) for i in range(1, 6)), ("test_batch", test)]:
+        images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+        labels = [int(v) for v in np.arange(count) % 10]
+        planes = images.transpose(0, 3, 1, 2).reshape(count, 3072)
+        with open(root / name, "wb") as handle:
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": planes}, handle)
+        if name != "test_batch":
+            all_images.append(images)
+            all_labels.extend(labels)
+    with open(root / "batches.meta", "wb") as handle:
+        pickle.dump({b"label_names": names, b"num_vis": 3072}, handle)
+    return np.concatenate(all_images), np.asarray(all_labels)
