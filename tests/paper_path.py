@@ -35,9 +35,17 @@ def check_counts(slug: str, params: Mapping[str, Any], counts: Mapping[str, int]
     for key, value in counts.items():
         assert key in paper, f"{slug}: {key} is not a key of the paper preset"
         assert not any(word in key for word in RESOLUTION_WORDS), f"{slug}: {key} fixes the paper's resolution"
-        assert isinstance(value, int) and not isinstance(value, bool), f"{slug}: {key}={value!r} is not a count"
-        assert isinstance(paper[key], int) and 0 < value <= paper[key], f"{slug}: {key}={value} does not shrink"
+        if isinstance(value, list | tuple):  # a list of counts (widths): fewer entries, none above the paper's
+            assert value and len(value) <= len(paper[key]), f"{slug}: {key}={value} does not shrink"
+            assert all(is_count(v) and 0 < v <= max(paper[key]) for v in value), f"{slug}: {key}={value}"
+            continue
+        assert is_count(value), f"{slug}: {key}={value!r} is not a count"
+        assert is_count(paper[key]) and 0 < value <= paper[key], f"{slug}: {key}={value} does not shrink"
     return paper
+
+
+def is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def run_paper_path(

@@ -43,7 +43,7 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     task: Literal["resnet18", "digits_mlp", "quadratic"] = "resnet18"  # §7: a ResNet image classifier
-    dataset: str = "images/cifar10"  # an ImageNet-layout CIFAR-10 folder prepared with `paperzoo prepare`
+    dataset: str = "images/cifar10"  # CIFAR-10 prepared with `paperzoo prepare` (source cifar-python)
     widths: tuple[int, ...] = (16, 32, 64, 128)  # ResNet-18 base widths: d = 0.7M .. 44.7M, 1.8 decades of d
     optimizer: OptimizerName = "adamw"  # the paper's optimizer; rho is a property of the gradient, so sweep it
     lr: float | None = Field(None, gt=0)  # None: the optimizer table's default (adamw 1e-3, the spec's value)

@@ -38,7 +38,7 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     task: Literal["resnet18", "digits_mlp", "box_quadratic"] = "resnet18"  # lion.md §7: ResNet-18 on CIFAR-10
-    dataset: str = "images/cifar10"  # an ImageNet-layout CIFAR folder prepared with `paperzoo prepare`
+    dataset: str = "images/cifar10"  # CIFAR-10 prepared with `paperzoo prepare` (source cifar-python)
     optimizer: OptimizerChoice = "lion"  # the paper's method; sgd_plain is the spec's SGD baseline (no momentum)
     lr: float | None = Field(None, gt=0)  # None: the optimizer table's default (0.02 on the quadratic, check 3)
     lr_scale: float = Field(1.0, gt=0)  # multiplies lr, so one sweep axis spans every optimizer's own LR scale
