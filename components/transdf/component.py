@@ -35,6 +35,8 @@ CO2 = {
     "pred_len": 48,
     "seasonal_period": 52,
     "lradj": "type3",
+    "decomposition": False,  # §6: a single linear map plus bias, no decomposition
+    "init": "zero",  # from zero, truncation with momentum SGD stays near TMSE (§6 check 5)
     "patience": 0,
     "batch_size": 64,
     "lr": 1e-2,
@@ -42,12 +44,18 @@ CO2 = {
 
 
 def epoch_lr_factor(lradj: str, epoch: int) -> float:
-    """Time-Series-Library's epoch schedules: type1 halves every epoch; type3 holds 3 epochs, then 0.9x each."""
+    """The lr factor during 0-based `epoch`, timed as Time-Series-Library's loop: after 0-based epoch e it calls
+    adjust_learning_rate(epoch=e + 1), so epoch 0 runs at the initial lr and epoch e >= 1 at TSLib's formula of e.
+    type1 halves from epoch 2 on (1, 1, 0.5, 0.25, ...); type3 holds epochs 0-3, then 0.9x (0.9 at epoch 4)."""
     if lradj == "type1":
-        return 0.5**epoch
+        return 0.5 ** max(epoch - 1, 0)  # TSLib: 0.5 ** (epoch - 1), epoch 0 at the initial lr
     if lradj == "type3":
-        return 1.0 if epoch < 3 else 0.9 ** (epoch - 2)
+        return 1.0 if epoch < 3 else 0.9 ** (epoch - 3)  # TSLib: the same formula of its 1-based argument
     return 1.0
+
+
+def build_model(cfg: Config) -> Forecaster:
+    return Forecaster(cfg.backbone, cfg.seq_len, cfg.pred_len, cfg.hidden, cfg.decomposition, cfg.init, cfg.moving_avg)
 
 
 def scale(table: SeriesTable) -> np.ndarray:
@@ -134,7 +142,7 @@ def train_forecaster(cfg: Config, ctx: RunContext) -> dict[str, float]:
     rec_lambda = 1.0 if cfg.loss.type == "tmse" else cfg.loss.rec_lambda
 
     torch.manual_seed(ctx.seed)
-    model = Forecaster(cfg.backbone, cfg.seq_len, cfg.pred_len, cfg.hidden).to(ctx.device)
+    model = build_model(cfg).to(ctx.device)
     optimizer = build_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     model, optimizer, _ = ctx.strategy.prepare(model, optimizer, None)
@@ -209,7 +217,7 @@ class TransDF:
     presets = {
         "test": {**CO2, "epochs": 2},  # seconds: plumbing only
         "smoke": {**CO2, "epochs": 60},  # 1320 steps; type3 has decayed the lr ~400x by then
-        "paper": {},  # the Config defaults: ETTh1, L 96, P 96, linear, rank 1.0, alpha 1, lr 5e-4, type3, 100 epochs
+        "paper": {},  # the Config defaults: ETTh1, L 96, P 96, DLinear, rank 1.0, alpha 1, lr 5e-4, type3, 100 epochs
     }
     datasets = ("series/co2", "series/two_sine", "series/etth1")
 
@@ -222,7 +230,7 @@ class TransDF:
     def random_step(self, cfg: Config) -> float | None:
         """One step of the paper-scale forecaster on random windows of ETTh1's 7 channels."""
         torch.manual_seed(0)
-        model = Forecaster(cfg.backbone, cfg.seq_len, cfg.pred_len, cfg.hidden)
+        model = build_model(cfg)
         optimizer = build_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
         labels = np.random.default_rng(0).standard_normal((256, cfg.pred_len, 7))
         transform = fit_label_transform(labels, cfg.loss.rank_ratio)

@@ -127,10 +127,66 @@ MUTANTS = [
     Mutant(
         name="type3-decay-off-by-one",
         kind="bug",
-        guards="TSLib's type3 schedule: lr constant for epochs 0-2, then x0.9 per epoch (0.9 at epoch 3)",
+        guards="TSLib's type3 schedule as the official loop times it (adjust_learning_rate(epoch + 1) after each "
+        "epoch): lr constant for 0-based epochs 0-3, then x0.9 per epoch (0.9 at epoch 4, not 3)",
         file=COMPONENT,
-        find="0.9 ** (epoch - 2)",
-        replace="0.9 ** (epoch - 3)",
-        killers=("tests/components/test_transdf.py::test_type3_schedule_holds_three_epochs_then_decays_by_a_tenth",),
+        find="0.9 ** (epoch - 3)",
+        replace="0.9 ** (epoch - 2)",
+        killers=("tests/components/test_transdf.py::test_epoch_schedules_are_timed_as_the_official_loop",),
+    ),
+    Mutant(
+        name="type1-halves-one-epoch-early",
+        kind="bug",
+        guards="TSLib's type1 schedule as the official loop times it: lr held for epochs 0-1, halved from epoch 2",
+        file=COMPONENT,
+        find="0.5 ** max(epoch - 1, 0)",
+        replace="0.5**epoch",
+        killers=("tests/components/test_transdf.py::test_epoch_schedules_are_timed_as_the_official_loop",),
+    ),
+    # The paper preset's backbone: DLinear (series decomposition, weights at 1/L), the paper's DLinear baseline.
+    Mutant(
+        name="dlinear-init-at-zero",
+        kind="bug",
+        guards="DLinear's init: every weight 1/L, so the first forecast is the input window's mean (not zero)",
+        file="components/transdf/model.py",
+        find="nn.init.constant_(net.weight, 1.0 / seq_len)",
+        replace="nn.init.zeros_(net.weight)",
+        killers=("tests/components/test_transdf.py::test_dlinear_init_starts_the_forecast_at_the_window_mean",),
+    ),
+    Mutant(
+        name="trend-without-edge-replication",
+        kind="bug",
+        guards="DLinear's moving average repeats the first and last value (kernel - 1) // 2 times at the ends; "
+        "zero padding drags the trend to 0 at both edges of the window",
+        file="components/transdf/model.py",
+        find="padded = torch.cat([x[:, :1].expand(-1, pad, -1), x, x[:, -1:].expand(-1, pad, -1)], dim=1)",
+        replace="padded = F.pad(x, (0, 0, pad, pad))",
+        killers=(
+            "tests/components/test_transdf.py::test_decomposition_is_dlinears_moving_average_trend_plus_seasonal_rest",
+        ),
+    ),
+    Mutant(
+        name="trend-through-the-seasonal-map",
+        kind="bug",
+        guards="DLinear maps the trend and the seasonal part with their own weights (Linear_Trend, Linear_Seasonal)",
+        file="components/transdf/model.py",
+        find="self.over_time(self.net, seasonal) + self.over_time(self.trend, trend)",
+        replace="self.over_time(self.net, seasonal) + self.over_time(self.net, trend)",
+        killers=(
+            "tests/components/test_transdf.py::test_decomposition_is_dlinears_moving_average_trend_plus_seasonal_rest",
+        ),
+    ),
+    Mutant(
+        name="paper-preset-without-decomposition",
+        kind="bug",
+        guards="the paper preset's model is DLinear with its series decomposition (Config default), not a bare "
+        "linear map",
+        file="components/transdf/config.py",
+        find="decomposition: bool = True",
+        replace="decomposition: bool = False",
+        killers=(
+            "tests/components/test_transdf.py::test_dlinear_init_starts_the_forecast_at_the_window_mean",
+            "tests/components/test_transdf.py::test_paper_path_runs_dlinear_on_an_etth1_csv",
+        ),
     ),
 ]
