@@ -31,15 +31,15 @@ class Config(BaseModel):
     k: int = Field(3, ge=0)  # cubic B-splines (pykan's default)
     grid_range: tuple[float, float] = (-1.0, 1.0)  # initial knot range of every gate
     grid_eps: float = Field(1.0, ge=0, le=1)  # EKAN's 1.0: grid updates give a uniform grid over the data range
-    update_grid: bool | None = None  # None: the run scripts' choice: off for particles, on for three-body and the toy
+    update_grid: bool = False  # unset: the run scripts' choice: off for particles, on for three-body and the toy
     grid_update_num: int = Field(10, ge=1)  # experiment.py's default: refits every 50 / 10 = 5 steps
     stop_grid_update_step: int = Field(50, ge=0)  # no refits after this step
     bilinear: bool = True  # the residual 0.1 W_bi(y) y; off is an ablation (Lorentz invariants then cannot form)
     dataset: str = "tables/three_body"  # read by task three_body only (`paperzoo prepare tables three_body`)
-    n_train: int | None = Field(None, ge=1)  # N; None: the task's default (particle 1000, o2_toy 128, three-body all)
-    n_test: int | None = Field(None, ge=1)  # None: N for particles (as the scripts), 1000 for the toy, three-body all
+    n_train: int | None = Field(None, ge=1)  # N; unset: the task's (particle 1000, o2_toy 128, three-body None = all)
+    n_test: int | None = Field(None, ge=1)  # unset: N for particles (as the scripts), 1000 for the toy, three-body all
     data_seed: int | None = None  # None: the run's seed, which the official scripts also use for the data
-    steps: int | None = Field(None, ge=1)  # None: the scripts' budget: particles 7000 (N <= 316) or 15000, 3-body 5000
+    steps: int = Field(15000, ge=1)  # unset: the scripts' budget: particles 7000 (N <= 316) or 15000, 3-body 5000
     batch_size: int = Field(500, ge=1)  # one random mini-batch per step, without replacement; >= N is full batch
     optimizer: OptimizerName = "adan"  # Adan, sail-sg form (core optimizer table); others from core's table
     lr: float = Field(3e-3, gt=0)  # every run script's lr
@@ -51,6 +51,31 @@ class Config(BaseModel):
     equivariance_points: int = Field(1000, ge=2)  # test inputs the check uses
     divergence_limit: float = Field(1e6, gt=0)  # a training loss above this (or non-finite) stops the run
     plots: bool = True  # loss.png; the test preset turns it off
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data):
+        """Fill what the run scripts derive from the task and N into the config itself, so config.yaml holds the
+        numbers the run uses (and a paper run can be shrunk by count): keys left unset (or null) only."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        task = data.get("task", "particle")
+        if not isinstance(task, str) or task not in TASK_GROUPS:
+            return data  # the Literal check names the key
+        if data.get("n_train") is None:
+            data["n_train"] = {"particle": 1000, "o2_toy": 128, "three_body": None}[task]
+        if data.get("n_test") is None:
+            data["n_test"] = {"particle": data["n_train"], "o2_toy": 1000, "three_body": None}[task]
+        if data.get("steps") is None:
+            if task == "particle":  # run_scripts/ParticleInteraction: 7000 steps for N <= 316, 15000 above
+                n = data["n_train"]
+                data["steps"] = 7000 if isinstance(n, int) and n <= 316 else 15000
+            else:
+                data["steps"] = {"three_body": 5000, "o2_toy": 300}[task]
+        if data.get("update_grid") is None:
+            data["update_grid"] = task != "particle"  # the scripts' --update_grid: on except for particles
+        return data
 
     @field_validator("width", mode="before")
     @classmethod
@@ -73,27 +98,17 @@ class Config(BaseModel):
 
     @property
     def train_size(self) -> int | None:
-        """N after defaults; None: every training window of the prepared split (three-body)."""
-        if self.n_train is not None:
-            return self.n_train
-        return {"particle": 1000, "o2_toy": 128, "three_body": None}[self.task]
+        """N; None: every training window of the prepared split (three-body)."""
+        return self.n_train
 
     @property
     def test_size(self) -> int | None:
-        if self.n_test is not None:
-            return self.n_test
-        return {"particle": self.train_size, "o2_toy": 1000, "three_body": None}[self.task]
+        return self.n_test
 
     @property
     def budget(self) -> int:
-        if self.steps is not None:
-            return self.steps
-        if self.task == "particle":
-            return 7000 if self.train_size <= 316 else 15000
-        return {"three_body": 5000, "o2_toy": 300}[self.task]
+        return self.steps
 
     @property
     def grid_updates(self) -> bool:
-        if self.model not in ("ekan", "kan"):
-            return False
-        return self.update_grid if self.update_grid is not None else self.task != "particle"
+        return self.update_grid and self.model in ("ekan", "kan")

@@ -521,6 +521,25 @@ def test_particle_step_budget_follows_the_run_scripts():
     budgets = {n: Config(n_train=n).budget for n in (100, 316, 1000, 3162, 10000)}
     assert budgets == {100: 7000, 316: 7000, 1000: 15000, 3162: 15000, 10000: 15000}
     assert Config(task="three_body", group="SO2").budget == 5000
+    # an explicit steps (a shrunk paper path, a user's --set) wins over the scripts' budget
+    assert Config(n_train=100, steps=3).budget == 3 and Config(steps=None).steps == 15000
+
+
+def test_paper_preset_resolves_to_the_run_scripts_numbers(params):
+    # config.yaml holds the numbers the run uses (ekan.md §4, particle scattering): N_train = N_test = 1000,
+    # 15000 Adan steps at lr 3e-3, batch 500, no grid update, O(1,3), one hidden width 1000 (435,493 params);
+    # the paper's N grid through a sweep fills each N's own budget and test size
+    from components.core.config import resolve_config
+    from components.ekan.component import component
+
+    cfg = resolve_config(component, "paper", params.get("ekan"))
+    assert (cfg.task, cfg.group, cfg.model, cfg.width, cfg.grid, cfg.k) == ("particle", "O13", "ekan", (1000,), 3, 3)
+    assert (cfg.n_train, cfg.n_test, cfg.steps, cfg.batch_size, cfg.update_grid) == (1000, 1000, 15000, 500, False)
+    assert (cfg.optimizer, cfg.lr, cfg.weight_decay) == ("adan", 3e-3, 0.0)
+    small = resolve_config(component, "paper", params.get("ekan"), {"n_train": 316})
+    assert (small.n_train, small.n_test, small.steps) == (316, 316, 7000)
+    three_body = resolve_config(component, "paper", params.get("ekan"), {"task": "three_body", "group": "SO2"})
+    assert (three_body.n_train, three_body.n_test, three_body.steps, three_body.update_grid) == (None, None, 5000, True)
 
 
 def test_hidden_reps_are_drawn_with_the_run_seed(monkeypatch):
@@ -559,3 +578,32 @@ def test_equivariance_metric_is_normalised_by_the_centred_output():
     invariant = run(lambda inputs: 100.0 + 0.01 * (inputs[:, :1] ** 2 - (inputs[:, 1:4] ** 2).sum(1, keepdim=True)))
     assert invariant["equivariance/rel_error"] < 1e-6  # control: <q, q> under the metric is invariant
     assert abs(broken["equivariance/output_std_ratio"] - 0.01 * x[:, 0].std().item() / y.std().item()) < 1e-4
+
+
+def test_paper_path_particle_scattering_at_width_1000(params, tmp_path):
+    # The paper preset end to end (particle scattering under O(1,3), EKAN width 1000: 435,493 parameters, the
+    # paper's count), shrunk only in counts: N = 16 train / 16 test samples, 2 Adan steps of batch 8, the
+    # equivariance check on 16 points and one g. Data are the procedural generator's (no data stage): four
+    # 4-momenta q, p, q', p' per sample, 16 inputs, each entry N(0, 1/16), as the paper's.
+    from tests.paper_path import run_paper_path
+
+    seen = []
+    original = EKAN.forward
+
+    def spy(self, x):
+        seen.append(tuple(x.shape))
+        return original(self, x)
+
+    counts = {"n_train": 16, "n_test": 16, "steps": 2, "batch_size": 8, "equivariance_points": 16}
+    counts["equivariance_samples"] = 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EKAN, "forward", spy)
+        result = run_paper_path("ekan", params, counts, tmp_path / "data", tmp_path / "runs")
+    metrics = result.metrics
+    assert result.status == "completed" and all(np.isfinite(v) for v in metrics.values())
+    assert metrics["params/count"] == 435493  # the paper's EKAN width 1000 under the Lorentz group
+    assert seen[0] == (8, 16) and all(shape[1] == 16 for shape in seen)  # batches of 4 x 4-momenta
+    assert (result.run_dir / "model.safetensors").stat().st_size > 4 * 435493  # float32 weights saved
+    assert (result.run_dir / "projectors.npz").is_file() and (result.run_dir / "loss.csv").is_file()
+    reps = (result.run_dir / "model.txt").read_text().splitlines()
+    assert reps[0] == "in: 4V" and reps[1].endswith("(1000 dims)") and reps[2] == "out: V⁰"

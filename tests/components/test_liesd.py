@@ -474,3 +474,46 @@ def test_two_body_pairs_are_one_step_within_each_orbit():
     assert one_step_pairs_hold(tasks.two_body_split(encoded, non_uniform=False), orbits, steps)
     two_step = tasks.Split(encoded[:, : steps - 2].reshape(-1, 4, 2), encoded[:, 2:].reshape(-1, 4, 2))
     assert not one_step_pairs_hold(two_step, orbits, steps)  # negative control
+
+
+def test_paper_preset_resolves_to_the_official_commands(params):
+    # config.yaml holds the numbers the run uses (liesd.md §3.6): inertia, tensor form, N = 100,000 with k = 3
+    # points, MLP 9-384-384-9 ReLU, 100 epochs of Adan at its defaults (lr 1e-3, no decay), batch 64, no
+    # schedule, discovery on the whole training set; a sweep to two_body takes that task's 10 epochs
+    cfg = resolve_config(component, "paper", params.get("liesd"))
+    assert (cfg.task, cfg.resolved_form, cfg.inertia.samples, cfg.inertia.points) == ("inertia", "tensor", 100_000, 3)
+    assert (cfg.width, cfg.resolved_activation, cfg.epochs, cfg.batch_size) == (384, "relu", 100, 64)
+    assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.schedule.name) == ("adan", 1e-3, 0.0, "constant")
+    assert cfg.discovery_samples is None and cfg.num_bases is None
+    two_body = resolve_config(component, "paper", params.get("liesd"), {"task": "two_body"})
+    assert (two_body.epochs, two_body.resolved_activation, two_body.resolved_form) == (10, "tanh", "channelwise")
+    assert resolve_config(component, "paper", params.get("liesd"), {"task": "two_body", "epochs": 2}).epochs == 2
+
+
+def test_paper_path_inertia_tensor_form(params, tmp_path, monkeypatch):
+    # The paper preset end to end (moment of inertia from 3 point masses in R^3 -> the 3x3 tensor, MLP
+    # 9-384-384-9 ReLU, Adan, tensor-form discovery over 27 unknowns), shrunk only in counts: 256 samples
+    # instead of 100,000 and 1 epoch instead of 100 (4 steps of the paper's batch 64). Data are the
+    # procedural generator's (no data stage), at the paper's dimensions.
+    import components.liesd.component as module
+    from tests.paper_path import run_paper_path
+
+    seen = []
+    build = module.mlp
+
+    def recording_mlp(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.register_forward_pre_hook(lambda _, inputs: seen.append(tuple(inputs[0].shape)))
+        return model
+
+    monkeypatch.setattr(module, "mlp", recording_mlp)
+    result = run_paper_path("liesd", params, {"inertia.samples": 256, "epochs": 1}, tmp_path / "data", tmp_path / "run")
+    metrics = result.metrics
+    assert result.status == "completed" and all(math.isfinite(v) for v in metrics.values())
+    assert seen[0] == (64, 9) and all(shape[-1] == 9 for shape in seen)  # 3 points x 3 coordinates (vmap: (9,))
+    assert metrics["num_unknowns"] == 27 and metrics["expected_bases"] == 5  # so(3) + scaling + the gauge
+    assert 1 <= metrics["num_bases_detected"] <= 12 and metrics["sigma/01"] >= 0
+    weights = result.run_dir / "model.safetensors"
+    assert weights.stat().st_size > 4 * (9 * 384 + 384 * 384 + 384 * 9)  # the 9-384-384-9 MLP, float32
+    assert np.load(result.run_dir / "bases.npz")["sigma"].shape == (27,)
+    assert (result.run_dir / "spectrum.png").is_file()

@@ -146,8 +146,8 @@ MUTANTS = [
         kind="bug",
         guards="particle runs: 7000 steps for N <= 316, 15000 above (the run scripts' budget)",
         file="components/ekan/config.py",
-        find="return 7000 if self.train_size <= 316 else 15000",
-        replace="return 7000 if self.train_size < 316 else 15000",
+        find='data["steps"] = 7000 if isinstance(n, int) and n <= 316 else 15000',
+        replace='data["steps"] = 7000 if isinstance(n, int) and n < 316 else 15000',
         killers=(TESTS + "test_particle_step_budget_follows_the_run_scripts",),
     ),
     Mutant(
@@ -185,5 +185,14 @@ MUTANTS = [
         find='        "test/mse": test_mse,\n',
         replace='        "test/mse": train_mse,\n',
         killers=(TESTS + "test_run_trains_on_training_rows_on_schedule_and_scores_each_split",),
+    ),
+    Mutant(
+        name="particle-test-size-not-n",
+        kind="bug",
+        guards="particle runs test on N fresh samples, N_test = N_train (the run scripts), at every N of the grid",
+        file="components/ekan/config.py",
+        find='data["n_test"] = {"particle": data["n_train"], "o2_toy": 1000, "three_body": None}[task]',
+        replace='data["n_test"] = {"particle": 1000, "o2_toy": 1000, "three_body": None}[task]',
+        killers=(TESTS + "test_paper_preset_resolves_to_the_run_scripts_numbers",),
     ),
 ]

@@ -134,4 +134,13 @@ MUTANTS = [
         replace="y = orbits[:, 2:steps].reshape(-1, 4, 2)",
         killers=("tests/components/test_liesd.py::test_two_body_pairs_are_one_step_within_each_orbit",),
     ),
+    Mutant(
+        name="epochs-ignore-the-task",
+        kind="bug",
+        guards="an unset epochs takes the official count of the run's task (two-body 10, not inertia's 100)",
+        file="components/liesd/config.py",
+        find='data = {**data, "epochs": PAPER_EPOCHS[task]}',
+        replace='data = {**data, "epochs": PAPER_EPOCHS["inertia"]}',
+        killers=("tests/components/test_liesd.py::test_paper_preset_resolves_to_the_official_commands",),
+    ),
 ]
