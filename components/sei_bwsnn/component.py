@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from safetensors.torch import load_file, save_file
 
 from components.core.contract import RunContext
@@ -21,12 +22,13 @@ from components.core.training import checked_step, raise_if_diverged
 from components.sei_bwsnn.binary import binary_weight_fraction, model_size_bits
 from components.sei_bwsnn.config import Config
 from components.sei_bwsnn.distill import sei_loss
-from components.sei_bwsnn.model import build_model, to_input
+from components.sei_bwsnn.model import build_external_teacher, build_model, to_input
 from components.snn import record_spike_rates
 
 TEACHER_FILE = "teacher.safetensors"
 DIGITS_MLP = {
     "dataset": "images/digits",
+    "image_size": 8,
     "arch": "mlp",
     "width": 128,
     "depth": 3,
@@ -85,12 +87,34 @@ def train_teacher(cfg: Config, ctx: RunContext, train: ImageShards) -> torch.nn.
     return teacher
 
 
+def teacher_heads(cfg: Config) -> int:
+    """The attention heads of a loaded teacher: kd.teacher_heads, else its run directory's config.yaml (a
+    sei_bwsnn run's teacher shares that run's heads), else the student's."""
+    if cfg.kd.teacher_heads is not None:
+        return cfg.kd.teacher_heads
+    run_config = Path(cfg.kd.teacher) / "config.yaml"
+    if run_config.is_file():
+        return int(yaml.safe_load(run_config.read_text()).get("heads", cfg.heads))
+    return cfg.heads
+
+
 def load_or_train_teacher(cfg: Config, ctx: RunContext, train: ImageShards) -> torch.nn.Module | None:
     if cfg.kd.beta == 0:
         return None
     given = teacher_path(cfg)
     saved = given or ctx.run_dir / TEACHER_FILE  # a resumed run reuses the teacher it trained
-    if given is not None or saved.is_file():
+    if given is not None:  # an external teacher: its architecture is read off its weights
+        try:
+            teacher = build_external_teacher(
+                cfg, load_file(str(given)), tuple(train.shape), len(train.classes), teacher_heads(cfg)
+            )
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise RunError(
+                f"kd.teacher {given} does not fit {cfg.dataset} ({tuple(train.shape)}, {len(train.classes)} "
+                f"classes): {str(err).splitlines()[0]}"
+            ) from err
+        return teacher.to(ctx.device).eval()
+    if saved.is_file():
         teacher = build_model(cfg, tuple(train.shape), len(train.classes), teacher=True)
         try:
             teacher.load_state_dict(load_file(str(saved)))
@@ -144,23 +168,23 @@ def evaluate(
     return metrics
 
 
-def write_step_plot(metrics: dict[str, float], cfg: Config, run_dir: Path) -> None:
+def write_step_plot(metrics: dict[str, float], cfg: Config, run_dir: Path, prefix: str = "test") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [metrics[f"test/acc_step_{t + 1}"] for t in range(cfg.steps)]
+    steps = [metrics[f"{prefix}/acc_step_{t + 1}"] for t in range(cfg.steps)]
     layers = sorted(k for k in metrics if k.startswith("spike_rate/"))
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
     left.bar(
         [str(t + 1) for t in range(cfg.steps)] + ["mean"],
-        steps + [metrics["test/acc"]],
+        steps + [metrics[f"{prefix}/acc"]],
         color=["tab:gray"] * cfg.steps + ["tab:blue"],
     )
     left.set(
         xlabel="time step (ensemble member)",
-        ylabel="test accuracy",
+        ylabel=f"{prefix} accuracy",
         ylim=(0, 1),
         title=f"self-ensemble, T={cfg.steps}, {'binary' if cfg.binary else 'FP'} weights",
     )
@@ -177,6 +201,11 @@ def train_student(cfg: Config, ctx: RunContext) -> dict[str, float]:
     train, val, test = (ImageShards(ctx.data_dir, cfg.dataset, split) for split in ("train", "val", "test"))
     if cfg.batch_size % ctx.world_size:
         raise RunError(f"batch_size {cfg.batch_size} is not divisible by the world size {ctx.world_size}")
+    if cfg.image_size is not None and tuple(train.shape)[:2] != (cfg.image_size, cfg.image_size):
+        raise ConfigError(
+            f"{cfg.dataset} holds {train.shape[0]}x{train.shape[1]} images, the run needs "
+            f"{cfg.image_size}x{cfg.image_size}: prepare it with --set size={cfg.image_size} (or set image_size)"
+        )
     if cfg.arch == "transformer" and any(side % cfg.patch for side in tuple(train.shape)[:2]):
         raise ConfigError(f"patch {cfg.patch} does not divide {cfg.dataset}'s image size {tuple(train.shape)[:2]}")
     path = teacher_path(cfg)
@@ -209,7 +238,7 @@ def train_student(cfg: Config, ctx: RunContext) -> dict[str, float]:
         value = checked_step(ctx, loss, step=step, limit=cfg.divergence_limit, lr=lr)
         metrics = {"train/loss": value, "lr": lr}
         done = step + 1
-        if done % steps_per_epoch == 0 and done < budget:
+        if done % steps_per_epoch == 0 and done < budget and len(val):
             metrics |= evaluate(raw_model, val, cfg, ctx.device, "val")
         ctx.log(metrics, step=step)
         stop = ctx.should_stop()  # once per step: the answer acted on is the one every rank agreed
@@ -218,20 +247,27 @@ def train_student(cfg: Config, ctx: RunContext) -> dict[str, float]:
         if stop and done < budget:
             raise Preempted(f"stopped at step {done} of {budget}; resume continues from its checkpoint")
 
-    final = evaluate(raw_model, val, cfg, ctx.device, "val") | evaluate(
-        raw_model, test, cfg, ctx.device, "test", fanout
-    )
+    ctx.strategy.save_weights(ctx.run_dir / "model.safetensors")  # first: an evaluation error keeps the weights
+    # a split without samples (ImageNet's layout has train/ and val/ only) is not evaluated; the last split that
+    # has samples (test, else val: ImageNet's val is the paper's test set) gets the full self-ensemble report
+    evaluated = [(split, prefix) for split, prefix in ((val, "val"), (test, "test")) if len(split)]
+    final: dict[str, float] = {}
+    for split, prefix in evaluated:
+        reported = prefix == evaluated[-1][1]
+        final |= evaluate(raw_model, split, cfg, ctx.device, prefix, fanout if reported else None)
     final |= {
         "binary_weight_fraction": binary_weight_fraction(raw_model) if cfg.binary else 0.0,
         "model_size_bits": float(model_size_bits(raw_model)),
     }
-    if teacher is not None:
-        images, labels = test.arrays()
-        final["teacher/test_acc"] = accuracy(predict(teacher, images, cfg, ctx.device)[0], torch.from_numpy(labels))
+    if teacher is not None and evaluated:
+        split, prefix = evaluated[-1]
+        images, labels = split.arrays()
+        final[f"teacher/{prefix}_acc"] = accuracy(
+            predict(teacher, images, cfg, ctx.device)[0], torch.from_numpy(labels)
+        )
     ctx.log(final, step=budget)
-    ctx.strategy.save_weights(ctx.run_dir / "model.safetensors")
-    if ctx.is_main:
-        write_step_plot(final, cfg, ctx.run_dir)
+    if ctx.is_main and evaluated:
+        write_step_plot(final, cfg, ctx.run_dir, evaluated[-1][1])
     return final
 
 
@@ -266,7 +302,8 @@ class SEIBWSNN:
     def random_step(self, cfg: Config) -> float | None:
         """One optimizer step of the paper-scale student on one random 224x224 image (no teacher)."""
         torch.manual_seed(0)
-        shape = (8, 8) if cfg.dataset == "images/digits" else (224, 224, 3)
+        side = cfg.image_size or 224
+        shape = (side, side) if cfg.dataset == "images/digits" else (side, side, 3)
         classes = 10 if cfg.dataset == "images/digits" else 1000
         model = build_model(cfg, shape, classes)
         optimizer = build_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -26,13 +26,14 @@ class NeuronConfig(BaseModel):
 class KDConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    teacher: str = (
-        "train"  # "train": fit a full-precision ANN first; "none": no KD; else a run dir with teacher.safetensors
-    )
+    # "train": fit a full-precision ANN first; "none": no KD; else a run directory holding teacher.safetensors or
+    # a .safetensors file: an ANN of this family of any shape (read off its weights), the student's arch or not
+    teacher: str = "train"
+    teacher_heads: int | None = Field(None, ge=1)  # a loaded Transformer teacher's heads (None: its run's, or ours)
     beta: float = Field(1.0, ge=0, le=1)  # ReActNet's pure distribution loss [assumed]
     tau: float = Field(1.0, gt=0)  # KD temperature; the KL is scaled by tau^2
     target: Literal["mean", "per_step"] = "mean"  # distil the time-averaged logits, or every ensemble member
-    teacher_width: int = Field(768, ge=1)  # the teacher ANN's width (same depth and patching as the student)
+    teacher_width: int = Field(768, ge=1)  # the in-run teacher's width (same depth and patching as the student)
     teacher_epochs: int = Field(100, ge=1)  # epochs of teacher training when teacher == "train"
 
     @model_validator(mode="after")
@@ -46,6 +47,7 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     dataset: str = "images/imagenet"  # an ImageNet-layout folder prepared with `paperzoo prepare`
+    image_size: int | None = Field(224, ge=1)  # the side the run requires of its dataset (None: any); ImageNet 224
     arch: Literal["mlp", "transformer"] = "transformer"  # the 82.52% model is a spiking Transformer [abs]
     steps: int = Field(2, ge=1)  # T, the number of time steps (= ensemble members); T = 2 for the 82.52%
     binary: bool = True  # binarise the layers named by the arch (off: the full-precision SNN for comparison)
@@ -73,6 +75,6 @@ class Config(BaseModel):
     def _shapes(self) -> Config:
         if self.arch == "transformer" and self.width % self.heads:
             raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
-        if self.kd.teacher != "none" and self.arch == "transformer" and self.kd.teacher_width % self.heads:
+        if self.kd.teacher == "train" and self.arch == "transformer" and self.kd.teacher_width % self.heads:
             raise ValueError(f"kd.teacher_width {self.kd.teacher_width} must be divisible by heads {self.heads}")
         return self

@@ -168,3 +168,53 @@ def to_input(images: torch.Tensor, arch: str) -> torch.Tensor:
     if arch == "mlp":
         return x.flatten(1)
     return rearrange(x, "b h w -> b 1 h w") if x.ndim == 3 else rearrange(x, "b h w c -> b c h w")
+
+
+def teacher_shape(state: dict[str, torch.Tensor]) -> dict[str, int | str]:
+    """The architecture of an ANN teacher (this file's MLP or Transformer family) read off its weights: arch,
+    width, depth, and for the Transformer patch and mlp_ratio (the heads hold no weights: they are not here)."""
+    if "embed.weight" in state:  # Transformer: Conv2d(channels, width, patch, stride=patch)
+        width, _, patch, _ = state["embed.weight"].shape
+        depth = len({key.split(".")[1] for key in state if key.startswith("blocks.")})
+        return {
+            "arch": "transformer",
+            "width": width,
+            "depth": depth,
+            "patch": patch,
+            "mlp_ratio": state["blocks.0.fc1.weight"].shape[0] // width if depth else 1,
+        }
+    if "stem.weight" in state:
+        depth = len({key.split(".")[1] for key in state if key.startswith("layers.")})
+        return {"arch": "mlp", "width": state["stem.weight"].shape[0], "depth": depth}
+    raise ValueError("not a sei_bwsnn ANN teacher: its weights have neither embed.weight nor stem.weight")
+
+
+class ForeignTeacher(nn.Module):
+    """A teacher of the other arch: takes the student's input form and hands the teacher its own."""
+
+    def __init__(self, teacher: nn.Module, image_shape: tuple[int, ...], student_arch: str):
+        super().__init__()
+        self.teacher, self.image_shape, self.student_arch = teacher, tuple(image_shape), student_arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.student_arch == "mlp":  # [B, H*W(*C)] -> the transformer's [B, C, H, W]
+            images = x.reshape(len(x), *self.image_shape)
+            return self.teacher(
+                rearrange(images, "b h w -> b 1 h w") if images.ndim == 3 else images.permute(0, 3, 1, 2)
+            )
+        return self.teacher(rearrange(x, "b c h w -> b (h w c)"))  # the MLP's flattening order: H, W, C
+
+
+def build_external_teacher(
+    cfg: Config, state: dict[str, torch.Tensor], image_shape: tuple[int, ...], classes: int, heads: int
+) -> nn.Module:
+    """An ANN teacher of any shape of this family (another width, depth, patch, FFN ratio or arch than the
+    student's), built from its weights alone; `heads` is the Transformer teacher's number of attention heads."""
+    shape = teacher_shape(state)
+    fields = {key: value for key, value in shape.items() if key != "width"}
+    teacher_cfg = cfg.model_copy(
+        update=fields | {"heads": heads, "kd": cfg.kd.model_copy(update={"teacher_width": shape["width"]})}
+    )
+    teacher = build_model(teacher_cfg, image_shape, classes, teacher=True)
+    teacher.load_state_dict(state)
+    return teacher if shape["arch"] == cfg.arch else ForeignTeacher(teacher, image_shape, cfg.arch)

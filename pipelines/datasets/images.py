@@ -18,6 +18,7 @@ from components.core.errors import ConfigError, DataError
 from components.core.shards import encode_npy, write_image_dataset
 
 GENERATOR_VERSION = 1  # bump when a source's output bytes change for the same options
+IMAGEFOLDER_VERSION = 2  # imagefolder's own: 2 = shorter side + centre crop, bicubic (1 squashed with a box filter)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # the 8 non-zero one-pixel shifts: a shift with zero fill always changes a non-blank image
 _SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
@@ -150,11 +151,24 @@ def _flatten(folders: dict[str, list[Path]], classes: list[str], root: Path) -> 
     return paths, np.asarray(labels, dtype=np.int64)
 
 
-def _encode_resized(path: Path, size: int, image_format: str) -> bytes:
+def resize_center_crop(image: Image.Image, size: int, resize: int) -> Image.Image:
+    """The field's eval transform: the shorter side to `resize` (aspect kept), then the central size x size.
+
+    Bicubic, antialiased (PIL widens the filter's support by the downscale factor); the crop offset rounds as
+    torchvision's center_crop does."""
+    width, height = image.size
+    scale = resize / min(width, height)
+    new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
+    if (new_width, new_height) != (width, height):
+        image = image.resize((new_width, new_height), Image.Resampling.BICUBIC)
+    left, top = round((new_width - size) / 2), round((new_height - size) / 2)
+    return image.crop((left, top, left + size, top + size))
+
+
+def _encode_resized(path: Path, size: int, resize: int, image_format: str) -> bytes:
     try:
         with Image.open(path) as image:
-            # box filter: the area average the downsampled-ImageNet datasets (Chrabaszcz et al. 2017) use
-            resized = image.convert("RGB").resize((size, size), Image.Resampling.BOX)
+            resized = resize_center_crop(image.convert("RGB"), size, resize)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"cannot read image {path} ({type(error).__name__}): fix or remove the file") from None
     buffer = io.BytesIO()
@@ -166,10 +180,10 @@ def _encode_resized(path: Path, size: int, image_format: str) -> bytes:
 
 
 def _encoded_samples(
-    paths: list[Path], labels: np.ndarray, size: int, image_format: str
+    paths: list[Path], labels: np.ndarray, size: int, resize: int, image_format: str
 ) -> Iterator[tuple[bytes, int]]:
     for path, label in zip(paths, labels):
-        yield _encode_resized(path, size, image_format), int(label)
+        yield _encode_resized(path, size, resize, image_format), int(label)
 
 
 def prepare_imagefolder(
@@ -177,13 +191,17 @@ def prepare_imagefolder(
     *,
     src: str,
     size: int = 32,
+    resize: int | None = None,
     format: Literal["png", "jpg"] = "png",
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     seed: int = 0,
     samples_per_shard: int = 10000,
 ) -> dict:
-    """An ImageNet-layout folder (`<src>/<class>/*.jpg|png`) resized to size x size RGB, stored encoded.
+    """An ImageNet-layout folder (`<src>/<class>/*.jpg|png`) as size x size RGB, stored encoded: each image's
+    shorter side scaled to `resize` (default: size; 256 with size 224 is the ImageNet eval transform), bicubic
+    and antialiased, then centre-cropped to size x size (the aspect ratio is kept, never squashed). size is 32
+    by default (CIFAR); ImageNet papers train at size=224.
 
     With `<src>/train/` and `<src>/val/` (and optionally `<src>/test/`) those folders are the splits
     and the fractions are unused (without `test/` the test split is empty); otherwise one seeded
@@ -194,6 +212,9 @@ def prepare_imagefolder(
         raise ConfigError(f"imagefolder: option format must be 'png' or 'jpg', got {format!r}")
     if int(size) != size or size < 1:
         raise ConfigError(f"imagefolder: option size must be an integer >= 1, got {size}")
+    resize = size if resize is None else resize
+    if int(resize) != resize or resize < size:
+        raise ConfigError(f"imagefolder: option resize must be an integer >= size ({size}), got {resize}")
     root = Path(src)
     if not root.is_dir():
         raise DataError(f"image folder {root} (option src) does not exist: point src at an ImageNet-layout folder")
@@ -223,18 +244,19 @@ def prepare_imagefolder(
         options={
             "src": str(src),
             "size": int(size),
+            "resize": int(resize),
             "format": format,
             "val_fraction": float(val_fraction),
             "test_fraction": float(test_fraction),
             "seed": int(seed),
             "samples_per_shard": int(samples_per_shard),
         },
-        generator_version=GENERATOR_VERSION,
+        generator_version=IMAGEFOLDER_VERSION,
         image_format=format,
         shape=[int(size), int(size), 3],
         classes=classes,
         splits={
-            split: (len(paths), _encoded_samples(paths, labels, int(size), format))
+            split: (len(paths), _encoded_samples(paths, labels, int(size), int(resize), format))
             for split, (paths, labels) in split_files.items()
         },
         samples_per_shard=int(samples_per_shard),

@@ -490,3 +490,154 @@ def test_seed_sets_the_students_initial_weights(data_root, tmp_path, monkeypatch
     first, again, other = (student_initial_weights(data_root, tmp_path, monkeypatch, s) for s in (0, 0, 1))
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["layers.0.weight"], other["layers.0.weight"])
+
+
+def write_imagenet_layout(root, side: int, classes: int = 3, train: int = 4, val: int = 2) -> None:
+    """ImageNet's layout, train/ and val/ only (no test split): <root>/<split>/n0000000<c>/*.JPEG, each class
+    its own colour plus noise; odd images are wider than tall (the prepare centre-crops them)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train), ("val", val)):
+        for c in range(classes):
+            folder = root / split / f"n0000000{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                shape = (side, side + side // 4 * (i % 2), 3)
+                pixels = rng.integers(0, 64, shape) + np.eye(3, dtype=np.int64)[c % 3] * 180
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{split}_{c}_{i}.JPEG", quality=90)
+
+
+def prepare_imagenet_layout(root, side: int) -> None:
+    from pipelines.datasets import prepare
+
+    write_imagenet_layout(root / "raw", side)
+    spec = {"source": "imagefolder", "src": str(root / "raw"), "size": side, "format": "jpg"}
+    prepare("images/imagenet", spec, root / "data")
+
+
+def test_run_without_a_test_split_saves_weights_and_reports_val(tmp_path, monkeypatch):
+    # ImageNet's layout has train/ and val/ only: the empty test split is not evaluated (no torch.cat of
+    # nothing), the self-ensemble report goes to val, and the weights are saved before any evaluation
+    prepare_imagenet_layout(tmp_path, 16)
+    cfg = Config(
+        image_size=16, width=16, depth=1, heads=2, patch=8, epochs=2, batch_size=4, eval_batch_size=4,
+        kd={"teacher_width": 16, "teacher_epochs": 1},
+    )  # fmt: skip
+    ctx = RunContext(tmp_path / "run", tmp_path / "data", strategy=plain_strategy())
+    (tmp_path / "run").mkdir()
+    try:
+        metrics = sei_component.train_student(cfg, ctx)
+    except (RuntimeError, ValueError) as error:  # e.g. torch.cat of the empty test split's chunks
+        pytest.fail(f"a run on a train/val-only dataset failed after training: {error}")
+    assert {"val/acc", "val/acc_step_1", "val/ensemble_gain", "spike_rate", "teacher/val_acc"} <= set(metrics)
+    assert not any(key.startswith("test/") for key in metrics)
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    assert (tmp_path / "run/model.safetensors").is_file() and (tmp_path / "run/ensemble.png").is_file()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(sei_component, "evaluate", broken)
+    (tmp_path / "run/model.safetensors").unlink()
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        sei_component.train_student(cfg.model_copy(update={"epochs": 1}), ctx)
+    assert (tmp_path / "run/model.safetensors").is_file()  # saved first
+
+
+def test_dataset_at_another_resolution_is_a_config_error(tmp_path):
+    prepare_imagenet_layout(tmp_path, 16)
+    # image_size 224, the paper's; patch 16 divides 16, so without the check this run would train on 1 token
+    cfg = Config(
+        width=16, depth=1, heads=2, epochs=1, batch_size=4, eval_batch_size=4, kd={"teacher": "none", "beta": 0.0}
+    )
+    with pytest.raises(ConfigError, match=r"holds 16x16 images, the run needs 224x224: prepare it with --set size"):
+        sei_component.train_student(cfg, RunContext(tmp_path, tmp_path / "data", strategy=plain_strategy()))
+    assert (
+        sei_component.train_student(  # control: image_size=None accepts the dataset's side
+            cfg.model_copy(update={"image_size": None}),
+            RunContext(tmp_path, tmp_path / "data", strategy=plain_strategy()),
+        )["val/acc"]
+        >= 0
+    )
+
+
+def test_paper_path_spiking_transformer_on_imagenet_jpegs_at_224(params, tmp_path, monkeypatch):
+    """The paper preset (ImageNet at 224, patch 16: 14 x 14 tokens, T = 2, KD from an in-run ANN teacher) on
+    ImageNet-layout JPEGs (train/ and val/ only) prepared through imagefolder, shrunk only in counts."""
+    from tests.paper_path import run_paper_path
+
+    prepare_imagenet_layout(tmp_path, 224)
+    seen = []
+    original = sei_component.build_model
+
+    def spy_build(*args, **kwargs):
+        model = original(*args, **kwargs)
+        model.register_forward_pre_hook(lambda _, inputs: seen.append((kwargs.get("teacher", False), inputs[0].shape)))
+        return model
+
+    monkeypatch.setattr(sei_component, "build_model", spy_build)
+    counts = {
+        "epochs": 1, "batch_size": 4, "eval_batch_size": 8, "width": 16, "depth": 1,
+        "kd.teacher_width": 16, "kd.teacher_epochs": 1,
+    }  # fmt: skip
+    result = run_paper_path("sei_bwsnn", params, counts, tmp_path / "data", tmp_path / "runs")
+    student = [shape for teacher, shape in seen if not teacher]
+    assert student[0] == (4, 3, 224, 224)  # the paper's input at the shrunk batch: 14 x 14 patches of 16
+    assert (False, (4, 3, 224, 224)) in seen and (True, (4, 3, 224, 224)) in seen  # the teacher sees the same
+    assert result.metrics["val/acc_step_2"] >= 0 and "test/acc" not in result.metrics  # T = 2 members, no test
+    assert all(torch.isfinite(torch.tensor(v)) for v in result.metrics.values())
+    assert (result.run_dir / "model.safetensors").is_file() and (result.run_dir / "teacher.safetensors").is_file()
+    weights = load_file(str(result.run_dir / "model.safetensors"))
+    assert weights["position"].shape == (1, 196, 16)  # 224 / 16 = 14 x 14 tokens
+
+
+def test_external_teacher_of_another_architecture_distils_through_its_own_input(tmp_path):
+    # kd.teacher = a run directory (heads from its config.yaml) or a bare .safetensors file, holding an ANN of
+    # another shape (width, depth, patch, FFN ratio) or arch than the student: built from its weights alone, it
+    # gives the same logits as that ANN on its own input form (RGB: the MLP flattens H, W, C)
+    from safetensors.torch import save_file
+
+    prepare_imagenet_layout(tmp_path, 16)
+    train = ImageShards(tmp_path / "data", "images/imagenet", "train")
+    images = torch.from_numpy(train.arrays()[0][:4])
+    student = dict(image_size=16, width=16, depth=1, heads=2, patch=8, epochs=1, batch_size=4, eval_batch_size=4)
+    vit = Config(width=24, depth=2, heads=3, patch=4, mlp_ratio=2, kd={"teacher_width": 24})
+    mlp = Config(arch="mlp", width=32, depth=2, kd={"teacher_width": 32})
+    (tmp_path / "vit_run").mkdir()
+    (tmp_path / "vit_run/config.yaml").write_text("heads: 3\nwidth: 8\n")
+    sources = {  # name: (its architecture, kd.teacher, the weights' file)
+        "vit": (vit, tmp_path / "vit_run", tmp_path / "vit_run/teacher.safetensors"),
+        "mlp": (mlp, tmp_path / "mlp.safetensors", tmp_path / "mlp.safetensors"),
+    }
+    for name, (teacher_cfg, given, file) in sources.items():
+        torch.manual_seed(1)
+        reference = build_model(teacher_cfg, (16, 16, 3), 3, teacher=True).eval()
+        with torch.no_grad():  # peaked attention, as a trained teacher's (at init it is near uniform: heads moot)
+            for block in getattr(reference, "blocks", []):
+                block.qkv.weight.mul_(8)
+        save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(file))
+        cfg = Config(**student, kd={"teacher": str(given)})
+        ctx = RunContext(tmp_path / name, tmp_path / "data", strategy=plain_strategy())
+        teacher = sei_component.load_or_train_teacher(cfg, ctx, train)
+        with torch.no_grad():
+            got = teacher(to_input(images, "transformer"))[0]
+            expected = reference(to_input(images, teacher_cfg.arch))[0]
+        torch.testing.assert_close(got, expected)
+        if name == "vit":  # control: the student's 2 heads over the teacher's weights give other logits
+            two_heads = build_model(teacher_cfg.model_copy(update={"heads": 2}), (16, 16, 3), 3, teacher=True)
+            two_heads.load_state_dict(reference.state_dict())
+            with torch.no_grad():
+                assert (two_heads.eval()(to_input(images, "transformer"))[0] - expected).abs().max() > 1e-3
+        if name == "mlp":  # control: the channels-first flattening of the student's input is another input
+            with torch.no_grad():
+                wrong = reference(to_input(images, "transformer").flatten(1))[0]
+            assert (wrong - expected).abs().max() > 1e-3
+    (tmp_path / "run").mkdir()
+    metrics = sei_component.train_student(
+        Config(**student, kd={"teacher": str(tmp_path / "vit_run")}),
+        RunContext(tmp_path / "run", tmp_path / "data", strategy=plain_strategy()),
+    )
+    assert "teacher/val_acc" in metrics and all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    assert not (tmp_path / "run/teacher.safetensors").exists()  # loaded, not trained

@@ -6,8 +6,34 @@ BINARY = "components/sei_bwsnn/binary.py"
 MODEL = "components/sei_bwsnn/model.py"
 DISTILL = "components/sei_bwsnn/distill.py"
 COMPONENT = "components/sei_bwsnn/component.py"
+IMAGES = "pipelines/datasets/images.py"
 NEURON = "components/snn/neuron.py"
 T = "tests/components/test_sei_bwsnn.py::"  # the killers' file
+PREP = "tests/pipelines/test_prepare_images.py::"
+SAVE = (
+    '    ctx.strategy.save_weights(ctx.run_dir / "model.safetensors")  # first: an evaluation error keeps the weights\n'
+)
+FINAL_REPORT = (  # from the weights' save to the final metrics' log
+    SAVE
+    + "    # a split without samples (ImageNet's layout has train/ and val/ only) is not evaluated; the last split that\n"
+    "    # has samples (test, else val: ImageNet's val is the paper's test set) gets the full self-ensemble report\n"
+    '    evaluated = [(split, prefix) for split, prefix in ((val, "val"), (test, "test")) if len(split)]\n'
+    "    final: dict[str, float] = {}\n"
+    "    for split, prefix in evaluated:\n"
+    "        reported = prefix == evaluated[-1][1]\n"
+    "        final |= evaluate(raw_model, split, cfg, ctx.device, prefix, fanout if reported else None)\n"
+    "    final |= {\n"
+    '        "binary_weight_fraction": binary_weight_fraction(raw_model) if cfg.binary else 0.0,\n'
+    '        "model_size_bits": float(model_size_bits(raw_model)),\n'
+    "    }\n"
+    "    if teacher is not None and evaluated:\n"
+    "        split, prefix = evaluated[-1]\n"
+    "        images, labels = split.arrays()\n"
+    '        final[f"teacher/{prefix}_acc"] = accuracy(\n'
+    "            predict(teacher, images, cfg, ctx.device)[0], torch.from_numpy(labels)\n"
+    "        )\n"
+    "    ctx.log(final, step=budget)\n"
+)
 LIF_LOOP = (  # LIF.forward from the membrane's initialisation to the stacked output
     "        v = torch.full_like(x_seq[0], v_rest)\n"
     "        spikes, membranes = [], []\n"
@@ -187,8 +213,8 @@ MUTANTS = [
         kind="bug",
         guards="test/* metrics are computed on the test split (not the validation split used during training)",
         file=COMPONENT,
-        find='evaluate(\n        raw_model, test, cfg, ctx.device, "test", fanout\n    )',
-        replace='evaluate(\n        raw_model, val, cfg, ctx.device, "test", fanout\n    )',
+        find='((val, "val"), (test, "test"))',
+        replace='((val, "val"), (val, "test"))',
         killers=(T + "test_run_fits_on_train_only_reports_each_split_and_leaves_binary_weights_undecayed",),
     ),
     Mutant(
@@ -224,5 +250,74 @@ MUTANTS = [
         replace="build_optimizer(cfg.optimizer, model, lr=cfg.lr)",
         count=2,
         killers=(T + "test_run_fits_on_train_only_reports_each_split_and_leaves_binary_weights_undecayed",),
+    ),
+    # --- issue 15: the paper path (ImageNet layout at 224 px) ---
+    Mutant(
+        name="empty-split-evaluated",
+        kind="bug",
+        guards="a split without samples (ImageNet's train/ + val/ layout has no test) is skipped, not evaluated: "
+        "the run finished training must not crash on torch.cat of nothing before reporting",
+        file=COMPONENT,
+        find='((val, "val"), (test, "test")) if len(split)]',
+        replace='((val, "val"), (test, "test"))]',
+        killers=(
+            T + "test_run_without_a_test_split_saves_weights_and_reports_val",
+            T + "test_paper_path_spiking_transformer_on_imagenet_jpegs_at_224",
+        ),
+    ),
+    Mutant(
+        name="weights-saved-after-evaluation",
+        kind="bug",
+        guards="the trained weights are saved before the final evaluation, so an evaluation error loses no training",
+        file=COMPONENT,
+        find=FINAL_REPORT,
+        replace=FINAL_REPORT.removeprefix(SAVE) + SAVE,
+        killers=(T + "test_run_without_a_test_split_saves_weights_and_reports_val",),
+    ),
+    Mutant(
+        name="dataset-resolution-unchecked",
+        kind="bug",
+        guards="the paper preset refuses a dataset prepared at another side than 224 (a 32 px prepare would train "
+        "the ImageNet model on 2x2 tokens without a word)",
+        file=COMPONENT,
+        find="if cfg.image_size is not None and tuple(train.shape)[:2]",
+        replace="if False and tuple(train.shape)[:2]",
+        killers=(T + "test_dataset_at_another_resolution_is_a_config_error",),
+    ),
+    Mutant(
+        name="imagefolder-squashes-to-square",
+        kind="bug",
+        guards="imagefolder keeps the aspect ratio (shorter side to the target, centre crop) instead of squashing",
+        file=IMAGES,
+        find="new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))",
+        replace="new_width, new_height = size, size",
+        killers=(PREP + "test_imagefolder_keeps_the_aspect_ratio_shorter_side_then_centre_crop",),
+    ),
+    Mutant(
+        name="imagefolder-resize-aliased",
+        kind="bug",
+        guards="imagefolder downsamples with an antialiasing filter (nearest-neighbour keeps one pixel in k: aliasing)",
+        file=IMAGES,
+        find="image.resize((new_width, new_height), Image.Resampling.BICUBIC)",
+        replace="image.resize((new_width, new_height), Image.Resampling.NEAREST)",
+        killers=(PREP + "test_imagefolder_keeps_the_aspect_ratio_shorter_side_then_centre_crop",),
+    ),
+    Mutant(
+        name="external-teacher-flattened-channels-first",
+        kind="bug",
+        guards="an MLP teacher of a Transformer student gets its own input form (pixels flattened H, W, C)",
+        file=MODEL,
+        find='rearrange(x, "b c h w -> b (h w c)")',
+        replace='rearrange(x, "b c h w -> b (c h w)")',
+        killers=(T + "test_external_teacher_of_another_architecture_distils_through_its_own_input",),
+    ),
+    Mutant(
+        name="external-teacher-heads-ignored",
+        kind="bug",
+        guards="a Transformer teacher loaded from a run directory attends with that run's heads, not the student's",
+        file=COMPONENT,
+        find='return int(yaml.safe_load(run_config.read_text()).get("heads", cfg.heads))',
+        replace="return cfg.heads",
+        killers=(T + "test_external_teacher_of_another_architecture_distils_through_its_own_input",),
     ),
 ]

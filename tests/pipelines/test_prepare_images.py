@@ -243,3 +243,36 @@ def test_imagefolder_errors_name_the_file(tmp_path):
     (tmp_path / "src/empty").mkdir()
     with pytest.raises(DataError, match=r"class folder .*src/empty has no JPEG or PNG images"):
         prepare("images/folder", spec, tmp_path / "data")
+
+
+def test_imagefolder_keeps_the_aspect_ratio_shorter_side_then_centre_crop(tmp_path):
+    # a 60x20 image (wide) of three 20x20 colour blocks: the shorter side goes to size, the centre crop keeps the
+    # middle block only (squashing would keep all three side by side); a smooth ramp is downscaled antialiased
+    (tmp_path / "src/train/a").mkdir(parents=True)
+    (tmp_path / "src/val/a").mkdir(parents=True)
+    blocks = np.zeros((20, 60, 3), np.uint8)
+    blocks[:, :20], blocks[:, 20:40], blocks[:, 40:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    Image.fromarray(blocks).save(tmp_path / "src/train/a/blocks.png")
+    stripes = np.zeros((40, 40, 3), np.uint8)
+    stripes[:, ::2] = 255  # one-pixel stripes: an antialiased 4x downscale averages them to mid grey
+    Image.fromarray(stripes).save(tmp_path / "src/val/a/stripes.png")
+    spec = {"source": "imagefolder", "src": str(tmp_path / "src"), "size": 10}
+    prepare("images/folder", spec, tmp_path / "data")
+    (train,), _ = ImageShards(tmp_path / "data", "images/folder", "train").arrays()
+    assert train.shape == (10, 10, 3)
+    assert (train[:, :, 1] > 200).all() and (train[:, :, [0, 2]] < 60).all()  # the green middle block, whole
+    (val,), _ = ImageShards(tmp_path / "data", "images/folder", "val").arrays()
+    assert np.abs(val.astype(int) - 128).max() < 40  # not aliased to black or white stripes
+    manifest = json.loads((tmp_path / "data/images/folder/manifest.json").read_text())
+    assert manifest["shape"] == [10, 10, 3]
+    assert manifest["options"]["size"] == 10 and manifest["options"]["resize"] == 10
+    assert ImageShards(tmp_path / "data", "images/folder", "test").num_samples == 0  # train/ and val/ only
+
+    # resize > size: the ImageNet eval transform (256 then centre 224) scaled down: shorter side 15, centre 10
+    prepare("images/folder", spec | {"resize": 15}, tmp_path / "data")
+    manifest = json.loads((tmp_path / "data/images/folder/manifest.json").read_text())
+    assert manifest["shape"] == [10, 10, 3] and manifest["options"]["resize"] == 15
+    (train,), _ = ImageShards(tmp_path / "data", "images/folder", "train").arrays()
+    assert (train[:, :, 1] > 200).all()  # 45x15 -> the middle 10 columns are inside the green block (15..30)
+    with pytest.raises(ConfigError, match="option resize must be an integer >= size"):
+        prepare("images/folder", spec | {"resize": 9}, tmp_path / "data")
