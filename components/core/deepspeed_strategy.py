@@ -29,6 +29,11 @@ class DeepSpeedStrategy:
         self.device = device
         self.config = dict(config or {"zero_optimization": {"stage": 0}})
         self.config_file = config_file
+        if self.config.get("gradient_clipping"):
+            raise ConfigError(
+                f"{config_file or 'deepspeed config'}: remove 'gradient_clipping': clipping is a component setting "
+                "(its Config's grad_clip, recorded in config.yaml), never a silent choice of the profile"
+            )
         if self.config.get("gradient_accumulation_steps", 1) != 1:
             raise ConfigError(
                 f"{config_file or 'deepspeed config'}: gradient_accumulation_steps must be 1 "
@@ -36,7 +41,9 @@ class DeepSpeedStrategy:
             )
         self.engine = None
 
-    def prepare(self, model, optimizer, scheduler=None):
+    def prepare(self, model, optimizer, scheduler=None, grad_clip: float | None = None):
+        """grad_clip: the component's max gradient norm (None: no clipping). The engine clips inside its step,
+        where ZeRO keeps the (partitioned) gradients, so a component passes its value here instead of clipping."""
         import deepspeed
         import deepspeed.ops
 
@@ -50,6 +57,7 @@ class DeepSpeedStrategy:
             "train_micro_batch_size_per_gpu": 1,
             "gradient_accumulation_steps": 1,
             "train_batch_size": world_size,
+            "gradient_clipping": 0.0 if grad_clip is None else float(grad_clip),  # DeepSpeed's 0.0: no clipping
         }
         config.setdefault("steps_per_print", 10**9)
         self.engine, optimizer, _, scheduler = deepspeed.initialize(

@@ -155,13 +155,14 @@ class Adan(torch.optim.Optimizer):
             for param in group["params"]:
                 if param.grad is None:
                     continue
-                grad = param.grad
+                # state and arithmetic at least fp32 (as Lion and mSGDW): bf16 moments round away the (1 - b) g
+                dtype = torch.promote_types(param.dtype, torch.float32)
+                grad = param.grad.to(dtype)
                 state = self.state[param]
                 if not state:
                     state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(param)
-                    state["exp_avg_diff"] = torch.zeros_like(param)
-                    state["exp_avg_sq"] = torch.zeros_like(param)
+                    for key in ("exp_avg", "exp_avg_diff", "exp_avg_sq"):
+                        state[key] = torch.zeros_like(param, dtype=dtype, memory_format=torch.preserve_format)
                     state["prev_grad"] = grad.clone()
                 state["step"] += 1
                 step = state["step"]
@@ -171,10 +172,13 @@ class Adan(torch.optim.Optimizer):
                 corrected = grad + beta2 * diff
                 state["exp_avg_sq"].mul_(beta3).addcmul_(corrected, corrected, value=1 - beta3)
                 denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta3**step)).add_(eps)
-                param.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - beta1**step))
-                param.addcdiv_(state["exp_avg_diff"], denom, value=-lr * beta2 / (1 - beta2**step))
+                target = param if param.dtype == dtype else param.to(dtype)  # a low-precision x rounds once, at the end
+                target.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - beta1**step))
+                target.addcdiv_(state["exp_avg_diff"], denom, value=-lr * beta2 / (1 - beta2**step))
                 if decay:
-                    param.div_(1 + lr * decay)
+                    target.div_(1 + lr * decay)
+                if target is not param:
+                    param.copy_(target)
                 state["prev_grad"].copy_(grad)
         return loss
 
@@ -212,8 +216,9 @@ class OptimizerSpec:
     lr: float  # default learning rate (the schedule's eta_max)
     weight_decay: float  # default weight decay for the decay group
     no_decay: str  # one of NO_DECAY_RULES
-    build: Callable[[list[dict], float], torch.optim.Optimizer]  # (param groups, lr) -> optimizer
+    build: Callable[..., torch.optim.Optimizer]  # (param groups, lr[, betas=]) -> optimizer
     reason: str  # why these defaults, in one line
+    betas: tuple[float, ...] | None = None  # the default betas, where the optimizer has any (build takes betas=)
 
 
 def _sgd(groups: list[dict], lr: float) -> torch.optim.Optimizer:
@@ -229,16 +234,21 @@ def _msgdw_ema(groups: list[dict], lr: float) -> torch.optim.Optimizer:
     return MSGDW(groups, lr=lr, momentum=0.9, ema=True)
 
 
-def _adan(groups: list[dict], lr: float) -> torch.optim.Optimizer:
-    return Adan(groups, lr=lr)
+ADAN_BETAS = (0.98, 0.92, 0.99)  # sail-sg's defaults
+ADAMW_BETAS = (0.9, 0.999)  # torch's defaults (nanoGPT's GPT-2 recipe uses (0.9, 0.95): components set their own)
+LION_BETAS = (0.9, 0.99)  # Chen et al. 2023
 
 
-def _adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
+def _adan(groups: list[dict], lr: float, betas: tuple[float, ...] = ADAN_BETAS) -> torch.optim.Optimizer:
+    return Adan(groups, lr=lr, betas=betas)
 
 
-def _lion(groups: list[dict], lr: float) -> torch.optim.Optimizer:
-    return Lion(groups, lr=lr, betas=(0.9, 0.99))
+def _adamw(groups: list[dict], lr: float, betas: tuple[float, ...] = ADAMW_BETAS) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+def _lion(groups: list[dict], lr: float, betas: tuple[float, ...] = LION_BETAS) -> torch.optim.Optimizer:
+    return Lion(groups, lr=lr, betas=betas)
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {
@@ -272,6 +282,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         weight_decay=0.01,  # torch's default
         no_decay="ndim<2+embeddings",  # the transformer convention: norms, biases and embeddings undecayed
         build=_adamw,
+        betas=ADAMW_BETAS,
         reason="torch defaults: lr 1e-3, betas (0.9, 0.999), wd 0.01 on matrices",
     ),
     "adan": OptimizerSpec(
@@ -280,6 +291,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         weight_decay=0.0,  # none of their runs decays
         no_decay="ndim<2+embeddings",  # as adamw, should a sweep turn decay on
         build=_adan,
+        betas=ADAN_BETAS,
         reason="Adan (Xie et al. 2022) at the sail-sg defaults: betas (0.98, 0.92, 0.99), eps 1e-8",
     ),
     "lion": OptimizerSpec(
@@ -288,6 +300,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         weight_decay=0.03,  # 3x above adamw, so lr * wd (the decay per step) stays at adamw's 1e-5
         no_decay="ndim<2+embeddings",  # as adamw, so the two compare on the same parameters
         build=_lion,
+        betas=LION_BETAS,
         reason="Chen et al. 2023: lr 3-10x below AdamW and wd 3-10x above, betas (0.9, 0.99)",
     ),
 }
@@ -296,9 +309,13 @@ OptimizerName = Literal["sgd", "msgdw", "msgdw_ema", "adamw", "adan", "lion"]
 
 
 def build_optimizer(
-    name: str, model: nn.Module, lr: float | None = None, weight_decay: float | None = None
+    name: str,
+    model: nn.Module,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    betas: tuple[float, ...] | None = None,
 ) -> torch.optim.Optimizer:
-    """The named optimizer over model's parameters; lr / weight_decay None take the spec's defaults."""
+    """The named optimizer over model's parameters; lr / weight_decay / betas None take the spec's defaults."""
     spec = OPTIMIZERS.get(name)
     if spec is None:
         raise ConfigError(
@@ -310,4 +327,12 @@ def build_optimizer(
         raise ConfigError(f"the learning rate of optimizer '{name}' must be positive, got {lr}")
     if weight_decay < 0:
         raise ConfigError(f"the weight decay of optimizer '{name}' must be non-negative, got {weight_decay}")
-    return spec.build(param_groups(model, spec.no_decay, weight_decay), lr)
+    groups = param_groups(model, spec.no_decay, weight_decay)
+    if betas is None:
+        return spec.build(groups, lr)
+    if spec.betas is None:
+        raise ConfigError(f"optimizer '{name}' has no betas")
+    betas = tuple(float(beta) for beta in betas)
+    if len(betas) != len(spec.betas) or not all(0.0 <= beta < 1.0 for beta in betas):
+        raise ConfigError(f"optimizer '{name}' takes {len(spec.betas)} betas in [0, 1), got {betas}")
+    return spec.build(groups, lr, betas=betas)

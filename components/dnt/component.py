@@ -39,6 +39,7 @@ DIGITS_VIT = {  # dnt.md §6: 2x2 patches -> 16 tokens + cls, d 64, 4 heads, 4 b
     "tokens": "stdlib",  # what `--set backbone=gpt` reads at this scale: byte-level stdlib source text
     "lr_by_optimizer": {},
     "weight_decay_by_optimizer": {},  # the optimizer table's defaults at small scale
+    "adamw_betas": (0.9, 0.999),  # the ViT's (timm) AdamW, as torch's default
 }
 LAST_LOSSES = 20  # final/train_loss: the mean batch loss over the last steps
 HISTORY_POINTS = 1000  # at most this many (step, loss) points are kept for the curves plot
@@ -54,6 +55,12 @@ def weight_decay(cfg: Config) -> float:
     if cfg.weight_decay is not None:
         return cfg.weight_decay
     return cfg.weight_decay_by_optimizer.get(cfg.optimizer, OPTIMIZERS[cfg.optimizer].weight_decay)
+
+
+def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """The core table's optimizer at the component's lr / weight decay; AdamW with the Config's betas."""
+    betas = cfg.adamw_betas if cfg.optimizer == "adamw" else None
+    return build_optimizer(cfg.optimizer, model, lr=learning_rate(cfg), weight_decay=weight_decay(cfg), betas=betas)
 
 
 def model_spec(cfg: Config) -> Spec:
@@ -146,7 +153,7 @@ class ImageTask:
 
     def evaluate(self, model: nn.Module, autocast, final: bool = False) -> dict[str, float]:
         metrics = dict(zip(("val/loss", "val/acc"), self._split(model, "val", autocast)))
-        if final:
+        if final and len(self.splits["test"]):  # ImageNet's layout has train/ and val/ only: no test split
             metrics["test/acc"] = self._split(model, "test", autocast)[1]
         return metrics
 
@@ -223,6 +230,15 @@ def write_plots(run_dir: Path, history: dict, histograms: dict[str, np.ndarray],
     plt.close(fig)
 
 
+def prepare(ctx: RunContext, net: nn.Module, optimizer, scheduler, grad_clip: float | None) -> tuple:
+    """The strategy's prepare, plus whether the loop clips the gradients itself. DeepSpeed takes the clip value
+    into its engine (which clips inside its step, where ZeRO keeps the gradients); under plain and DDP the loop
+    clips the (already averaged) gradients of the unwrapped model before the step."""
+    if ctx.strategy.name == "deepspeed":
+        return (*ctx.strategy.prepare(net, optimizer, scheduler, grad_clip=grad_clip), False)
+    return (*ctx.strategy.prepare(net, optimizer, scheduler), grad_clip is not None)
+
+
 def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
     task = ImageTask(cfg, ctx) if cfg.backbone == "vit" else TokenTask(cfg, ctx)
     if cfg.batch_size % ctx.world_size:
@@ -236,9 +252,9 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
 
     torch.manual_seed(ctx.seed)
     net = build_model(cfg).to(ctx.device)
-    optimizer = build_optimizer(cfg.optimizer, net, lr=learning_rate(cfg), weight_decay=weight_decay(cfg))
+    optimizer = make_optimizer(cfg, net)
     scheduler = make_scheduler(optimizer, cfg.schedule, cfg.steps)
-    model, optimizer, scheduler = ctx.strategy.prepare(net, optimizer, scheduler)
+    model, optimizer, scheduler, clip_here = prepare(ctx, net, optimizer, scheduler, cfg.grad_clip)
     if device_type == "cuda":
         torch.cuda.reset_peak_memory_stats(ctx.device)
 
@@ -274,6 +290,8 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
                 histograms["init" if step == 0 else "last"] = histogram
             if step == 0:
                 state["init_stats"] = stats
+        if clip_here:
+            metrics["grad/norm"] = float(torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip))
         ctx.strategy.step()
         done = step + 1
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
@@ -356,7 +374,9 @@ class DNT:
             "eval_batch_size": 512,
             "grad_stats_every": 100,
         },  # dnt.md §6: the ~0.2M-parameter V-DNT, 300 steps of batch 64
-        "paper": {},  # the Config defaults: L-DNT-Small (GPT-2 124M) on OpenWebText, mSGDW at LR 1.0
+        # the Config defaults: L-DNT-Small (GPT-2 124M) on OpenWebText, mSGDW (EMA form) at LR 1.0. The schedule is
+        # spelt out so that `--set schedule.warmup=...` keeps its other keys (an override merges into the preset)
+        "paper": {"schedule": Config().schedule.model_dump(mode="json")},
     }
     datasets = ("images/digits",)
 
@@ -369,7 +389,7 @@ class DNT:
     def random_step(self, cfg: Config) -> float:
         torch.manual_seed(0)
         model = build_model(cfg)
-        optimizer = build_optimizer(cfg.optimizer, model, lr=learning_rate(cfg), weight_decay=weight_decay(cfg))
+        optimizer = make_optimizer(cfg, model)
         if cfg.backbone == "vit":
             images = torch.randint(0, 256, (2, cfg.image_size, cfg.image_size, cfg.channels), dtype=torch.uint8)
             loss = cross_entropy(model(to_input(images)), torch.randint(0, cfg.num_classes, (2,)))

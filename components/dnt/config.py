@@ -1,5 +1,6 @@
-"""DNT's Config. Defaults are the paper's L-DNT-Small setting (GPT-2 124M on OpenWebText, mSGDW at LR 1.0,
-dnt.md §3.5 and §4); presets shrink it. The vision setting (V-DNT on ImageNet) is a set of overrides (README)."""
+"""DNT's Config. Defaults are the paper's L-DNT-Small setting (GPT-2 124M on OpenWebText, mSGDW at LR 1.0 in the
+EMA momentum form, dnt.md §3.5 and §4); presets shrink it. The vision setting (V-DNT on ImageNet) is a set of
+overrides (README)."""
 
 from __future__ import annotations
 
@@ -42,15 +43,25 @@ class Config(BaseModel):
     patch_size: int = Field(16, ge=1)  # vit: ViT-L/16
 
     # optimisation: lr None -> lr_by_optimizer[optimizer] -> the optimizer table's default (same for weight decay)
-    optimizer: OptimizerName = "msgdw"  # the paper's point: momentum SGD with decoupled decay
+    # the paper's point: momentum SGD with decoupled decay, in the EMA form b = 0.9 b + 0.1 g, the form in which the
+    # paper's LR 1.0 trains (in PyTorch's b = 0.9 b + g it diverges: README, "Momentum form")
+    optimizer: OptimizerName = "msgdw_ema"
     lr: float | None = Field(None, gt=0)  # one peak LR for whichever optimizer; None: the per-optimizer value
-    lr_by_optimizer: dict[OptimizerName, float] = {"msgdw": 1.0, "adamw": 6e-4}  # appendix via reviews; nanoGPT
+    lr_by_optimizer: dict[OptimizerName, float] = {  # appendix via reviews; nanoGPT
+        "msgdw_ema": 1.0,  # L-DNT-Small's mSGDW LR
+        "msgdw": 0.1,  # the same step in PyTorch's form (b there is 10x the EMA's)
+        "adamw": 6e-4,
+    }
     weight_decay: float | None = Field(None, ge=0)  # None: the per-optimizer value
+    adamw_betas: tuple[float, float] = (0.9, 0.95)  # AdamW's (beta1, beta2): nanoGPT's GPT-2; the ViT's timm 0.999
     weight_decay_by_optimizer: dict[OptimizerName, float] = {"adamw": 0.1}  # nanoGPT; mSGDW's value not retrieved
     schedule: ScheduleConfig = ScheduleConfig(name="cosine", warmup=2000, min_ratio=0.1)  # nanoGPT: cosine to lr/10
     steps: int = Field(100000, ge=1)  # Sophia's GPT-2 small budget (the paper reused its recipe)
     batch_size: int = Field(480, ge=1)  # 480 x 1024 = 491,520 tokens per step, nanoGPT's ~0.5M
     precision: Literal["fp32", "bf16"] = "bf16"  # the paper trains under bf16 autocast
+    # max global gradient L2 norm before each step; None: no clipping (the paper names none; nanoGPT clips at 1.0).
+    # Under DeepSpeed the engine clips with this value (profiles must not set gradient_clipping)
+    grad_clip: float | None = Field(None, gt=0)
     divergence_limit: float = Field(1e4, gt=0)  # a loss above this (or non-finite) stops the run as diverged
 
     eval_every: int = Field(2000, ge=0)  # log val metrics every N steps (0: only at the end)
@@ -61,6 +72,8 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _shapes_agree(self) -> Config:
+        if not all(0.0 <= beta < 1.0 for beta in self.adamw_betas):
+            raise ValueError(f"adamw_betas must lie in [0, 1), got {self.adamw_betas}")
         if self.dim % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
         if self.backbone == "vit" and self.image_size % self.patch_size:

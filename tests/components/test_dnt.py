@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from cluster.runner import execute, load_request, plan_run
@@ -25,7 +26,16 @@ from components.core.errors import ConfigError, Preempted, RunError
 from components.core.optim import OPTIMIZERS, build_optimizer, param_groups
 from components.core.shards import ImageShards
 from components.dnt import tokens
-from components.dnt.component import ImageTask, component, learning_rate, to_input, weight_decay
+from components.dnt.component import (
+    ImageTask,
+    build_model,
+    component,
+    learning_rate,
+    make_optimizer,
+    to_input,
+    weight_decay,
+)
+from components.dnt.config import Config
 from components.dnt.diagnostics import gradient_stats
 from components.dnt.models import GPT, Attention, Block, RMSNorm, Spec, ViT, count_norms
 from pipelines.sweep import expand_sweep
@@ -264,22 +274,26 @@ def test_dnt_with_msgdw_is_not_worse_than_standard(params, data_root, tmp_path):
     assert dnt is not None and dnt["test/acc"] >= best_standard - 0.01
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dnt.md §6 check 4 expects S5 at LR 1.0 to stay finite; with PyTorch-form "
-    "momentum (b = 0.9 b + g) the norm gains and the classifier head blow up and the loss is NaN "
-    "at step 46 (README). LR 1.0 in the EMA form equals LR 0.1 here, which trains fine.",
-)
 def test_dnt_at_lr_one_stays_finite(params, data_root, tmp_path):
-    assert train_digits(params, data_root, tmp_path, "dnt", 1.0, divergence_limit=1e300) is not None
+    # dnt.md §6 check 4: S5 at the paper's LR 1.0 must not diverge. In the momentum form the component uses (Config
+    # default, params.yaml, the sweep: the EMA form b = 0.9 b + 0.1 g) it trains; in PyTorch's form b = 0.9 b + g the
+    # same LR is a 10x larger step and the run diverges (negative control). 80 steps: PyTorch's form diverges by 30.
+    request = plan_run("dnt", params, preset="smoke", overrides={"lr": 1.0}, data_dir=data_root)
+    assert request.config.optimizer == "msgdw_ema"  # the paper's form, as params.yaml resolves it
+    short = {"steps": 80, "weight_decay": 1e-5}
+    metrics = train_digits(params, data_root, tmp_path, "dnt", 1.0, optimizer="msgdw_ema", **short)
+    assert metrics is not None and metrics["test/acc"] > 0.5, metrics  # learns (chance: 0.1)
+    assert train_digits(params, data_root, tmp_path, "dnt", 1.0, optimizer="msgdw", **short) is None
 
 
-def test_dnt_at_lr_one_in_the_ema_momentum_form_stays_finite(params, data_root, tmp_path):
-    # dnt.md §8: "if training diverges at the paper's LRs, the EMA form is the alternative to test"
-    metrics = train_digits(
-        params, data_root, tmp_path, "dnt", 1.0, optimizer="msgdw_ema", weight_decay=1e-5, divergence_limit=1e300
-    )
-    assert metrics is not None and metrics["test/acc"] > 0.8, metrics
+def test_the_momentum_form_is_the_same_in_config_params_and_sweep(params):
+    # Config default, params.yaml's section and the dnt_optimizers grid name one form of mSGDW (params.yaml
+    # overrides the Config, so a mismatch would silently train the other form)
+    assert Config().optimizer == params["dnt"]["optimizer"] == "msgdw_ema"
+    grid = params["sweeps"]["dnt_optimizers"]["grid"]["optimizer"]
+    assert "msgdw_ema" in grid and "msgdw" not in grid
+    paper = resolve_config(component, "paper", params.get("dnt"))
+    assert learning_rate(paper) == 1.0  # the paper's LR, in the form where it trains
 
 
 # Check 5 is report-only; its statistic must still be right: quantiles over all matrix-gradient entries.
@@ -344,12 +358,29 @@ def test_resume_after_preemption_is_bit_exact(params, data_root, tmp_path, preem
 # Config, presets and the sweep.
 def test_learning_rate_per_optimizer(params):
     paper = resolve_config(component, "paper", params.get("dnt"))
-    assert learning_rate(paper) == 1.0 and weight_decay(paper) == OPTIMIZERS["msgdw"].weight_decay
+    assert paper.optimizer == "msgdw_ema"
+    assert learning_rate(paper) == 1.0 and weight_decay(paper) == OPTIMIZERS["msgdw_ema"].weight_decay
+    pytorch_form = resolve_config(component, "paper", params.get("dnt"), {"optimizer": "msgdw"})
+    assert learning_rate(pytorch_form) == 0.1  # the same step: PyTorch's b is 10x the EMA's
     adamw = resolve_config(component, "paper", params.get("dnt"), {"optimizer": "adamw"})
     assert learning_rate(adamw) == 6e-4 and weight_decay(adamw) == 0.1
     smoke = resolve_config(component, "smoke", params.get("dnt"), {"optimizer": "lion"})
     assert learning_rate(smoke) == OPTIMIZERS["lion"].lr
     assert learning_rate(smoke.model_copy(update={"lr": 0.5})) == 0.5
+
+
+def test_adamw_betas_are_the_papers_per_model(params):
+    # issue 15: nanoGPT's GPT-2 AdamW uses betas (0.9, 0.95), timm's ViT torch's (0.9, 0.999); a Config field
+    small = {"optimizer": "adamw", "depth": 1, "dim": 32, "heads": 2, "ffn_dim": 32}
+    for preset, betas in (("paper", (0.9, 0.95)), ("smoke", (0.9, 0.999))):
+        cfg = resolve_config(component, preset, params.get("dnt"), small)
+        assert cfg.adamw_betas == betas
+        optimizer = make_optimizer(cfg, build_model(cfg))
+        assert all(group["betas"] == betas for group in optimizer.param_groups), preset
+    cfg = resolve_config(component, "smoke", params.get("dnt"), {"optimizer": "adamw", "adamw_betas": [0.8, 0.9]})
+    assert make_optimizer(cfg, build_model(cfg)).param_groups[0]["betas"] == (0.8, 0.9)
+    with pytest.raises(ConfigError, match="adamw_betas"):
+        resolve_config(component, "smoke", params.get("dnt"), {"adamw_betas": [0.9, 1.5]})
 
 
 def test_bad_configs_name_the_key(params):
@@ -371,7 +402,7 @@ def test_sweep_covers_optimizers_and_variants(params, data_root):
     sweep = params["sweeps"]["dnt_optimizers"]
     trials = expand_sweep(sweep)
     assert len(trials) == 16
-    assert {t.overrides["optimizer"] for t in trials} == {"sgd", "msgdw", "adamw", "lion"}
+    assert {t.overrides["optimizer"] for t in trials} == {"sgd", "msgdw_ema", "adamw", "lion"}
     assert {t.overrides["variant"] for t in trials} == {"dnt", "standard"}
     for trial in trials:
         plan_run("dnt", params, overrides=trial.overrides, seed=trial.seed, data_dir=data_root)
@@ -461,9 +492,11 @@ def test_attention_is_softmax_of_per_head_rms_normalised_q_k_over_sqrt_dh():
         assert (unscaled - out).abs().max() > 1e-2 * out.abs().max()
 
 
-def test_msgdw_decays_only_matrices_and_outside_the_momentum():
+@pytest.mark.parametrize("name", ["msgdw", "msgdw_ema"])
+def test_msgdw_decays_only_matrices_and_outside_the_momentum(name):
     # dnt.md §3.5: x <- x - lr b - lr wd x with b = mu b + g (decay never enters b), on matrices only (not norm
-    # gains, cls, positions). Two steps with zero gradients: decayed matrices are exactly (1 - lr wd)^2 x0.
+    # gains, cls, positions), in both momentum forms (msgdw_ema: b = mu b + (1 - mu) g, the paper preset's).
+    # Two steps with zero gradients: decayed matrices are exactly (1 - lr wd)^2 x0.
     lr, wd = 0.5, 0.1
 
     def two_zero_gradient_steps(make_optimizer) -> tuple[ViT, dict[str, torch.Tensor]]:
@@ -485,7 +518,7 @@ def test_msgdw_decays_only_matrices_and_outside_the_momentum():
             for name, p in model.named_parameters()
         }
 
-    model, before = two_zero_gradient_steps(lambda m: build_optimizer("msgdw", m, lr=lr, weight_decay=wd))
+    model, before = two_zero_gradient_steps(lambda m: build_optimizer(name, m, lr=lr, weight_decay=wd))
     ok = matches_decoupled_decay(model, before)
     assert all(ok.values()), [name for name, good in ok.items() if not good]
     # negative control: torch's SGD(weight_decay) (coupled: the decay goes through the momentum) fails it
@@ -563,6 +596,61 @@ def test_each_step_uses_the_gradient_of_its_own_batch(params, data_root, tmp_pat
     assert all(leaked > 1e-2 for _, leaked in distances[1:]), distances
 
 
+def grad_norm(parameters) -> float:
+    return torch.sqrt(sum(p.grad.double().pow(2).sum() for p in parameters if p.grad is not None)).item()
+
+
+@pytest.mark.parametrize("clip", [None, 1e-3])
+def test_grad_clip_bounds_the_applied_gradient_norm(params, data_root, tmp_path, monkeypatch, clip):
+    # issue 15: clipping is a Config setting (recorded in config.yaml). With grad_clip the gradient the optimizer
+    # applies has global norm <= grad_clip; with None (the paper's setting) it is the backward pass's gradient.
+    import components.dnt.component as dnt_component
+
+    raw, applied = [], []
+    checked_backward, build_optimizer_ = dnt_component.checked_backward, dnt_component.build_optimizer
+
+    def recording_backward(ctx, loss, **check):
+        value = checked_backward(ctx, loss, **check)
+        raw.append(grad_norm(ctx.strategy.model.parameters()))
+        return value
+
+    def recording_optimizer(*args, **kwargs):
+        optimizer = build_optimizer_(*args, **kwargs)
+        everything = [p for group in optimizer.param_groups for p in group["params"]]
+        optimizer.register_step_pre_hook(lambda *_: applied.append(grad_norm(everything)))
+        return optimizer
+
+    monkeypatch.setattr(dnt_component, "checked_backward", recording_backward)
+    monkeypatch.setattr(dnt_component, "build_optimizer", recording_optimizer)
+    request = plan_run("dnt", params, preset="test", overrides={"steps": 3, "grad_clip": clip}, data_dir=data_root)
+    result = execute(request, run_root=tmp_path, data_dir=data_root, show_progress=False)
+    assert yaml.safe_load((result.run_dir / "config.yaml").read_text())["grad_clip"] == clip
+    assert len(raw) == len(applied) == 3 and min(raw) > 1e-2  # the raw gradients are far above the clip value
+    if clip is None:
+        assert applied == pytest.approx(raw, rel=1e-12)
+    else:
+        assert max(applied) <= clip * (1 + 1e-5), applied
+
+
+def test_deepspeed_clips_with_the_components_value_and_profiles_do_not_clip(monkeypatch):
+    # the engine gets the component's grad_clip (0.0, DeepSpeed's "off", for None); no profile sets its own
+    import deepspeed
+
+    from components.core.deepspeed_strategy import DeepSpeedStrategy
+
+    for path in (Path(__file__).resolve().parents[2] / "cluster" / "deepspeed").glob("*.json"):
+        assert "gradient_clipping" not in json.loads(path.read_text()), path.name
+    with pytest.raises(ConfigError, match="grad_clip"):
+        DeepSpeedStrategy(config={"zero_optimization": {"stage": 2}, "gradient_clipping": 1.0})
+    seen = []
+    monkeypatch.setattr(deepspeed, "init_distributed", lambda **_: None)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda *_: 1)
+    monkeypatch.setattr(deepspeed, "initialize", lambda **kw: seen.append(kw["config"]) or (None, None, None, None))
+    for clip, expected in ((None, 0.0), (0.5, 0.5)):
+        DeepSpeedStrategy().prepare(nn.Linear(2, 2), None, grad_clip=clip)
+        assert seen[-1]["gradient_clipping"] == expected
+
+
 class ValOracle(nn.Module):
     """Knows the validation labels: predicts them for validation images and class 0 for any other image."""
 
@@ -603,6 +691,19 @@ def test_image_metrics_are_computed_on_their_own_splits(params, data_root, tmp_p
     )
 
 
+def test_an_empty_test_split_reports_no_test_acc(params, data_root, tmp_path):
+    # ImageNet prepared from its train/ and val/ folders has an empty test split: the final evaluation must not
+    # divide by zero (the run would crash after its last step, before saving its weights)
+    cfg = resolve_config(component, "test", params.get("dnt"))
+    task = ImageTask(cfg, RunContext(run_dir=tmp_path, data_dir=data_root))
+    task.splits["test"] = []
+    try:
+        metrics = task.evaluate(ValOracle(*split_images(data_root, "val")), nullcontext, final=True)
+    except ArithmeticError as error:
+        raise AssertionError(f"the final evaluation crashed on an empty test split: {error!r}") from error
+    assert "test/acc" not in metrics and metrics["val/acc"] > 0.9
+
+
 def test_training_batches_come_from_the_train_split_only(params, data_root, tmp_path):
     cfg = resolve_config(component, "test", params.get("dnt"))
     task = ImageTask(cfg, RunContext(run_dir=tmp_path, data_dir=data_root))
@@ -625,6 +726,53 @@ def test_token_splits_are_disjoint_and_batches_predict_the_next_token():
     assert np.array_equal(targets, inputs + 1)  # the target of each position is the next token
     leaky = tokens.TokenData(stream, val, 1000, "leaky")  # negative control: a train split holding the val tail
     assert not np.isin(leaky.batch(3, 64, 16, seed=0)[0], train).all()
+
+
+def write_nanogpt_bins(folder: Path, train_tokens: int, val_tokens: int) -> None:
+    """nanoGPT's data/openwebtext layout: train.bin and val.bin, flat uint16 GPT-2 BPE token ids (< 50257)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, count in (("train", train_tokens), ("val", val_tokens)):
+        rng.integers(0, 50257, size=count, dtype=np.uint16).tofile(folder / f"{name}.bin")
+
+
+def test_paper_path_gpt2_on_nanogpt_token_bins(params, tmp_path, monkeypatch):
+    # issue 15: the paper preset (L-DNT-Small: GPT-2 BPE vocabulary, seq 1024, bf16, mSGDW at LR 1.0) shrunk only in
+    # counts, on OpenWebText's on-disk format (nanoGPT's uint16 bins) written here; tokens=bin reads them in the run
+    import components.dnt.component as dnt_component
+    from tests.paper_path import run_paper_path
+
+    data_dir = tmp_path / "data"
+    write_nanogpt_bins(data_dir / "tokens" / "openwebtext", 16 * 1024, 2 * 1024 + 1)
+    inputs = []
+    build = dnt_component.build_model
+
+    def recording_build(cfg):
+        model = build(cfg)
+        model.register_forward_pre_hook(lambda module, args: inputs.append((tuple(args[0].shape), args[0].dtype)))
+        return model
+
+    monkeypatch.setattr(dnt_component, "build_model", recording_build)
+    counts = {
+        "steps": 2,
+        "batch_size": 2,
+        "depth": 1,
+        "dim": 32,
+        "heads": 2,
+        "ffn_dim": 64,
+        "schedule.warmup": 1,
+        "eval_batches": 1,
+        "eval_batch_size": 1,
+    }
+    result = run_paper_path("dnt", params, counts, data_dir, tmp_path / "runs")
+    assert inputs[0] == ((2, 1024), torch.int64)  # [batch, the paper's 1024-token context]
+    assert all(shape[1] == 1024 for shape, _ in inputs)
+    config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert (config["optimizer"], config["tokens"], config["vocab_size"]) == ("msgdw_ema", "bin", 50304)
+    assert all(math.isfinite(value) for value in result.metrics.values()), result.metrics
+    assert {"val/loss", "val/acc", "final/train_loss"} <= result.metrics.keys()
+    assert (result.run_dir / "model.safetensors").stat().st_size > 0
+    assert json.loads((result.run_dir / "data.json").read_text())["source"] == "bin:tokens/openwebtext"
 
 
 def report_grid(data_root: Path, run_root: Path) -> None:

@@ -77,8 +77,8 @@ MUTANTS = [
         guards="the optimizer studied is AdamW, decoupled decay x <- (1 - eta lambda) x, not Adam whose weight "
         "decay is an L2 term added to the gradient",
         file="components/core/optim.py",
-        find="return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))",
-        replace="return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999))",
+        find="return torch.optim.AdamW(groups, lr=lr, betas=betas)",
+        replace="return torch.optim.Adam(groups, lr=lr, betas=betas)",
         killers=("tests/components/test_adamw_l1.py::test_handwritten_adamw_matches_torch_after_100_steps",),
     ),
     Mutant(

@@ -12,6 +12,7 @@ MODELS = "components/dnt/models.py"
 COMPONENT = "components/dnt/component.py"
 TOKENS = "components/dnt/tokens.py"
 T = "tests/components/test_dnt.py::"
+OPTIM = "tests/components/core/test_optim.py::"
 
 MUTANTS = [
     # --- contributions: where each normalisation sits (dnt.md §3.2, §3.3) ---
@@ -135,6 +136,72 @@ MUTANTS = [
         replace='no_decay="none",  # DNT decays only matrices: no norm gains, biases or embeddings',
         killers=(T + "test_msgdw_decays_only_matrices_and_outside_the_momentum",),
     ),
+    Mutant(
+        name="msgdw-ema-coupled-weight-decay",
+        kind="contribution",
+        guards="the paper preset's mSGDW (EMA form) decouples its decay from the momentum too (dnt.md §3.5, §8)",
+        file="components/core/optim.py",
+        find="    return MSGDW(groups, lr=lr, momentum=0.9, ema=True)\n",
+        replace="    return torch.optim.SGD(groups, lr=lr, momentum=0.9, dampening=0.9)\n",
+        killers=(T + "test_msgdw_decays_only_matrices_and_outside_the_momentum",),
+    ),
+    Mutant(
+        name="msgdw-ema-is-pytorch-form",
+        kind="contribution",
+        guards="the EMA form b = mu b + (1 - mu) g, in which the paper's LR 1.0 trains (b = mu b + g diverges there)",
+        file="components/core/optim.py",
+        find='gain = 1.0 - momentum if group.get("ema", False) else 1.0',
+        replace="gain = 1.0",
+        killers=(T + "test_dnt_at_lr_one_stays_finite",),
+    ),
+    Mutant(
+        name="paper-default-pytorch-momentum-form",
+        kind="contribution",
+        guards="Config, params.yaml and the sweep agree on the momentum form in which LR 1.0 trains (issue 15)",
+        file="components/dnt/config.py",
+        find='optimizer: OptimizerName = "msgdw_ema"',
+        replace='optimizer: OptimizerName = "msgdw"',
+        killers=(T + "test_the_momentum_form_is_the_same_in_config_params_and_sweep",),
+    ),
+    Mutant(
+        name="grad-clip-ignored",
+        kind="bug",
+        guards="the Config's grad_clip bounds the norm of the gradient the optimizer applies (issue 15)",
+        file=COMPONENT,
+        find='        if clip_here:\n            metrics["grad/norm"]',
+        replace='        if False:\n            metrics["grad/norm"]',
+        killers=(T + "test_grad_clip_bounds_the_applied_gradient_norm",),
+    ),
+    Mutant(
+        name="deepspeed-clips-regardless-of-the-component",
+        kind="bug",
+        guards="under DeepSpeed the engine clips with the component's grad_clip, never a profile's own value",
+        file="components/core/deepspeed_strategy.py",
+        find='"gradient_clipping": 0.0 if grad_clip is None else float(grad_clip),',
+        replace='"gradient_clipping": 1.0,',
+        killers=(T + "test_deepspeed_clips_with_the_components_value_and_profiles_do_not_clip",),
+    ),
+    Mutant(
+        name="adamw-betas-ignored",
+        kind="bug",
+        guards="AdamW's betas come from the Config (nanoGPT's (0.9, 0.95) for the GPT), not torch's fixed defaults",
+        file="components/core/optim.py",
+        find="return torch.optim.AdamW(groups, lr=lr, betas=betas)",
+        replace="return torch.optim.AdamW(groups, lr=lr, betas=ADAMW_BETAS)",
+        killers=(
+            OPTIM + "test_build_optimizer_passes_betas_through_the_table",
+            T + "test_adamw_betas_are_the_papers_per_model",
+        ),
+    ),
+    Mutant(
+        name="adan-state-in-param-dtype",
+        kind="bug",
+        guards="Adan keeps its moments in at least fp32, as Lion and mSGDW (bf16 moments round away (1 - b) g)",
+        file="components/core/optim.py",
+        find="dtype = torch.promote_types(param.dtype, torch.float32)\n                grad = param.grad.to(dtype)",
+        replace="dtype = param.dtype\n                grad = param.grad.to(dtype)",
+        killers=(OPTIM + "test_adan_state_is_at_least_fp32",),
+    ),
     # --- classic bugs of a training run ---
     Mutant(
         name="gpt-attention-not-causal",
@@ -171,6 +238,15 @@ MUTANTS = [
         find='self._split(model, "test", autocast)[1]',
         replace='self._split(model, "val", autocast)[1]',
         killers=(T + "test_image_metrics_are_computed_on_their_own_splits",),
+    ),
+    Mutant(
+        name="empty-test-split-divides-by-zero",
+        kind="bug",
+        guards="a dataset without a test split (ImageNet's train/ + val/) finishes its run instead of crashing",
+        file=COMPONENT,
+        find='if final and len(self.splits["test"]):',
+        replace="if final:",
+        killers=(T + "test_an_empty_test_split_reports_no_test_acc",),
     ),
     Mutant(
         name="training-stream-reads-val-split",

@@ -14,6 +14,7 @@ from components.core.optim import (
     MSGDW,
     NO_DECAY_RULES,
     OPTIMIZERS,
+    Adan,
     Lion,
     OptimizerName,
     build_optimizer,
@@ -119,6 +120,39 @@ def test_build_optimizer_picks_the_right_classes():
     sgd = build_optimizer("sgd", model)
     assert sgd.param_groups[0]["momentum"] == 0.9
     assert build_optimizer("lion", model).param_groups[0]["betas"] == (0.9, 0.99)
+
+
+def test_build_optimizer_passes_betas_through_the_table():
+    model = tiny_model()
+    assert build_optimizer("adamw", model).param_groups[0]["betas"] == (0.9, 0.999)  # the table's default
+    nanogpt = build_optimizer("adamw", model, betas=(0.9, 0.95))  # e.g. nanoGPT's GPT-2 recipe
+    assert all(group["betas"] == (0.9, 0.95) for group in nanogpt.param_groups)
+    assert build_optimizer("adan", model, betas=[0.9, 0.9, 0.9]).param_groups[0]["betas"] == (0.9, 0.9, 0.9)
+    with pytest.raises(ConfigError, match="'msgdw' has no betas"):
+        build_optimizer("msgdw", model, betas=(0.9, 0.95))
+    with pytest.raises(ConfigError, match="takes 2 betas"):
+        build_optimizer("adamw", model, betas=(0.9, 0.95, 0.99))
+
+
+def test_adan_state_is_at_least_fp32():
+    # as Lion and mSGDW: a bf16 parameter keeps fp32 moments (bf16 ones would round away the (1 - b) g increments);
+    # the state equals an fp32 run's exactly, and the parameter is the fp32 step rounded once to bf16
+    torch.manual_seed(0)
+    start = torch.randn(64).bfloat16()
+    grads = [torch.randn(64).bfloat16() * 1e-3 for _ in range(2)]
+    low, high = nn.Parameter(start.clone()), nn.Parameter(start.float())
+    optimizers = [Adan([p], lr=1e-2, weight_decay=0.1) for p in (low, high)]
+    for step, grad in enumerate(grads):
+        for param, optimizer in zip((low, high), optimizers):
+            param.grad = grad.to(param.dtype)
+            optimizer.step()
+        if step == 0:
+            assert torch.equal(low.detach(), high.detach().bfloat16())
+    low_state, high_state = (optimizer.state[p] for optimizer, p in zip(optimizers, (low, high)))
+    for key in ("exp_avg", "exp_avg_diff", "exp_avg_sq", "prev_grad"):
+        assert low_state[key].dtype == torch.float32, key
+        assert torch.equal(low_state[key], high_state[key]), key
+    assert low.dtype == torch.bfloat16
 
 
 def test_unknown_optimizer_suggests_the_closest_name():
