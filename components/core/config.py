@@ -110,6 +110,18 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+def with_nested_defaults(model: type[BaseModel], tree: Mapping[str, Any]) -> dict[str, Any]:
+    """A partial nested section keeps the rest of the Config's default for it: `--set schedule.warmup=1` on a
+    Config whose default schedule is cosine with min_ratio 0.1 changes the warm-up only (pydantic alone would
+    build the nested model from its class defaults and silently drop name and min_ratio)."""
+    out = dict(tree)
+    for name, field in model.model_fields.items():
+        default, value = field.default, out.get(name)
+        if isinstance(value, Mapping) and isinstance(default, BaseModel):
+            out[name] = with_nested_defaults(type(default), deep_merge(default.model_dump(), value))
+    return out
+
+
 def overrides_to_tree(overrides: Iterable[str] | Mapping[str, Any]) -> dict[str, Any]:
     items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
     tree: dict[str, Any] = {}
@@ -251,7 +263,7 @@ def resolve_config(
         )
     tree = deep_merge(component.presets[preset], section or {})
     tree = deep_merge(tree, overrides_to_tree(overrides))
-    cfg = validate(component.Config, tree, scope=component.name)
+    cfg = validate(component.Config, with_nested_defaults(component.Config, tree), scope=component.name)
     check_constraints(component, cfg)
     return fill_defaults(component, cfg)
 

@@ -207,7 +207,10 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
         )
     optimizer = build_optimizer_for(cfg, net)
     scheduler = make_scheduler(optimizer, ScheduleConfig(name="constant", warmup=cfg.warmup), cfg.steps)
-    model, optimizer, scheduler = ctx.strategy.prepare(net, optimizer, scheduler)
+    # DeepSpeed clips inside its engine step, where ZeRO keeps the gradients; plain and DDP clip here, below
+    on_deepspeed = ctx.strategy.name == "deepspeed"
+    clip = {"grad_clip": cfg.grad_clip} if on_deepspeed else {}
+    model, optimizer, scheduler = ctx.strategy.prepare(net, optimizer, scheduler, **clip)
 
     val_clips = torch.from_numpy(val_split.clips(np.arange(min(cfg.val_clips, len(val_split)))))
     val_set = val_batches(cfg, table, layout, val_clips)
@@ -234,7 +237,8 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
         value = checked_backward(
             ctx, loss, step=step, limit=cfg.divergence_limit, lr=lr, hint="lower lr or raise warmup"
         )
-        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        if not on_deepspeed:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         ctx.strategy.step()
         metrics = {"train/loss": value, "lr": lr}
         for k in range(cfg.stages):

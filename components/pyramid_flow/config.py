@@ -32,7 +32,7 @@ class Config(BaseModel):
     weight_decay: float = Field(1e-4, ge=0)  # the released scripts' 1e-4
     betas: tuple[float, float] = (0.9, 0.95)  # the released scripts' AdamW betas (core's adamw uses 0.999)
     warmup: int = Field(1000, ge=0)  # 1000 linear warm-up steps, then a constant LR
-    grad_clip: float = Field(1.0, gt=0)  # max gradient norm 1.0 (under DeepSpeed set its gradient_clipping too)
+    grad_clip: float = Field(1.0, gt=0)  # max gradient norm 1.0 (under DeepSpeed the engine clips with it)
     precision: Literal["fp32", "bf16"] = "bf16"  # the released scripts train the DiT in bf16
     batch_size: int = Field(64, ge=1)  # global: 8 GPUs x 4 per GPU x 2 accumulation steps
     steps: int = Field(40000, ge=1)  # 20 epochs x 2000 iterations of the fine-tuning scripts

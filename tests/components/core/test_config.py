@@ -144,3 +144,13 @@ def test_the_filled_config_round_trips_to_the_same_hash():
         written = yaml.safe_load(config_to_yaml(cfg))
         assert "lr" not in written or written["lr"] is not None or slug == "lion"
         assert config_hash(slug, validate(component.Config, written)) == config_hash(slug, cfg)
+
+
+def test_a_nested_override_keeps_the_rest_of_the_configs_default():
+    from components.uba.component import component as uba
+
+    cfg = resolve_config(uba, "paper", None, ["schedule.warmup=5"])
+    assert (cfg.schedule.name, cfg.schedule.phi, cfg.schedule.warmup) == ("uba", 1.0, 5)
+    # control: pydantic alone builds the nested model from its class defaults and loses the Config's
+    plain = uba.Config.model_validate({"schedule": {"warmup": 5}})
+    assert (plain.schedule.name, plain.schedule.warmup) != ("uba", 5)
