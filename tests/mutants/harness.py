@@ -1,8 +1,8 @@
 """The mutation harness: does a component's test suite notice when the component stops being its paper?
 
 Each component keeps a table of small named mutants in tests/mutants/<slug>.py: one textual change each
-(`find` -> `replace` in one file under components/), one per contribution the paper claims and one per
-classic bug of its kind. `make mutants` (or `python -m tests.mutants.harness [--slug SLUG ...]`) copies the
+(`find` -> `replace` in one file under components/, or in the prepare code of pipelines/datasets/), one per
+contribution the paper claims and one per classic bug of its kind. `make mutants` (or `python -m tests.mutants.harness [--slug SLUG ...]`) copies the
 tree once to a scratch folder, applies one mutant at a time there, runs the tests that should notice, and
 prints a table: mutant, outcome, the test that killed it, seconds.
 
@@ -124,7 +124,9 @@ def test_targets(slug: str, mutant: Mutant, root: Path) -> list[str]:
             shared = shared.parent
         if (root / shared).exists():
             targets.append(str(shared))
-    return [t for t in targets if (root / t.split("::")[0]).is_file()]
+    if parts[:2] == ("pipelines", "datasets"):  # a prepare source: its own tests
+        targets.append(str(Path("tests", "pipelines", f"test_prepare_{Path(parts[-1]).stem}.py")))
+    return [t for t in targets if (root / t.split("::")[0]).exists()]
 
 
 def run_pytest(targets: list[str], root: Path, timeout: float) -> tuple[str, str, str]:
