@@ -2,7 +2,8 @@
 
 Each component keeps a table of small named mutants in tests/mutants/<slug>.py: one textual change each
 (`find` -> `replace` in one file under components/, or in the prepare code of pipelines/datasets/), one per
-contribution the paper claims and one per classic bug of its kind. `make mutants` (or `python -m tests.mutants.harness [--slug SLUG ...]`) copies the
+contribution the paper claims and one per classic bug of its kind. `make mutants` (or `python -m
+tests.mutants.harness [--slug SLUG ...]`) copies the
 tree once to a scratch folder, applies one mutant at a time there, runs the tests that should notice, and
 prints a table: mutant, outcome, the test that killed it, seconds.
 
