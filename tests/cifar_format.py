@@ -28,3 +28,12 @@ def write_cifar10(root: Path, per_batch: int = 20, test: int = 20, seed: int = 0
     with open(root / "batches.meta", "wb") as handle:
         pickle.dump({b"label_names": names, b"num_vis": 3072}, handle)
     return np.concatenate(all_images), np.asarray(all_labels)
+
+
+def prepared_cifar10(root: Path, per_batch: int = 20) -> Path:
+    """CIFAR-10 python batches written under root and prepared as images/cifar10 through the cifar-python source."""
+    from pipelines.datasets import prepare
+
+    write_cifar10(root / "cifar-10-batches-py", per_batch=per_batch)
+    prepare("images/cifar10", {"source": "cifar-python", "src": str(root / "cifar-10-batches-py")}, root)
+    return root

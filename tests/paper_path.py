@@ -60,3 +60,17 @@ def run_paper_path(
     differing = {key for key in paper.keys() | resolved.keys() if paper.get(key) != resolved.get(key)}
     assert differing <= set(counts), f"{slug}: config.yaml differs from the paper preset in {sorted(differing)}"
     return result
+
+
+def record_inputs(monkeypatch, module: Any, builder: str) -> list[tuple[int, ...]]:
+    """Wrap module.<builder> (the function a component builds its network with) so every forward call's first
+    input shape is recorded: how a paper-path test sees that the model gets the paper's input."""
+    original, shapes = getattr(module, builder), []
+
+    def recording(*args, **kwargs):
+        model = original(*args, **kwargs)
+        model.register_forward_pre_hook(lambda _, inputs: shapes.append(tuple(inputs[0].shape)))
+        return model
+
+    monkeypatch.setattr(module, builder, recording)
+    return shapes

@@ -303,21 +303,11 @@ def test_paper_path_probes_resnet18_widths_on_cifar_batches(params, tmp_path, mo
     32 x 32, shrunk only in counts (two small widths, 3 steps each): each network sees [B, 3, 32, 32], the
     l1/l2 slope over d is fitted from the widths, and the run saves its weights."""
     import components.adamw_l1.component as adamw_l1
-    from pipelines.datasets import prepare
-    from tests.cifar_format import write_cifar10
-    from tests.paper_path import run_paper_path
+    from tests.cifar_format import prepared_cifar10
+    from tests.paper_path import record_inputs, run_paper_path
 
-    write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=20)
-    prepare("images/cifar10", {"source": "cifar-python", "src": str(tmp_path / "cifar-10-batches-py")}, tmp_path)
-    inputs = []
-
-    def spy_build(*args, **kwargs):
-        model = original_build(*args, **kwargs)
-        model.register_forward_pre_hook(lambda _, x: inputs.append(tuple(x[0].shape)))
-        return model
-
-    original_build = adamw_l1.build_classifier
-    monkeypatch.setattr(adamw_l1, "build_classifier", spy_build)
+    prepared_cifar10(tmp_path)
+    inputs = record_inputs(monkeypatch, adamw_l1, "build_classifier")
     counts = {"widths": [2, 4], "budget": 3, "batch_size": 8, "true_grad_every": 2, "true_grad_samples": 16}
     result = run_paper_path("adamw_l1", params, counts | {"eval_batch_size": 64}, tmp_path, tmp_path / "runs")
     assert (8, 3, 32, 32) in inputs and {shape[1:] for shape in inputs} == {(3, 32, 32)}

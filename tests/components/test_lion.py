@@ -523,21 +523,11 @@ def test_paper_path_trains_resnet18_on_cifar_batches(params, tmp_path, monkeypat
     """The paper preset (ResNet-18, CIFAR-10, LION) on CIFAR-10's own python batches at 32 x 32, shrunk only in
     counts: the network sees [B, 3, 32, 32], the run finishes with finite metrics and saves its weights."""
     import components.lion.component as lion
-    from pipelines.datasets import prepare
-    from tests.cifar_format import write_cifar10
-    from tests.paper_path import run_paper_path
+    from tests.cifar_format import prepared_cifar10
+    from tests.paper_path import record_inputs, run_paper_path
 
-    write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=20)
-    prepare("images/cifar10", {"source": "cifar-python", "src": str(tmp_path / "cifar-10-batches-py")}, tmp_path)
-    inputs = []
-
-    def spy_build(*args, **kwargs):
-        model = lion_build(*args, **kwargs)
-        model.register_forward_pre_hook(lambda _, x: inputs.append(tuple(x[0].shape)))
-        return model
-
-    lion_build = lion.build_classifier
-    monkeypatch.setattr(lion, "build_classifier", spy_build)
+    prepared_cifar10(tmp_path)
+    inputs = record_inputs(monkeypatch, lion, "build_classifier")
     counts = {"budget": 3, "batch_size": 8, "width": 4, "log_every": 1, "eval_batch_size": 64}
     result = run_paper_path("lion", params, counts, data_dir=tmp_path, run_root=tmp_path / "runs")
     assert (8, 3, 32, 32) in inputs and {shape[1:] for shape in inputs} == {(3, 32, 32)}

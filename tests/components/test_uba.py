@@ -354,18 +354,11 @@ def test_paper_path_trains_resnet18_on_cifar_batches_with_the_recipe(params, tmp
     from components.core.augment import channel_stats
     from components.core.shards import ImageShards
     from components.uba.models import build_model, to_input
-    from pipelines.datasets import prepare
-    from tests.cifar_format import write_cifar10
-    from tests.paper_path import run_paper_path
+    from tests.cifar_format import prepared_cifar10
+    from tests.paper_path import record_inputs, run_paper_path
 
-    write_cifar10(tmp_path / "cifar-10-batches-py", per_batch=20)
-    prepare("images/cifar10", {"source": "cifar-python", "src": str(tmp_path / "cifar-10-batches-py")}, tmp_path)
-    seen = {"inputs": [], "stats_of": [], "augment_draws": []}
-
-    def spy_build(*args, **kwargs):
-        model = build_model(*args, **kwargs)
-        model.register_forward_pre_hook(lambda _, inputs: seen["inputs"].append(tuple(inputs[0].shape)))
-        return model
+    prepared_cifar10(tmp_path)
+    seen = {"inputs": record_inputs(monkeypatch, uba, "build_model"), "stats_of": [], "augment_draws": []}
 
     def spy_stats(images, *args, **kwargs):
         seen["stats_of"].append(images.copy())
@@ -376,7 +369,6 @@ def test_paper_path_trains_resnet18_on_cifar_batches_with_the_recipe(params, tmp
         return uba_pad_crop_flip(images, pad, rng)
 
     uba_pad_crop_flip = uba.pad_crop_flip
-    monkeypatch.setattr(uba, "build_model", spy_build)
     monkeypatch.setattr(uba, "channel_stats", spy_stats)
     monkeypatch.setattr(uba, "pad_crop_flip", spy_augment)
     counts = {"budget": 3, "batch_size": 8, "width": 4, "eval_batch_size": 64}
