@@ -74,3 +74,25 @@ def record_inputs(monkeypatch, module: Any, builder: str) -> list[tuple[int, ...
 
     monkeypatch.setattr(module, builder, recording)
     return shapes
+
+
+def record_recipe(monkeypatch, module: Any) -> dict[str, list]:
+    """Spy on the CIFAR recipe a component imports (module.channel_stats, module.pad_crop_flip): which images the
+    normalisation statistics were measured on ("stats_of") and the first draw of each augmentation call's
+    generator ("augment_draws", one per call: equal draws mean the same crops)."""
+    seen: dict[str, list] = {"stats_of": [], "augment_draws": []}
+    channel_stats, pad_crop_flip = module.channel_stats, module.pad_crop_flip
+
+    def spy_stats(images, *args, **kwargs):
+        seen["stats_of"].append(images.copy())
+        return channel_stats(images, *args, **kwargs)
+
+    def spy_augment(images, pad, rng):
+        state = rng.bit_generator.state
+        seen["augment_draws"].append(rng.random())
+        rng.bit_generator.state = state  # the component's crops are the ones it would have drawn unobserved
+        return pad_crop_flip(images, pad, rng)
+
+    monkeypatch.setattr(module, "channel_stats", spy_stats)
+    monkeypatch.setattr(module, "pad_crop_flip", spy_augment)
+    return seen

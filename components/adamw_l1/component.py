@@ -23,6 +23,7 @@ from components.adamw_l1 import plots, quadratic
 from components.adamw_l1.config import Config
 from components.adamw_l1.models import to_input
 from components.adamw_l1.probe import NormStats, gradient_norms, loglog_slope, vector_stats
+from components.core.augment import channel_stats, pad_crop_flip
 from components.core.contract import RunContext
 from components.core.errors import Preempted, RunError
 from components.core.models import build_classifier
@@ -31,7 +32,13 @@ from components.core.schedules import make_scheduler
 from components.core.shards import ImageShards
 from components.core.training import checked_backward
 
-DIGITS = {"task": "digits_mlp", "dataset": "images/digits", "schedule": {"name": "constant"}}
+DIGITS = {
+    "task": "digits_mlp",
+    "dataset": "images/digits",
+    "schedule": {"name": "constant"},
+    "augment": "none",
+    "normalise": False,
+}
 # The per-step record of one width: global step, step within the width, loss, lr, l1, l2, r, rho, and
 # rho of the running averages A1(k) / (sqrt(d) A2(k)) (§3.4 step 4).
 RECORD = ("step", "width_step", "loss", "lr", "l1", "l2", "ratio", "rho", "rho_avg")
@@ -68,14 +75,14 @@ def run_quadratic(cfg: Config, ctx: RunContext) -> dict[str, float]:
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, cfg: Config, device: str
+    model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, cfg: Config, device: str, stats: tuple | None
 ) -> tuple[float, float]:
-    """Full-split mean cross-entropy and accuracy, in chunks."""
+    """Full-split mean cross-entropy and accuracy, in chunks; never augmented."""
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
     for start in range(0, len(labels), cfg.eval_batch_size):
-        x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device))
+        x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device), stats)
         y = torch.from_numpy(labels[start : start + cfg.eval_batch_size]).to(device)
         logits = model(x)
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
@@ -91,12 +98,14 @@ def true_gradient(
     labels: np.ndarray,
     cfg: Config,
     ctx: RunContext,
+    stats: tuple | None,
 ) -> NormStats:
     """Norms of the gradient of the mean loss over `images` (the large-batch estimate of grad f, §3.4 step 3).
 
     Computed with autograd.grad on the unwrapped model, so neither .grad nor DDP's hooks see it; batch-norm
     running statistics are put back afterwards, so the measurement leaves training untouched. Each rank
-    takes every world_size-th sample and the per-rank sums are averaged across ranks.
+    takes every world_size-th sample and the per-rank sums are averaged across ranks. The images are not
+    augmented: grad f is the gradient of the loss on the training set itself.
     """
     params = [param for _, param in named]
     sums = [torch.zeros_like(param) for param in params]
@@ -104,7 +113,7 @@ def true_gradient(
     share = np.arange(ctx.rank, len(labels), ctx.world_size)
     for start in range(0, len(share), cfg.eval_batch_size):
         rows = share[start : start + cfg.eval_batch_size]
-        x = to_input(torch.from_numpy(images[rows]).to(ctx.device))
+        x = to_input(torch.from_numpy(images[rows]).to(ctx.device), stats)
         y = torch.from_numpy(labels[rows]).to(ctx.device)
         loss = F.cross_entropy(model(x), y, reduction="sum")
         for total, grad in zip(sums, torch.autograd.grad(loss, params)):
@@ -173,7 +182,7 @@ def train_width(
     d = sum(param.numel() for _, param in named)
     optimizer = build_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg.schedule, budget)
-    wrapped, optimizer, scheduler = ctx.strategy.prepare(model, optimizer, scheduler)
+    wrapped, optimizer, scheduler = ctx.strategy.prepare(model, optimizer, scheduler, grad_clip=cfg.grad_clip)
 
     start, records, true_records = 0, [], []
     tensor_sums = np.zeros((len(named), 4))  # per tensor, summed over probed steps: l1, l2, r, rho
@@ -193,13 +202,16 @@ def train_width(
         global_step = index * budget + step
         metrics: dict[str, float] = {"model/width": width, "grad/d": d}
         if cfg.true_grad_every and step % cfg.true_grad_every == 0:
-            true = true_gradient(model, named, data["true_images"], data["true_labels"], cfg, ctx)
+            true = true_gradient(model, named, data["true_images"], data["true_labels"], cfg, ctx, data["stats"])
             true_records.append((global_step, step, true.l1, true.l2, true.ratio, true.rho))
             metrics.update({"grad_true/l1": true.l1, "grad_true/l2": true.l2, "grad_true/rho": true.rho})
         images, labels = next(stream)
+        if cfg.augment == "pad-crop-flip":  # per (seed, step, rank): every width sees the same crops, as on resume
+            images = pad_crop_flip(images, 4, np.random.default_rng([ctx.seed, step, ctx.rank]))
         lr = optimizer.param_groups[0]["lr"]
         loss = F.cross_entropy(
-            wrapped(to_input(torch.from_numpy(images).to(ctx.device))), torch.from_numpy(labels).to(ctx.device)
+            wrapped(to_input(torch.from_numpy(images).to(ctx.device), data["stats"])),
+            torch.from_numpy(labels).to(ctx.device),
         )
         value = checked_backward(
             ctx,
@@ -211,7 +223,7 @@ def train_width(
             context=f"of width {width}",
         )
         if step % cfg.log_every == 0 or step == budget - 1:
-            total, per_tensor = gradient_norms(named)  # raw: before clipping and before the step
+            total, per_tensor = gradient_norms(named, grad_of=ctx.strategy.full_grad)  # raw: before clip and step
             if not (math.isfinite(total.l1) and math.isfinite(total.l2)):
                 raise RunError(f"non-finite gradient at step {step} of width {width}: lower lr")
             a1, a2 = a1 + total.l1, a2 + total.l2
@@ -227,15 +239,15 @@ def train_width(
                     "grad/rho_avg": rho_avg,
                 }
             )
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        ctx.strategy.step()
+        ctx.strategy.step()  # clips with cfg.grad_clip (after the probe above read the raw gradient)
         metrics.update({"train/loss": value, "lr": lr})
         done = step + 1
         if done == budget:
             final = {}
             for split in ("train", "val", "test"):
-                final[f"{split}_loss"], final[f"{split}_acc"] = evaluate(model, *data[split], cfg, ctx.device)
+                final[f"{split}_loss"], final[f"{split}_acc"] = evaluate(
+                    model, *data[split], cfg, ctx.device, data["stats"]
+                )
             summary = summarise_width(width, d, np.array(records), np.array(true_records).reshape(-1, 6), final)
             summary["tensors"] = {
                 name: (param.numel(), *(float(v) for v in tensor_sums[row] / len(records)))
@@ -283,6 +295,7 @@ def load_data(cfg: Config, ctx: RunContext) -> dict[str, Any]:
         len(data["train"][1]) if cfg.true_grad_samples is None else min(cfg.true_grad_samples, len(data["train"][1]))
     )
     data["true_images"], data["true_labels"] = data["train"][0][:count], data["train"][1][:count]
+    data["stats"] = channel_stats(data["train"][0]) if cfg.normalise else None  # the train split's alone
     return data
 
 

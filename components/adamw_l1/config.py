@@ -51,6 +51,8 @@ class Config(BaseModel):
     schedule: ScheduleConfig = ScheduleConfig(name="cosine")  # the usual ResNet recipe; rho is measured under any
     budget: int = Field(39100, ge=1)  # optimizer steps per width: 100 CIFAR epochs at batch 128
     batch_size: int = Field(128, ge=1)  # global batch, split across ranks
+    augment: Literal["none", "pad-crop-flip"] = "pad-crop-flip"  # the CIFAR ResNet recipe: pad 4, crop, flip
+    normalise: bool = True  # per-channel mean/std of the train split (False: pixels mapped to [0, 1])
     grad_clip: float | None = Field(None, gt=0)  # l2 clipping AFTER the probe; the spec's runs do not clip
     log_every: int = Field(1, ge=1)  # probe every step: one float64 pass over the gradient (<1% of a step)
     true_grad_every: int = Field(1955, ge=0)  # large-batch gradient every 5 epochs (§3.4 step 3); 0: never

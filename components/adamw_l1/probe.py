@@ -57,20 +57,23 @@ def vector_stats(vector: torch.Tensor) -> NormStats:
 def gradient_norms(
     named_parameters: Sequence[tuple[str, torch.nn.Parameter]],
     all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    grad_of: Callable[[torch.nn.Parameter], torch.Tensor | None] = lambda param: param.grad,
 ) -> tuple[NormStats, dict[str, NormStats]]:
-    """Global and per-tensor statistics of the raw .grad of every trainable parameter given.
+    """Global and per-tensor statistics of the raw gradient of every trainable parameter given.
 
     Call after backward (and after unscaling under AMP) and before clipping and the optimizer step.
-    `all_reduce` sums the partial sums over a group of gradient shards (ZeRO / tensor parallel); it is
-    None when every rank holds the whole, already averaged, gradient (plain, DDP).
+    `grad_of` reads a parameter's whole gradient (a run passes its strategy's full_grad, which gathers ZeRO's
+    partitions). `all_reduce` sums the partial sums over a group of gradient shards (tensor parallel); it is
+    None when every rank holds the whole, already averaged, gradient.
     """
-    missing = [name for name, param in named_parameters if param.grad is None]
+    grads = [grad_of(param) for _, param in named_parameters]
+    missing = [name for (name, _), grad in zip(named_parameters, grads) if grad is None]
     if missing:
         raise RunError(
-            f"the gradient probe found no .grad on {missing[0]} ({len(missing)} tensors): it needs the "
-            "full gradients after backward; use the plain or ddp strategy (ZeRO-2/3 shards them)"
+            f"the gradient probe found no gradient on {missing[0]} ({len(missing)} tensors): call it after "
+            "backward and before the optimizer step"
         )
-    sums = partial_sums([param.grad for _, param in named_parameters])
+    sums = partial_sums(grads)
     if all_reduce is not None:
         sums = all_reduce(sums)
     rows = sums.cpu()  # one device-to-host copy per probe

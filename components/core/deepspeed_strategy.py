@@ -40,10 +40,12 @@ class DeepSpeedStrategy:
                 "(components take one optimizer step per batch; schedules count optimizer steps)"
             )
         self.engine = None
+        self.grad_clip: float | None = None
 
     def prepare(self, model, optimizer, scheduler=None, grad_clip: float | None = None):
         """grad_clip: the component's max gradient norm (None: no clipping). The engine clips inside its step,
-        where ZeRO keeps the (partitioned) gradients, so a component passes its value here instead of clipping."""
+        where ZeRO keeps the (partitioned) gradients."""
+        self.grad_clip = grad_clip
         import deepspeed
         import deepspeed.ops
 
@@ -68,8 +70,12 @@ class DeepSpeedStrategy:
     def backward(self, loss: torch.Tensor) -> None:
         self.engine.backward(loss)
 
-    def step(self) -> None:
-        self.engine.step()  # optimizer step, zero grads, then lr_scheduler.step()
+    def step(self) -> float | None:
+        self.engine.step()  # clip, optimizer step, zero grads, then lr_scheduler.step()
+        if self.grad_clip is None:
+            return None
+        norm = self.engine.get_global_grad_norm()  # the pre-clip norm the engine measured over every partition
+        return None if norm is None else float(norm)
 
     def save(self, directory: Path) -> None:
         self.engine.save_checkpoint(str(directory), tag="deepspeed", save_latest=False)
@@ -91,3 +97,8 @@ class DeepSpeedStrategy:
 
     def mean_across_ranks(self, value: torch.Tensor) -> torch.Tensor:
         return mean_across_ranks(value)
+
+    def full_grad(self, param: torch.nn.Parameter) -> torch.Tensor | None:
+        from deepspeed.utils import safe_get_full_grad
+
+        return safe_get_full_grad(param)  # ZeRO-1/2: gathered from the partitions; ZeRO-3: from the fp32 shard

@@ -20,12 +20,23 @@ from components.core.errors import ConfigError, did_you_mean
 class Strategy(Protocol):
     name: str
 
-    def prepare(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any = None) -> tuple: ...
+    def prepare(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any = None,
+        grad_clip: float | None = None,
+    ) -> tuple:
+        """grad_clip: the component's max global gradient norm (its Config's, recorded in config.yaml; None: no
+        clipping). The strategy clips where it keeps the gradients (DeepSpeed: inside the engine, across ZeRO's
+        partitions), so components never clip themselves."""
+        ...
 
     def backward(self, loss: torch.Tensor) -> None: ...
 
-    def step(self) -> None:
-        """Optimizer step, zero the gradients, then advance the schedule by one optimizer step."""
+    def step(self) -> float | None:
+        """Clip (when prepared with grad_clip), optimizer step, zero the gradients, then advance the schedule by
+        one optimizer step. Returns the global gradient norm before clipping when clipping, else None."""
         ...
 
     def save(self, directory: Path) -> None:
@@ -40,6 +51,12 @@ class Strategy(Protocol):
 
     def mean_across_ranks(self, value: torch.Tensor) -> torch.Tensor:
         """The mean of a per-rank value (e.g. the loss of each rank's share of the batch), for logging."""
+        ...
+
+    def full_grad(self, param: torch.nn.Parameter) -> torch.Tensor | None:
+        """The whole rank-averaged gradient of a trainable parameter, after backward and before step (None if it
+        has none): what a gradient probe reads. DeepSpeed assembles it from ZeRO's partitions with a collective,
+        so every rank asks for the same parameters in the same order."""
         ...
 
 
@@ -66,19 +83,25 @@ class ReplicatedStrategy:
         self.model: torch.nn.Module | None = None  # the unwrapped model: what is saved and loaded
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
+        self.grad_clip: float | None = None
 
-    def prepare(self, model, optimizer, scheduler=None):
-        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+    def prepare(self, model, optimizer, scheduler=None, grad_clip: float | None = None):
+        self.model, self.optimizer, self.scheduler, self.grad_clip = model, optimizer, scheduler, grad_clip
         return (self._data_parallel(model) if self.data_parallel else model), optimizer, scheduler
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
 
-    def step(self) -> None:
+    def step(self) -> float | None:
+        norm = None
+        if self.grad_clip is not None:  # after DDP's all-reduce: every rank clips the same averaged gradient
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None:
             self.scheduler.step()
+        return norm
 
     def save(self, directory: Path) -> None:
         if not is_main_process():  # every rank holds the same replica
@@ -104,6 +127,9 @@ class ReplicatedStrategy:
 
     def mean_across_ranks(self, value: torch.Tensor) -> torch.Tensor:
         return mean_across_ranks(value)
+
+    def full_grad(self, param: torch.nn.Parameter) -> torch.Tensor | None:
+        return param.grad  # DDP has averaged it across ranks during backward
 
     def _data_parallel(self, model: torch.nn.Module) -> torch.nn.Module:
         from torch.nn.parallel import DistributedDataParallel

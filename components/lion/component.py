@@ -8,9 +8,11 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from components.core.augment import channel_stats, pad_crop_flip
 from components.core.contract import RunContext
 from components.core.errors import Preempted, RunError
 from components.core.models import build_classifier
@@ -22,7 +24,7 @@ from components.lion.config import Config
 from components.lion.models import to_input
 from components.lion.optimizers import base_learning_rate, make_optimizer, weight_decay
 
-DIGITS = {"task": "digits_mlp", "dataset": "images/digits"}
+DIGITS = {"task": "digits_mlp", "dataset": "images/digits", "augment": "none", "normalise": False}  # no flips
 
 
 def _plot(path: Path, title: str, panels: Sequence[tuple[str, list[int], list[float], bool]]) -> None:
@@ -60,12 +62,15 @@ def run_quadratic(cfg: Config, ctx: RunContext) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, shards: ImageShards, cfg: Config, device: str) -> tuple[float, float]:
+def evaluate(
+    model: torch.nn.Module, shards: ImageShards, cfg: Config, device: str, stats: tuple | None
+) -> tuple[float, float]:
+    """Full-split mean cross-entropy and accuracy, in chunks; never augmented."""
     images, labels = shards.arrays()
     model.eval()
     total, correct = 0.0, 0
     for start in range(0, len(labels), cfg.eval_batch_size):
-        x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device))
+        x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device), stats)
         y = torch.from_numpy(labels[start : start + cfg.eval_batch_size]).to(device)
         logits = model(x)
         total += F.cross_entropy(logits, y, reduction="sum").item()
@@ -75,15 +80,16 @@ def evaluate(model: torch.nn.Module, shards: ImageShards, cfg: Config, device: s
 
 
 def full_batch_gradient(
-    model: torch.nn.Module, shards: ImageShards, cfg: Config, device: str
+    model: torch.nn.Module, shards: ImageShards, cfg: Config, device: str, stats: tuple | None
 ) -> dict[int, torch.Tensor]:
-    """The exact gradient of the mean training loss (in eval mode, so BatchNorm uses its running statistics)."""
+    """The exact gradient of the mean training loss (in eval mode, so BatchNorm uses its running statistics), on
+    the training images themselves (not augmented)."""
     images, labels = shards.arrays()
     params = [p for p in model.parameters() if p.requires_grad]
     grads = [torch.zeros_like(p, dtype=torch.float64) for p in params]
     model.eval()
     for start in range(0, len(labels), cfg.eval_batch_size):
-        x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device))
+        x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device), stats)
         y = torch.from_numpy(labels[start : start + cfg.eval_batch_size]).to(device)
         loss = F.cross_entropy(model(x), y, reduction="sum") / len(labels)
         for total, grad in zip(grads, torch.autograd.grad(loss, params)):
@@ -106,6 +112,7 @@ def train_network(cfg: Config, ctx: RunContext) -> dict[str, float]:
     if cfg.batch_size % ctx.world_size:
         raise RunError(f"batch_size {cfg.batch_size} is not divisible by the world size {ctx.world_size}")
 
+    stats = channel_stats(train.arrays()[0]) if cfg.normalise else None  # the train split's alone
     torch.manual_seed(ctx.seed)
     net = build_classifier(cfg.task, len(train.classes), cfg.width).to(ctx.device)
     optimizer = make_optimizer(cfg, net)
@@ -125,15 +132,17 @@ def train_network(cfg: Config, ctx: RunContext) -> dict[str, float]:
     stream = train.batches(cfg.batch_size, seed=ctx.seed, start_batch=start, rank=ctx.rank, world_size=ctx.world_size)
     for step in ctx.progress(range(start, cfg.budget), total=cfg.budget, initial=start, desc=f"lion {cfg.task}"):
         images, labels = next(stream)
+        if cfg.augment == "pad-crop-flip":  # drawn per (seed, step, rank): a resumed run sees the same crops
+            images = pad_crop_flip(images, 4, np.random.default_rng([ctx.seed, step, ctx.rank]))
         lr = optimizer.param_groups[0]["lr"]
         loss = F.cross_entropy(
-            model(to_input(torch.from_numpy(images).to(ctx.device))), torch.from_numpy(labels).to(ctx.device)
+            model(to_input(torch.from_numpy(images).to(ctx.device), stats)), torch.from_numpy(labels).to(ctx.device)
         )
         value = checked_backward(ctx, loss, step=step, limit=cfg.divergence_limit, lr=lr)
         metrics = {"train/loss": value, "lr": lr}
         logging = step % cfg.log_every == 0 or step + 1 == cfg.budget
-        grads = probe.parameter_grads(net) if logging else []
-        if grads:  # raw gradients after the rank all-reduce; DeepSpeed keeps them in its own buffers (no probe)
+        grads = probe.parameter_grads(net, ctx.strategy.full_grad) if logging else []
+        if grads:  # raw gradients after the rank all-reduce (DeepSpeed: gathered from ZeRO's partitions)
             metrics.update(probe.grad_ratio(grads))
             run_max["rho_min"] = min(run_max["rho_min"], metrics["grad/rho"])
             run_max["rho_max"] = max(run_max["rho_max"], metrics["grad/rho"])
@@ -144,7 +153,7 @@ def train_network(cfg: Config, ctx: RunContext) -> dict[str, float]:
             for key in curves:
                 curves[key].append(step if key == "step" else metrics.get(key, math.nan))
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.budget:
-            metrics["val/loss"], metrics["val/acc"] = evaluate(model, val, cfg, ctx.device)
+            metrics["val/loss"], metrics["val/acc"] = evaluate(model, val, cfg, ctx.device, stats)
         ctx.log(metrics, step=step)
         done = step + 1
         stop = ctx.should_stop()  # once per step: the answer acted on is the one every rank agreed
@@ -161,10 +170,10 @@ def train_network(cfg: Config, ctx: RunContext) -> dict[str, float]:
         if stop and done < cfg.budget:
             raise Preempted(f"stopped at step {done} of {cfg.budget}; resume continues from its checkpoint")
 
-    train_loss, train_acc = evaluate(model, train, cfg, ctx.device)
-    val_loss, val_acc = evaluate(model, val, cfg, ctx.device)
-    _, test_acc = evaluate(model, test, cfg, ctx.device)
-    grads = full_batch_gradient(net, train, cfg, ctx.device)
+    train_loss, train_acc = evaluate(model, train, cfg, ctx.device, stats)
+    val_loss, val_acc = evaluate(model, val, cfg, ctx.device, stats)
+    _, test_acc = evaluate(model, test, cfg, ctx.device, stats)
+    grads = full_batch_gradient(net, train, cfg, ctx.device, stats)
     names = {id(p): name for name, p in net.named_parameters()}
     rows = probe.per_tensor_table((names[key], grad) for key, grad in grads.items())
     full = probe.grad_ratio(grads.values())

@@ -50,6 +50,8 @@ class Config(BaseModel):
     budget: int = Field(39100, ge=1)  # optimizer steps K: 100 CIFAR epochs at batch 128
     batch_size: int = Field(128, ge=1)  # global batch, split across ranks
     width: int = Field(64, ge=1)  # ResNet base width / MLP hidden width
+    augment: Literal["none", "pad-crop-flip"] = "pad-crop-flip"  # the CIFAR ResNet recipe: pad 4, crop, flip
+    normalise: bool = True  # per-channel mean/std of the train split (False: pixels mapped to [-1, 1])
     log_every: int = Field(50, ge=1)  # probe (grad l1/l2) and box statistics every N steps
     eval_every: int = Field(0, ge=0)  # val metrics every N steps (0: only at the end)
     eval_batch_size: int = Field(1024, ge=1)  # full-split passes are chunked to bound memory

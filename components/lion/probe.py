@@ -8,7 +8,7 @@ harmless exactly when rho stays in a constant band during training.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -26,8 +26,13 @@ def grad_ratio(grads: Iterable[torch.Tensor]) -> dict[str, float]:
     return {"grad/l1": l1, "grad/l2": l2, "grad/rho": rho}
 
 
-def parameter_grads(model: torch.nn.Module) -> list[torch.Tensor]:
-    return [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+def parameter_grads(
+    model: torch.nn.Module, grad_of: Callable[[torch.nn.Parameter], torch.Tensor | None] = lambda p: p.grad
+) -> list[torch.Tensor]:
+    """Every trainable parameter's whole gradient (grad_of: the strategy's full_grad, which gathers ZeRO's
+    partitions; every rank asks for every parameter, in order)."""
+    grads = [grad_of(p) for p in model.parameters() if p.requires_grad]
+    return [g for g in grads if g is not None]
 
 
 def per_tensor_table(named_grads: Iterable[tuple[str, torch.Tensor]]) -> list[dict[str, float | str]]:

@@ -298,18 +298,53 @@ def test_quadratic_noise_follows_the_seed():
     assert average(0, noise=0.0) == average(1, noise=0.0)  # the control: without noise the seed has no effect
 
 
-def test_paper_path_probes_resnet18_widths_on_cifar_batches(params, tmp_path, monkeypatch):
+def test_normalised_input_has_zero_mean_unit_std_per_channel():
+    from components.adamw_l1.models import to_input
+    from components.core.augment import channel_stats
+
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    images[..., 1] //= 4  # channels with different statistics
+    x = to_input(torch.from_numpy(images), channel_stats(images, chunk=10))
+    assert x.shape == (64, 3, 32, 32)
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(x.std(dim=(0, 2, 3), unbiased=False), torch.ones(3), atol=1e-4)
+    raw = to_input(torch.from_numpy(images))  # control: the [0, 1] mapping leaves every channel off-centre
+    assert (raw.mean(dim=(0, 2, 3)) > 0.1).all()
+
+
+def test_paper_path_probes_resnet18_widths_on_cifar_batches_with_the_recipe(params, tmp_path, monkeypatch):
     """The paper preset (ResNet-18 at several base widths, AdamW, CIFAR-10) on CIFAR-10's own python batches at
-    32 x 32, shrunk only in counts (two small widths, 3 steps each): each network sees [B, 3, 32, 32], the
-    l1/l2 slope over d is fitted from the widths, and the run saves its weights."""
+    32 x 32, shrunk only in counts (two small widths, 3 steps each): each network sees normalised [B, 3, 32, 32]
+    inputs; training batches are pad-crop-flipped, step s with the same crops at every width (a paired
+    comparison across d), a new draw each step; the statistics come from the train split alone; evaluation and
+    the large-batch gradient are never augmented; the l1/l2 slope over d is fitted and the weights saved."""
+    from safetensors.torch import load_file
+
     import components.adamw_l1.component as adamw_l1
+    from components.core.augment import channel_stats
+    from components.core.models import build_classifier
+    from components.core.shards import ImageShards
     from tests.cifar_format import prepared_cifar10
-    from tests.paper_path import record_inputs, run_paper_path
+    from tests.paper_path import record_inputs, record_recipe, run_paper_path
 
     prepared_cifar10(tmp_path)
     inputs = record_inputs(monkeypatch, adamw_l1, "build_classifier")
+    seen = record_recipe(monkeypatch, adamw_l1)
     counts = {"widths": [2, 4], "budget": 3, "batch_size": 8, "true_grad_every": 2, "true_grad_samples": 16}
     result = run_paper_path("adamw_l1", params, counts | {"eval_batch_size": 64}, tmp_path, tmp_path / "runs")
     assert (8, 3, 32, 32) in inputs and {shape[1:] for shape in inputs} == {(3, 32, 32)}
     assert result.metrics and all(math.isfinite(v) for v in result.metrics.values())
-    assert any(p.suffix == ".safetensors" for p in result.run_dir.rglob("*"))
+    draws = seen["augment_draws"]
+    assert len(draws) == 6 and draws[:3] == draws[3:] and len(set(draws)) == 3  # per step, shared by the widths
+    splits = {s: ImageShards(tmp_path, "images/cifar10", s).arrays() for s in ("train", "val")}
+    assert len(seen["stats_of"]) == 1 and np.array_equal(seen["stats_of"][0], splits["train"][0])
+    # evaluation: the last width's saved model on the un-augmented, train-normalised train split
+    net = build_classifier("resnet18", 10, 4)
+    net.load_state_dict(load_file(str(result.run_dir / "model.safetensors")))
+    net.eval()
+    images, labels = (torch.from_numpy(a) for a in splits["train"])
+    with torch.no_grad():
+        train_loss = F.cross_entropy(net(to_input(images, channel_stats(splits["train"][0]))), labels).item()
+        raw_loss = F.cross_entropy(net(to_input(images)), labels).item()
+    assert result.metrics["w4/train_loss"] == pytest.approx(train_loss, rel=1e-5)
+    assert raw_loss != pytest.approx(train_loss, rel=1e-5)  # control: un-normalised inputs give another number

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from cluster.runner import execute, load_request, plan_run
@@ -519,17 +520,50 @@ def test_training_is_the_reference_loop(digits_run, data_root):
     assert np.max(np.abs(reference("val") - logged) / logged) > 1e-3
 
 
-def test_paper_path_trains_resnet18_on_cifar_batches(params, tmp_path, monkeypatch):
+def test_normalised_input_has_zero_mean_unit_std_per_channel():
+    from components.core.augment import channel_stats
+    from components.lion.models import to_input
+
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    images[..., 1] //= 4  # channels with different statistics
+    x = to_input(torch.from_numpy(images), channel_stats(images, chunk=10))
+    assert x.shape == (64, 3, 32, 32)
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(x.std(dim=(0, 2, 3), unbiased=False), torch.ones(3), atol=1e-4)
+    raw = to_input(torch.from_numpy(images))  # control: the [-1, 1] mapping leaves channel 1 off-centre
+    assert raw.mean(dim=(0, 2, 3))[1] < -0.5
+
+
+def test_paper_path_trains_resnet18_on_cifar_batches_with_the_recipe(params, tmp_path, monkeypatch):
     """The paper preset (ResNet-18, CIFAR-10, LION) on CIFAR-10's own python batches at 32 x 32, shrunk only in
-    counts: the network sees [B, 3, 32, 32], the run finishes with finite metrics and saves its weights."""
+    counts: the network sees normalised [B, 3, 32, 32] inputs, training batches are pad-crop-flipped with a new
+    draw each step, the statistics come from the train split alone, evaluation is never augmented, and the run
+    saves its weights."""
     import components.lion.component as lion
+    from components.core.augment import channel_stats
+    from components.core.models import build_classifier
+    from components.core.shards import ImageShards
+    from components.lion.models import to_input
     from tests.cifar_format import prepared_cifar10
-    from tests.paper_path import record_inputs, run_paper_path
+    from tests.paper_path import record_inputs, record_recipe, run_paper_path
 
     prepared_cifar10(tmp_path)
     inputs = record_inputs(monkeypatch, lion, "build_classifier")
+    seen = record_recipe(monkeypatch, lion)
     counts = {"budget": 3, "batch_size": 8, "width": 4, "log_every": 1, "eval_batch_size": 64}
     result = run_paper_path("lion", params, counts, data_dir=tmp_path, run_root=tmp_path / "runs")
     assert (8, 3, 32, 32) in inputs and {shape[1:] for shape in inputs} == {(3, 32, 32)}
     assert result.metrics and all(math.isfinite(v) for v in result.metrics.values())
-    assert (result.run_dir / "model.safetensors").is_file()
+    assert len(seen["augment_draws"]) == 3 and len(set(seen["augment_draws"])) == 3  # one fresh draw per step
+    splits = {s: ImageShards(tmp_path, "images/cifar10", s).arrays() for s in ("train", "val")}
+    assert len(seen["stats_of"]) == 1 and np.array_equal(seen["stats_of"][0], splits["train"][0])
+    # evaluation: the saved model on the un-augmented, train-normalised val split gives the reported loss
+    net = build_classifier("resnet18", 10, 4)
+    net.load_state_dict(load_file(str(result.run_dir / "model.safetensors")))
+    net.eval()
+    images, labels = (torch.from_numpy(a) for a in splits["val"])
+    with torch.no_grad():
+        val_loss = F.cross_entropy(net(to_input(images, channel_stats(splits["train"][0]))), labels).item()
+        raw_loss = F.cross_entropy(net(to_input(images)), labels).item()
+    assert result.metrics["val/loss"] == pytest.approx(val_loss, rel=1e-5)
+    assert abs(raw_loss - val_loss) > 1e-4  # control: un-normalised inputs give another number

@@ -355,22 +355,10 @@ def test_paper_path_trains_resnet18_on_cifar_batches_with_the_recipe(params, tmp
     from components.core.shards import ImageShards
     from components.uba.models import build_model, to_input
     from tests.cifar_format import prepared_cifar10
-    from tests.paper_path import record_inputs, run_paper_path
+    from tests.paper_path import record_inputs, record_recipe, run_paper_path
 
     prepared_cifar10(tmp_path)
-    seen = {"inputs": record_inputs(monkeypatch, uba, "build_model"), "stats_of": [], "augment_draws": []}
-
-    def spy_stats(images, *args, **kwargs):
-        seen["stats_of"].append(images.copy())
-        return channel_stats(images, *args, **kwargs)
-
-    def spy_augment(images, pad, rng):
-        seen["augment_draws"].append(np.random.default_rng(rng.bit_generator.state["state"]["state"]).random())
-        return uba_pad_crop_flip(images, pad, rng)
-
-    uba_pad_crop_flip = uba.pad_crop_flip
-    monkeypatch.setattr(uba, "channel_stats", spy_stats)
-    monkeypatch.setattr(uba, "pad_crop_flip", spy_augment)
+    seen = {"inputs": record_inputs(monkeypatch, uba, "build_model"), **record_recipe(monkeypatch, uba)}
     counts = {"budget": 3, "batch_size": 8, "width": 4, "eval_batch_size": 64}
     result = run_paper_path("uba", params, counts, data_dir=tmp_path, run_root=tmp_path / "runs")
 

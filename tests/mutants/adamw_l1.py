@@ -5,6 +5,10 @@ from tests.mutants.harness import Mutant
 PROBE = "components/adamw_l1/probe.py"
 COMPONENT = "components/adamw_l1/component.py"
 QUADRATIC = "components/adamw_l1/quadratic.py"
+MODELS = "components/adamw_l1/models.py"
+PAPER_PATH = (
+    "tests/components/test_adamw_l1.py::test_paper_path_probes_resnet18_widths_on_cifar_batches_with_the_recipe"
+)
 
 MUTANTS = [
     # The paper's quantities and switches (adamw_l1.md §3.2-3.4, §6).
@@ -120,5 +124,51 @@ MUTANTS = [
         find="torch.Generator().manual_seed(seed * 1_000_003 + horizon)",
         replace="torch.Generator().manual_seed(horizon)",
         killers=("tests/components/test_adamw_l1.py::test_quadratic_noise_follows_the_seed",),
+    ),
+    # The CIFAR recipe (issue 15): augmentation and train-split normalisation, and their classic bugs.
+    Mutant(
+        name="augmentation-skipped",
+        kind="contribution",
+        guards="training batches are pad-crop-flipped (the CIFAR ResNet recipe the widths are trained in)",
+        file=COMPONENT,
+        find='if cfg.augment == "pad-crop-flip":',
+        replace='if cfg.augment == "pad-crop-flip" and step < 0:',
+        killers=(PAPER_PATH,),
+    ),
+    Mutant(
+        name="augmentation-differs-across-widths",
+        kind="bug",
+        guards="step s has the same crops at every width, so the widths' gradient statistics are paired",
+        file=COMPONENT,
+        find="np.random.default_rng([ctx.seed, step, ctx.rank])",
+        replace="np.random.default_rng([ctx.seed, global_step, ctx.rank])",
+        killers=(PAPER_PATH,),
+    ),
+    Mutant(
+        name="normalisation-stats-from-val",
+        kind="bug",
+        guards="the normalisation statistics are measured on the train split, never on val",
+        file=COMPONENT,
+        find='channel_stats(data["train"][0])',
+        replace='channel_stats(data["val"][0])',
+        killers=(PAPER_PATH,),
+    ),
+    Mutant(
+        name="evaluation-unnormalised",
+        kind="bug",
+        guards="evaluation sees the inputs training saw: standardised with the train split's statistics",
+        file=COMPONENT,
+        find="x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device), stats)",
+        replace="x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device))",
+        killers=(PAPER_PATH,),
+    ),
+    Mutant(
+        name="normalisation-without-std",
+        kind="contribution",
+        guards="inputs are standardised per channel: minus the mean, over the std",
+        file=MODELS,
+        find="x = (x - mean) / std",
+        replace="x = x - mean",
+        killers=("tests/components/test_adamw_l1.py::test_normalised_input_has_zero_mean_unit_std_per_channel",),
     ),
 ]

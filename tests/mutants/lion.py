@@ -12,6 +12,8 @@ COMPONENT = "components/lion/component.py"
 QUADRATIC = "components/lion/quadratic.py"
 BOX = "components/lion/box.py"
 TESTS = "tests/components/test_lion.py"
+MODELS = "components/lion/models.py"
+PAPER_PATH = f"{TESTS}::test_paper_path_trains_resnet18_on_cifar_batches_with_the_recipe"
 
 LION_STEP = """\
                 direction = torch.sign(momentum * beta1 + grad * (1.0 - beta1))
@@ -157,8 +159,8 @@ MUTANTS = [
         kind="bug",
         guards="val/loss and val/acc are measured on the val split, test/acc on the test split",
         file=COMPONENT,
-        find="val_loss, val_acc = evaluate(model, val, cfg, ctx.device)",
-        replace="val_loss, val_acc = evaluate(model, test, cfg, ctx.device)",
+        find="val_loss, val_acc = evaluate(model, val, cfg, ctx.device, stats)",
+        replace="val_loss, val_acc = evaluate(model, test, cfg, ctx.device, stats)",
         killers=(f"{TESTS}::test_final_metrics_are_on_their_own_splits",),
     ),
     Mutant(
@@ -166,8 +168,55 @@ MUTANTS = [
         kind="bug",
         guards="final/kkt_S and the final l1/l2 use the full-batch gradient of the TRAINING loss",
         file=COMPONENT,
-        find="grads = full_batch_gradient(net, train, cfg, ctx.device)",
-        replace="grads = full_batch_gradient(net, val, cfg, ctx.device)",
+        find="grads = full_batch_gradient(net, train, cfg, ctx.device, stats)",
+        replace="grads = full_batch_gradient(net, val, cfg, ctx.device, stats)",
         killers=(f"{TESTS}::test_final_metrics_are_on_their_own_splits",),
+    ),
+    # --- the CIFAR recipe (issue 15): augmentation and train-split normalisation, and their classic bugs
+    Mutant(
+        name="augmentation-skipped",
+        kind="contribution",
+        guards="training batches are pad-crop-flipped (the CIFAR ResNet recipe LION is compared in)",
+        file=COMPONENT,
+        find='if cfg.augment == "pad-crop-flip":',
+        replace='if cfg.augment == "pad-crop-flip" and step < 0:',
+        killers=(PAPER_PATH,),
+    ),
+    Mutant(
+        name="normalisation-stats-from-val",
+        kind="bug",
+        guards="the normalisation statistics are measured on the train split, never on val",
+        file=COMPONENT,
+        find="stats = channel_stats(train.arrays()[0])",
+        replace="stats = channel_stats(val.arrays()[0])",
+        killers=(PAPER_PATH,),
+    ),
+    Mutant(
+        name="augmentation-same-draw-every-step",
+        kind="bug",
+        guards="each step draws new crops and flips (seeded by seed, step and rank)",
+        file=COMPONENT,
+        find="np.random.default_rng([ctx.seed, step, ctx.rank])",
+        replace="np.random.default_rng([ctx.seed, ctx.rank])",
+        killers=(PAPER_PATH,),
+    ),
+    Mutant(
+        name="evaluation-unnormalised",
+        kind="bug",
+        guards="evaluation sees the inputs training saw: standardised with the train split's statistics",
+        file=COMPONENT,
+        find="x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device), stats)",
+        replace="x = to_input(torch.from_numpy(images[start : start + cfg.eval_batch_size]).to(device))",
+        count=2,
+        killers=(PAPER_PATH,),
+    ),
+    Mutant(
+        name="normalisation-without-std",
+        kind="contribution",
+        guards="inputs are standardised per channel: minus the mean, over the std",
+        file=MODELS,
+        find="x = (images.float().div(255.0) - mean) / std",
+        replace="x = images.float().div(255.0) - mean",
+        killers=("tests/components/test_lion.py::test_normalised_input_has_zero_mean_unit_std_per_channel",),
     ),
 ]
