@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from components.core.contract import RunContext
-from components.core.errors import ConfigError, Preempted, RunError
+from components.core.errors import ConfigError, DataError, Preempted, RunError
 from components.core.latents import LatentShards, decoder_for
 from components.core.optim import build_optimizer
 from components.core.schedules import ScheduleConfig, make_scheduler
@@ -192,6 +192,16 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
     train_split = LatentShards(ctx.data_dir, cfg.dataset, "train")
     val_split = LatentShards(ctx.data_dir, cfg.dataset, "val")
     frames, channels = train_split.shape[:2]
+    # before any compute: a split that cannot feed a batch, or no val clip to score
+    if cfg.batch_size > len(train_split):
+        raise DataError(
+            f"pyramid_flow: batch_size {cfg.batch_size} exceeds the {len(train_split)} train clips of "
+            f"'{cfg.dataset}': lower batch_size or prepare more clips"
+        )
+    if len(val_split) == 0:
+        raise DataError(
+            f"pyramid_flow: dataset '{cfg.dataset}' has no val clips to score: re-prepare it with val_fraction > 0"
+        )
     if cfg.batch_size % (ctx.world_size * sum(cfg.sample_ratios)) and ctx.world_size > 1:
         raise RunError(
             f"batch_size {cfg.batch_size} must be a multiple of world size x sum(sample_ratios) = "
@@ -208,9 +218,7 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
     optimizer = build_optimizer_for(cfg, net)
     scheduler = make_scheduler(optimizer, ScheduleConfig(name="constant", warmup=cfg.warmup), cfg.steps)
     # DeepSpeed clips inside its engine step, where ZeRO keeps the gradients; plain and DDP clip here, below
-    on_deepspeed = ctx.strategy.name == "deepspeed"
-    clip = {"grad_clip": cfg.grad_clip} if on_deepspeed else {}
-    model, optimizer, scheduler = ctx.strategy.prepare(net, optimizer, scheduler, **clip)
+    model, optimizer, scheduler = ctx.strategy.prepare(net, optimizer, scheduler, grad_clip=cfg.grad_clip)
 
     val_clips = torch.from_numpy(val_split.clips(np.arange(min(cfg.val_clips, len(val_split)))))
     val_set = val_batches(cfg, table, layout, val_clips)
@@ -237,10 +245,10 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
         value = checked_backward(
             ctx, loss, step=step, limit=cfg.divergence_limit, lr=lr, hint="lower lr or raise warmup"
         )
-        if not on_deepspeed:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-        ctx.strategy.step()
+        grad_norm = ctx.strategy.step()  # clipped to cfg.grad_clip by the strategy (DeepSpeed: in its engine)
         metrics = {"train/loss": value, "lr": lr}
+        if grad_norm is not None:
+            metrics["grad/norm"] = grad_norm  # before clipping
         for k in range(cfg.stages):
             chosen = batch.stage == k
             if chosen.any():

@@ -94,6 +94,11 @@ class Packed:
     valid: torch.Tensor  # [B, L] bool
     current: torch.Tensor  # [B, L] bool
 
+    @property
+    def shape(self) -> torch.Size:
+        """The token tensor's shape [B, L, C p p] (what a forward hook records as the model's input)."""
+        return self.tokens.shape
+
     def to(self, device: str | torch.device) -> Packed:
         return Packed(*(t.to(device) for t in (self.tokens, self.pos, self.frame, self.valid, self.current)))
 

@@ -7,14 +7,15 @@ runs a video VAE whose code and weights the user provides (nothing is downloaded
 
     paperzoo prepare video webvid --set source=video-folder --set src=/data/clips --set encoder=vae \\
         --set vae_factory=video_vae.modeling_causal_vae:CausalVideoVAE.from_pretrained \\
-        --set vae_weights=/models/pyramid-flow-sd3/causal_video_vae --set frames=121 --set height=384 --set width=640
+        --set vae_weights=/models/pyramid-flow-sd3/causal_video_vae --set frames=121 --set fps=24 \\
+        --set height=384 --set width=640
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,9 @@ from components.core.errors import ConfigError, DataError
 from components.core.latents import LatentEncoder, UnshuffleEncoder, write_latent_dataset
 
 GENERATOR_VERSION = 2  # bump when a source's output bytes change for the same options (2: val unseen in train)
+# video-folder's own (2: as moving-squares; 3: fps resampling, cover + centre crop instead of squashing, at least
+# one val clip, the stand-in fitted on train only)
+FOLDER_VERSION = 3
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi")
 CLIP_SUFFIXES = (".npy",) + VIDEO_SUFFIXES
 # Pyramid Flow's SD3-variant latent normalisation (pyramid_flow.md §3.1): (z - shift) * scale, where the first
@@ -223,8 +227,9 @@ class VAEEncoder:
         return self._shape
 
     def encode(self, clips: np.ndarray) -> np.ndarray:
-        video = self._torch.from_numpy(np.asarray(clips, dtype=np.float32)).to(self.device)
-        video = video.permute(0, 2, 1, 3, 4) * 2 - 1  # [N, T, 3, H, W] in [0, 1] -> [N, 3, T, H, W] in [-1, 1]
+        pixels = self._torch.from_numpy(np.asarray(clips, dtype=np.float32)).permute(0, 2, 1, 3, 4)
+        # [N, T, 3, H, W] in [0, 1] -> contiguous [N, 3, T, H, W] in [-1, 1]: one copy, then in place
+        video = self._torch.empty(pixels.shape, device=self.device).copy_(pixels).mul_(2).sub_(1)
         z = self._encode_tensor(video)
         n = self.normalisation
         z = self._torch.cat(
@@ -242,9 +247,49 @@ class VAEEncoder:
         }
 
 
-def _read_clip(path: Path, frames: int, height: int, width: int) -> np.ndarray:
-    """One clip as float32 [frames, 3, height, width] in [0, 1]: the first `frames` frames, resized if needed."""
-    if path.suffix == ".npy":
+def resample_frames(stream: Iterable[tuple[float | None, Any]], fps: float, count: int) -> list[Any]:
+    """(time in seconds, frame) pairs of a decoded stream -> the frames on screen at 0, 1/fps, 2/fps, ... from
+    the first frame's time, `count` of them at most (a faster source drops frames, a slower one repeats them);
+    fps 0 keeps every decoded frame. A frame without a timestamp (a broken stream) gets the previous one's."""
+    kept: list[Any] = []
+    shown, start, last = None, None, None
+    for time, frame in stream:
+        if len(kept) == count:
+            break
+        if fps <= 0:
+            kept.append(frame)
+            continue
+        time = (last if last is not None else 0.0) if time is None else float(time)
+        start = time if start is None else start
+        while shown is not None and len(kept) < count and start + len(kept) / fps < time - 1e-9:
+            kept.append(shown)  # the previous frame is still on screen at this output time
+        shown, last = frame, time
+    if fps > 0 and shown is not None and len(kept) < count:
+        kept.append(shown)
+    return kept
+
+
+def cover_and_crop(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 [h, w, 3] -> [height, width, 3]: scaled (bicubic, aspect kept) until it covers height x width, then
+    centre-cropped, so a 16:9 source is never squashed to the paper's 5:3 (the crop offset rounds as
+    torchvision's center_crop does). The paper's data code is not in the spec: its crop is an assumption."""
+    from PIL import Image
+
+    h, w = frame.shape[:2]
+    scale = max(height / h, width / w)
+    size = (max(width, round(w * scale)), max(height, round(h * scale)))  # PIL's (width, height)
+    image = Image.fromarray(frame)
+    if size != (w, h):
+        image = image.resize(size, Image.Resampling.BICUBIC)
+    left, top = int(round((size[0] - width) / 2)), int(round((size[1] - height) / 2))
+    return np.asarray(image.crop((left, top, left + width, top + height)))
+
+
+def _read_clip(path: Path, frames: int, height: int, width: int, fps: float = 0) -> np.ndarray:
+    """One clip as float32 [frames, 3, height, width] in [0, 1]: the first `frames` frames (resampled to `fps`
+    by their timestamps for a container; a .npy clip has none and is taken as already at that rate), resized
+    if needed."""
+    if path.suffix.lower() == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as error:
@@ -261,24 +306,21 @@ def _read_clip(path: Path, frames: int, height: int, width: int) -> np.ndarray:
             ) from None
         try:
             with av.open(str(path)) as container:
-                decoded = []
-                for frame in container.decode(video=0):
-                    decoded.append(frame.to_ndarray(format="rgb24"))
-                    if len(decoded) == frames:
-                        break
+                timed = ((frame.time, frame) for frame in container.decode(video=0))
+                decoded = [frame.to_ndarray(format="rgb24") for frame in resample_frames(timed, fps, frames)]
         except (OSError, ValueError, av.error.FFmpegError) as error:
             raise DataError(f"cannot decode video {path} ({error}): fix or remove the file") from None
         array = np.stack(decoded) if decoded else np.zeros((0, 1, 1, 3), np.uint8)
     if len(array) < frames:
-        raise DataError(f"clip {path} has {len(array)} frames, fewer than the {frames} asked (option frames)")
+        at = f" at {fps:g} fps" if fps > 0 and path.suffix.lower() != ".npy" else ""
+        raise DataError(f"clip {path} has {len(array)} frames{at}, fewer than the {frames} asked (option frames)")
     array = array[:frames]
     if array.shape[1:3] != (height, width):
-        from PIL import Image
-
-        array = np.stack(
-            [np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.BICUBIC)) for f in array]
-        )
-    return (array.astype(np.float32) / 255.0).transpose(0, 3, 1, 2)
+        array = np.stack([cover_and_crop(frame, height, width) for frame in array])
+    # channels first while still uint8 (a quarter of the bytes to move), then scaled in place
+    pixels = np.ascontiguousarray(array.transpose(0, 3, 1, 2)).astype(np.float32)
+    pixels *= np.float32(1 / 255)
+    return pixels
 
 
 def prepare_video_folder(
@@ -289,6 +331,7 @@ def prepare_video_folder(
     vae_factory: str = "",
     vae_weights: str = "",
     frames: int = 121,
+    fps: float = 24,
     height: int = 384,
     width: int = 640,
     val_fraction: float = 0.05,
@@ -299,8 +342,9 @@ def prepare_video_folder(
     samples_per_shard: int = 256,
 ) -> dict:
     """A folder of clips (`*.mp4|webm|mkv|mov|avi` through PyAV, or `*.npy` uint8 [T, H, W, 3]) searched
-    recursively in sorted order, cut to `frames` frames (1 + 8m for the causal VAE: 121 = 5 s at 24 fps),
-    resized to height x width, split train/val with a seeded permutation, and encoded to latents."""
+    recursively in sorted order, resampled to `fps` (the paper's 24) by the container's timestamps and cut to
+    `frames` frames (1 + 8m for the causal VAE: 121 = 5 s at 24 fps), scaled to cover height x width and
+    centre-cropped (aspect kept), split train/val with a seeded permutation, and encoded to latents."""
     source = "video-folder"
     _check_shard_option(source, samples_per_shard)
     root = Path(src).expanduser()
@@ -312,8 +356,20 @@ def prepare_video_folder(
     )
     if not files:
         raise DataError(f"video folder {root} has no clips ({', '.join(CLIP_SUFFIXES)})")
+    if not fps >= 0:
+        raise ConfigError(f"{source}: option fps must be >= 0 (0 keeps every decoded frame), got {fps}")
     if not 0 <= val_fraction < 1:
         raise ConfigError(f"{source}: option val_fraction must be in [0, 1), got {val_fraction}")
+    order = np.random.default_rng(seed).permutation(len(files))
+    # at least one val clip when one is asked for: a small folder would otherwise round to an empty val split,
+    # which the trainers score on
+    num_val = max(1, round(len(files) * val_fraction)) if val_fraction > 0 else 0
+    if num_val >= len(files):
+        raise DataError(
+            f"video folder {root} has {len(files)} clip(s): too few for a train split and {num_val} val clip(s) "
+            f"(val_fraction {val_fraction}); add clips or set val_fraction=0"
+        )
+    split_files = {"train": [files[i] for i in order[num_val:]], "val": [files[i] for i in order[:num_val]]}
     if encoder == "vae":
         if not vae_weights:
             raise ConfigError(
@@ -327,28 +383,27 @@ def prepare_video_folder(
             )
         chosen: LatentEncoder = VAEEncoder(vae_factory, vae_weights, SD3_NORMALISATION, device)
     elif encoder == "unshuffle":
-        chosen = UnshuffleEncoder.fitted(np.stack([_read_clip(f, frames, height, width) for f in files]), patch)
+        train_pixels = np.stack([_read_clip(f, frames, height, width, fps) for f in split_files["train"]])
+        chosen = UnshuffleEncoder.fitted(train_pixels, patch)  # the train split only: val stays unseen
     else:
         raise ConfigError(f"{source}: option encoder must be 'vae' or 'unshuffle', got '{encoder}'")
-    order = np.random.default_rng(seed).permutation(len(files))
-    num_val = round(len(files) * val_fraction)
-    split_files = {"train": [files[i] for i in order[num_val:]], "val": [files[i] for i in order[:num_val]]}
     pixel_shape = (int(frames), 3, int(height), int(width))
 
     def latents(paths: list[Path]) -> Iterator[np.ndarray]:
         for path in paths:
-            yield chosen.encode(_read_clip(path, frames, height, width)[None])[0]
+            yield chosen.encode(_read_clip(path, frames, height, width, fps)[None])[0]
 
     return write_latent_dataset(
         out_dir,
         source=source,
-        generator_version=GENERATOR_VERSION,
+        generator_version=FOLDER_VERSION,
         options={
             "src": str(src),
             "encoder": encoder,
             "vae_factory": vae_factory,
             "vae_weights": str(vae_weights),
             "frames": int(frames),
+            "fps": float(fps),
             "height": int(height),
             "width": int(width),
             "val_fraction": float(val_fraction),

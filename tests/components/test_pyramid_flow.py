@@ -4,6 +4,7 @@ temporal pyramid, the model's mask and positions, the run's artefacts, determini
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -288,6 +289,28 @@ def test_presets_validate_and_test_preset_is_deterministic(params, data_root, tm
     assert first.metrics == second.metrics
 
 
+def test_grad_clip_is_handed_to_the_strategy_and_the_pre_clip_norm_logged(params, data_root, tmp_path, monkeypatch):
+    # the released scripts clip at 1.0: the Config's grad_clip reaches strategy.prepare (which clips, DeepSpeed in
+    # its engine; tests/components/core/test_strategy.py checks the clipping itself) and no manual clip remains
+    from components.core.strategy import ReplicatedStrategy
+
+    handed, prepare = [], ReplicatedStrategy.prepare
+
+    def recording(self, *args, grad_clip=None, **kwargs):
+        handed.append(grad_clip)
+        return prepare(self, *args, grad_clip=grad_clip, **kwargs)
+
+    monkeypatch.setattr(ReplicatedStrategy, "prepare", recording)
+    request = plan_run(
+        "pyramid_flow", params, preset="test", overrides={"steps": 2, "grad_clip": 0.25}, seed=3, data_dir=data_root
+    )
+    result = execute(request, run_root=tmp_path, data_dir=data_root, show_progress=False)
+    assert handed == [0.25]
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    norms = [r["grad/norm"] for r in records if "grad/norm" in r]
+    assert len(norms) == 2 and all(n > 0.25 for n in norms)  # the pre-clip norm, above the clip here
+
+
 def test_resume_after_preemption_is_bit_exact(params, data_root, tmp_path, preempt_at):
     request = plan_run("pyramid_flow", params, preset="test", overrides={"steps": 12}, seed=1, data_dir=data_root)
     common = dict(data_dir=data_root, show_progress=False, checkpoint_every=4)
@@ -544,3 +567,116 @@ def test_run_trains_on_train_scores_on_val_and_seeds_its_draws(params, data_root
     assert len(draws[0]) == len(draws[1]) == 2
     for step in range(2):
         assert draws[0][step][0] != draws[1][step][0] or draws[0][step][1] != draws[1][step][1]
+
+
+def test_paper_path_trains_on_vae_latents_of_384p_121_frame_clips(params, tmp_path, monkeypatch):
+    """Issue 15: raw clips at the paper's 384p and 121 frames, prepared through the video-folder source by the
+    README's full-scale command with a stand-in causal VAE (user code + safetensors weights: 8x spatial, 8x
+    temporal with the first frame alone, 16 channels), then the paper preset shrunk only in counts. The DiT is
+    built for and fed the paper's latents [16, 16, 48, 80] (960 / 240 / 60 tokens per unit at the 3 stages)."""
+    import json
+
+    import yaml
+
+    import components.pyramid_flow.component as pf
+    from pipelines.cli import main
+    from tests.paper_path import record_inputs, run_paper_path
+    from tests.video_format import PAPER_LATENT, write_raw_clips, write_stand_in_vae
+
+    data_dir = tmp_path / "data"
+    write_raw_clips(tmp_path / "videos", 5)
+    vae_code, vae_weights = write_stand_in_vae(tmp_path / "vae")
+    command = ["prepare", "video", "clips_384p", "--data-dir", str(data_dir), "--set", "source=video-folder"]
+    for option in (
+        f"src={tmp_path / 'videos'}",
+        "encoder=vae",
+        "device=cpu",
+        f"vae_factory={vae_code}:StandInCausalVAE.from_pretrained",
+        f"vae_weights={vae_weights}",
+        "frames=121",
+        "fps=24",
+        "height=384",
+        "width=640",
+    ):
+        command += ["--set", option]
+    assert main(command) == 0
+    manifest = json.loads((data_dir / "video/clips_384p/manifest.json").read_text())
+    assert manifest["latent_shape"] == list(PAPER_LATENT) and manifest["pixel_shape"] == [121, 3, 384, 640]
+    assert (manifest["splits"]["train"]["count"], manifest["splits"]["val"]["count"]) == (4, 1)
+    assert (manifest["encoder"]["name"], manifest["encoder"]["weights"]) == ("video-vae", "causal_video_vae")
+    assert manifest["options"]["fps"] == 24.0
+
+    forwards = record_inputs(monkeypatch, pf, "build_model")
+    built, batches = [], []
+    recording_build, recording_batch = pf.build_model, pf.training_batch
+    monkeypatch.setattr(pf, "build_model", lambda cfg, shape: built.append(tuple(shape)) or recording_build(cfg, shape))
+    monkeypatch.setattr(
+        pf,
+        "training_batch",
+        lambda clips, *a, **k: batches.append(tuple(clips.shape)) or recording_batch(clips, *a, **k),
+    )
+    counts = {
+        "batch_size": 4,
+        "steps": 2,
+        "warmup": 1,
+        "width": 8,
+        "depth": 1,
+        "heads": 1,
+        "val_clips": 1,
+        "eval_batch_size": 1,
+        "sample_clips": 1,
+        "grid_clips": 1,
+        "sample_steps": [1, 1, 1],
+        "video_sample_steps": [1, 1, 1],
+        "cost_steps": 1,
+        "jump_draws": 1000,
+    }
+    result = run_paper_path("pyramid_flow", params, counts, data_dir, tmp_path / "runs")
+
+    assert built == [PAPER_LATENT]
+    assert batches.count((4, *PAPER_LATENT)) == 2 and set(batches) == {(4, *PAPER_LATENT), (1, *PAPER_LATENT)}
+    assert {shape[-1] for shape in forwards} == {16 * 2 * 2}  # patch-2 tokens of the 16 latent channels
+    # the longest sequence: unit 15 at stage 2, its history 14 at level 2, 13 at level 1, 12..0 at level 0
+    assert max(shape[1] for shape in forwards) == 960 + 960 + 240 + 13 * 60
+    config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert (config["dataset"], config["precision"], config["lr"]) == ("video/clips_384p", "bf16", 5e-5)
+    assert all(math.isfinite(value) for value in result.metrics.values()), result.metrics
+    assert {"val/loss", "val/history_gain", "sample/flops_ratio_vs_fullres"} <= result.metrics.keys()
+    assert (result.run_dir / "model.safetensors").stat().st_size > 0
+    assert (result.run_dir / "samples.png").exists()
+    summary = json.loads((result.run_dir / "metrics.json").read_text())  # what the report's row reads
+    assert summary["val/loss"] == pytest.approx(result.metrics["val/loss"])
+
+
+def test_a_dataset_without_val_clips_or_with_too_few_train_clips_fails_before_any_compute(
+    params, tmp_path, monkeypatch
+):
+    # a video folder prepared with val_fraction=0 has an empty val split: the run used to crash in evaluate()
+    # (torch.cat of nothing) after building the model; batch_size above the train clips used to fail after the
+    # initial evaluation. Both are now one line naming the fix, before the model is built.
+    from cluster.runner import RunFailed
+    from components.pyramid_flow import component as module
+    from pipelines.datasets import prepare
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for index in range(3):
+        np.save(folder / f"c{index}.npy", np.full((5, 16, 16, 3), 40 * index, dtype=np.uint8))
+    spec = {"source": "video-folder", "src": str(folder), "encoder": "unshuffle", "frames": 5, "height": 16}
+    prepare("video/no_val", {**spec, "width": 16, "val_fraction": 0.0}, tmp_path)
+    prepare("video/one_val", {**spec, "width": 16, "val_fraction": 0.3}, tmp_path)
+    monkeypatch.setattr(module, "build_model", lambda *args: pytest.fail("the model was built before the data check"))
+    cases = (
+        ("video/no_val", 2, "has no val clips to score: re-prepare it with val_fraction > 0"),
+        ("video/one_val", 4, "batch_size 4 exceeds the 2 train clips of 'video/one_val'"),
+    )
+    for dataset, batch_size, message in cases:
+        request = plan_run(
+            "pyramid_flow",
+            params,
+            preset="test",
+            overrides={"dataset": dataset, "batch_size": batch_size, "sample_ratios": [1, 0, 1]},
+            data_dir=tmp_path,
+        )
+        with pytest.raises(RunFailed, match=message):
+            execute(request, run_root=tmp_path / "runs", data_dir=tmp_path, show_progress=False)

@@ -38,11 +38,11 @@ MUTANTS = [
         guards="the probe reads the raw gradient, before clipping (§3.4, §8)",
         file=COMPONENT,
         find="        if step % cfg.log_every == 0 or step == budget - 1:\n"
-        "            total, per_tensor = gradient_norms(named)",
+        "            total, per_tensor = gradient_norms(named, grad_of",
         replace="        if cfg.grad_clip is not None:\n"
         "            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)\n"
         "        if step % cfg.log_every == 0 or step == budget - 1:\n"
-        "            total, per_tensor = gradient_norms(named)",
+        "            total, per_tensor = gradient_norms(named, grad_of",
         killers=("tests/components/test_adamw_l1.py::test_logged_norms_are_the_raw_gradient_before_clipping",),
     ),
     Mutant(

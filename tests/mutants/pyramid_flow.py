@@ -12,6 +12,8 @@ SAMPLER = "components/pyramid_flow/sampler.py"
 MODEL = "components/pyramid_flow/model.py"
 COMPONENT = "components/pyramid_flow/component.py"
 TESTS = "tests/components/test_pyramid_flow.py"
+VIDEO = "pipelines/datasets/video.py"
+VIDEO_TESTS = "tests/pipelines/test_prepare_video.py"
 
 MUTANTS = [
     # --- contributions: the pyramid of noise and latents, the stage table, the jump, the temporal pyramid ---
@@ -188,5 +190,63 @@ MUTANTS = [
             "        cache = store.setdefault(count, {})\n"
         ),
         killers=(f"{TESTS}::test_model_velocity_packs_each_units_own_history",),
+    ),
+    # --- the paper path (issue 15): real clips at 384p / 121 frames / 24 fps through the video-folder source ---
+    Mutant(
+        name="video-folder-val-rounds-to-none",
+        kind="bug",
+        guards="a small folder keeps one val clip at the default val_fraction 0.05, so a run has clips to score",
+        file=VIDEO,
+        find="num_val = max(1, round(len(files) * val_fraction)) if val_fraction > 0 else 0",
+        replace="num_val = round(len(files) * val_fraction)",
+        killers=(
+            f"{VIDEO_TESTS}::test_video_folder_keeps_one_val_clip_when_the_fraction_rounds_to_none",
+            f"{TESTS}::test_paper_path_trains_on_vae_latents_of_384p_121_frame_clips",
+        ),
+    ),
+    Mutant(
+        name="video-folder-stand-in-fitted-on-val",
+        kind="bug",
+        guards="the unshuffle stand-in's mean and std come from the train clips only, never from val",
+        file=VIDEO,
+        find='for f in split_files["train"]])',
+        replace="for f in files])",
+        killers=(f"{VIDEO_TESTS}::test_video_folder_stand_in_statistics_come_from_the_train_split_only",),
+    ),
+    Mutant(
+        name="video-frame-rate-ignored",
+        kind="bug",
+        guards="clips are resampled to the paper's 24 fps by their timestamps, not cut to the first 121 decoded frames",
+        file=VIDEO,
+        find="resample_frames(timed, fps, frames)",
+        replace="resample_frames(timed, 0, frames)",
+        killers=(f"{VIDEO_TESTS}::test_video_clips_are_resampled_to_the_asked_frame_rate",),
+    ),
+    Mutant(
+        name="video-frames-squashed",
+        kind="bug",
+        guards="frames keep their aspect (scaled to cover 640 x 384, centre-cropped), never squashed to 5:3",
+        file=VIDEO,
+        find="    size = (max(width, round(w * scale)), max(height, round(h * scale)))  # PIL's (width, height)\n",
+        replace="    size = (width, height)\n",
+        killers=(f"{VIDEO_TESTS}::test_frames_are_scaled_to_cover_then_centre_cropped_never_squashed",),
+    ),
+    Mutant(
+        name="run-without-val-clips-crashes-late",
+        kind="bug",
+        guards="an empty val split (or too few train clips) is one line naming the fix, before the model is built",
+        file=COMPONENT,
+        find="    if len(val_split) == 0:\n",
+        replace="    if False:\n",
+        killers=(f"{TESTS}::test_a_dataset_without_val_clips_or_with_too_few_train_clips_fails_before_any_compute",),
+    ),
+    Mutant(
+        name="grad-clip-not-handed-to-strategy",
+        kind="bug",
+        guards="the released recipe's clip at 1.0 reaches the strategy, which clips (DeepSpeed: in its engine)",
+        file=COMPONENT,
+        find="ctx.strategy.prepare(net, optimizer, scheduler, grad_clip=cfg.grad_clip)",
+        replace="ctx.strategy.prepare(net, optimizer, scheduler)",
+        killers=(f"{TESTS}::test_grad_clip_is_handed_to_the_strategy_and_the_pre_clip_norm_logged",),
     ),
 ]

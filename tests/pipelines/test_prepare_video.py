@@ -233,3 +233,115 @@ def test_video_folder_with_the_stand_in_encoder(tmp_path):
     train = LatentShards(tmp_path / "data", "video/small", "train")
     assert train.shape == (5, 12, 8, 8) and train.pixel_shape == (5, 3, 16, 16)  # resized 8 -> 16, unshuffled
     assert isinstance(decoder_for(train.encoder), UnshuffleEncoder)
+
+
+def test_video_folder_keeps_one_val_clip_when_the_fraction_rounds_to_none(tmp_path):
+    # 5 clips at the default val_fraction 0.05 used to round to an empty val split (a run then has nothing to
+    # score); now at least one clip is held out when any is asked for, and a folder too small for both is an error
+    write_clips(tmp_path / "clips", 5)
+    base = {"source": "video-folder", "src": str(tmp_path / "clips"), "encoder": "unshuffle", "frames": 5}
+    prepare("video/small", {**base, "height": 16, "width": 16}, tmp_path / "data")
+    assert [len(LatentShards(tmp_path / "data", "video/small", s)) for s in ("train", "val")] == [4, 1]
+    prepare("video/none", {**base, "height": 16, "width": 16, "val_fraction": 0.0}, tmp_path / "data")
+    assert [len(LatentShards(tmp_path / "data", "video/none", s)) for s in ("train", "val")] == [5, 0]
+    write_clips(tmp_path / "one", 1)
+    with pytest.raises(DataError, match="has 1 clip.s.: too few for a train split and 1 val clip"):
+        prepare("video/x", {**base, "src": str(tmp_path / "one"), "height": 16, "width": 16}, tmp_path / "data")
+
+
+def test_video_folder_stand_in_statistics_come_from_the_train_split_only(tmp_path):
+    # the unshuffle stand-in's mean and std are fitted on train clips: a bright val clip must not move them
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for index in range(4):
+        np.save(folder / f"c{index}.npy", np.full((5, 8, 8, 3), 10 * index, dtype=np.uint8))
+    spec = {"source": "video-folder", "src": str(folder), "encoder": "unshuffle", "frames": 5, "height": 8}
+    prepare("video/fit", {**spec, "width": 8, "val_fraction": 0.25}, tmp_path / "data")
+    train = LatentShards(tmp_path / "data", "video/fit", "train")
+    val = LatentShards(tmp_path / "data", "video/fit", "val")
+    pixels = train.arrays() * train.encoder["std"] + train.encoder["mean"]
+    assert train.encoder["mean"] == pytest.approx(pixels.mean(), abs=1e-6)
+    assert train.encoder["std"] == pytest.approx(pixels.std(), rel=1e-5)
+    everything = np.concatenate([pixels, val.arrays() * train.encoder["std"] + train.encoder["mean"]])
+    assert abs(everything.mean() - train.encoder["mean"]) > 1e-3  # control: the val clip differs from train
+
+
+def fake_pyav(source_fps: float, count: int, side: int = 4):
+    """A stand-in for PyAV (not installed here): every container decodes `count` frames at `source_fps`, frame i
+    filled with the value i, with PyAV's frame.time (seconds, from a nonzero start) and to_ndarray."""
+    import types
+
+    class Frame:
+        def __init__(self, index):
+            self.index, self.time = index, 10.0 + index / source_fps
+
+        def to_ndarray(self, format):
+            assert format == "rgb24"
+            return np.full((side, side, 3), self.index, dtype=np.uint8)
+
+    class Container:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def decode(self, video):
+            return (Frame(i) for i in range(count))
+
+    return types.SimpleNamespace(open=lambda path: Container(), error=types.SimpleNamespace(FFmpegError=OSError))
+
+
+@pytest.mark.parametrize(
+    ("source_fps", "fps", "indices"),
+    [
+        (30, 24, [0, 1, 2, 3, 5, 6, 7, 8, 10]),  # the frame on screen at j / 24 s: floor(1.25 j)
+        (12, 24, [0, 0, 1, 1, 2, 2, 3, 3, 4]),  # a slower source holds each frame for two output frames
+        (24, 24, list(range(9))),
+        (30, 0, list(range(9))),  # fps 0: every decoded frame
+    ],
+)
+def test_video_clips_are_resampled_to_the_asked_frame_rate(tmp_path, monkeypatch, source_fps, fps, indices):
+    # the paper's clips are 121 frames at 24 fps (5 s); taking the first 121 frames of a 30 fps video would give
+    # 4 s clips at the wrong speed, so a container is resampled by its timestamps (option fps, default 24)
+    import sys
+
+    from pipelines.datasets.video import _read_clip
+
+    monkeypatch.setitem(sys.modules, "av", fake_pyav(source_fps, 40))
+    (tmp_path / "clip.mp4").write_bytes(b"not read by the stand-in")
+    clip = _read_clip(tmp_path / "clip.mp4", 9, 4, 4, fps)
+    assert clip.shape == (9, 3, 4, 4)
+    assert np.rint(clip[:, 0, 0, 0] * 255).astype(int).tolist() == indices
+
+
+def test_video_folder_resamples_containers_and_names_a_short_clip(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "av", fake_pyav(12, 5))
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for index in range(2):
+        (folder / f"c{index}.MP4").write_bytes(b"")
+    base = {"source": "video-folder", "src": str(folder), "encoder": "unshuffle", "height": 4, "width": 4}
+    prepare("video/rated", {**base, "frames": 9, "val_fraction": 0.0}, tmp_path / "data")
+    assert LatentShards(tmp_path / "data", "video/rated", "train").manifest["options"]["fps"] == 24.0
+    with pytest.raises(DataError, match="has 9 frames at 24 fps, fewer than the 10 asked"):
+        prepare("video/x", {**base, "frames": 10}, tmp_path / "data")
+    with pytest.raises(ConfigError, match="option fps must be >= 0"):
+        prepare("video/x", {**base, "fps": -1}, tmp_path / "data")
+
+
+def test_frames_are_scaled_to_cover_then_centre_cropped_never_squashed():
+    # a 16:9 source must keep its aspect on the way to the paper's 640 x 384 (5:3): scaled until it covers the
+    # target, then centre-cropped, as the image sources do (squashing it stretched every object sideways)
+    from pipelines.datasets.video import cover_and_crop
+
+    frame = np.zeros((8, 16, 3), dtype=np.uint8)
+    frame[:, :, 0] = np.arange(16, dtype=np.uint8)[None] * 10  # column index in the red channel
+    assert cover_and_crop(frame, 8, 8)[:, :, 0].tolist() == [list(range(40, 120, 10))] * 8  # columns 4..11
+    wide = np.zeros((360, 640, 3), dtype=np.uint8)
+    wide[:, 310:330] = 255  # a centred 20 x 360 bar: 20 px wide before and after (the scale is 384 / 360)
+    out = cover_and_crop(wide, 384, 640)
+    columns = np.flatnonzero(out[192, :, 0] > 127)
+    assert out.shape == (384, 640, 3) and len(columns) in (21, 22) and abs(columns.mean() - 319.5) < 1.5
