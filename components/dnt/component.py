@@ -15,6 +15,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from components.core.augment import (
+    imagenet_normalise,
+    mixup_cutmix,
+    rand_augment,
+    random_erasing,
+    random_resized_crop_flip,
+    soft_cross_entropy,
+)
 from components.core.contract import RunContext
 from components.core.errors import Preempted, RunError
 from components.core.optim import OPTIMIZERS, build_optimizer
@@ -40,6 +48,15 @@ DIGITS_VIT = {  # dnt.md §6: 2x2 patches -> 16 tokens + cls, d 64, 4 heads, 4 b
     "lr_by_optimizer": {},
     "weight_decay_by_optimizer": {},  # the optimizer table's defaults at small scale
     "adamw_betas": (0.9, 0.999),  # the ViT's (timm) AdamW, as torch's default
+    # DeiT's ImageNet recipe makes no sense on 8x8 grey digits (a flip changes a digit, mean/std are RGB's): off
+    "augment": "none",
+    "normalise": False,
+    "randaugment_layers": 0,
+    "random_erasing": 0.0,
+    "mixup_alpha": 0.0,
+    "cutmix_alpha": 0.0,
+    "label_smoothing": 0.0,
+    "drop_path": 0.0,
 }
 LAST_LOSSES = 20  # final/train_loss: the mean batch loss over the last steps
 HISTORY_POINTS = 1000  # at most this many (step, loss) points are kept for the curves plot
@@ -74,6 +91,7 @@ def model_spec(cfg: Config) -> Spec:
         norm_eps=cfg.norm_eps,
         act=cfg.act,
         bias=cfg.bias,
+        drop_path=cfg.drop_path if cfg.backbone == "vit" else 0.0,  # DeiT's stochastic depth; nanoGPT has none
     )
 
 
@@ -87,14 +105,79 @@ def build_model(cfg: Config) -> nn.Module:
     return GPT(model_spec(cfg), vocab_size(cfg), cfg.seq_len)
 
 
-def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images [B, H, W] or [B, H, W, C] -> float [B, H, W, C] in [-1, 1]."""
+def to_input(images: torch.Tensor, normalise: bool = False) -> torch.Tensor:
+    """uint8 images [B, H, W] or [B, H, W, C] -> float [B, H, W, C]: ImageNet's mean/std (normalise, RGB only)
+    or [-1, 1]. Training and evaluation both go through here, so they see the same scale."""
+    if normalise:
+        return imagenet_normalise(images)
     x = images.float().div(127.5).sub(1.0)
     return rearrange(x, "b h w -> b h w 1") if x.ndim == 3 else x
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction=reduction)
+
+
+def training_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against hard labels, or against soft targets [B, K] (mixup / cutmix / label smoothing)."""
+    if targets.is_floating_point():
+        return soft_cross_entropy(logits, targets)
+    return cross_entropy(logits, targets)
+
+
+def uses_soft_targets(cfg: Config) -> bool:
+    return cfg.backbone == "vit" and (cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0 or cfg.label_smoothing > 0)
+
+
+def recipe_batch(
+    cfg: Config, images: np.ndarray, labels: torch.Tensor, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training batch through DeiT's recipe, in timm's order: random-resized crop + flip, RandAugment (uint8),
+    normalisation, random erasing (per image), then mixup / cutmix over the batch with label-smoothed soft
+    targets. Every piece the Config turns off is skipped; with all off this is to_input and the hard labels."""
+    if cfg.augment == "random-resized-crop-flip":
+        images = random_resized_crop_flip(images, cfg.image_size, rng, scale=cfg.crop_scale)
+    images = rand_augment(images, rng, cfg.randaugment_layers, cfg.randaugment_magnitude, cfg.randaugment_magnitude_std)
+    inputs = to_input(torch.from_numpy(np.ascontiguousarray(images)), cfg.normalise)
+    if cfg.random_erasing > 0:
+        inputs = random_erasing(inputs, cfg.random_erasing, rng)
+    if not uses_soft_targets(cfg):
+        return inputs, labels
+    inputs, targets, _, _ = mixup_cutmix(
+        inputs,
+        labels,
+        cfg.num_classes,
+        rng,
+        cfg.mixup_alpha,
+        cfg.cutmix_alpha,
+        cfg.mix_switch_prob,
+        cfg.label_smoothing,
+    )
+    return inputs, targets
+
+
+class RecipeBatches(torch.utils.data.IterableDataset):
+    """This rank's training batches start, start + 1, ... of `shards` (ImageShards' order), each through
+    recipe_batch with its generator seeded per (seed, batch, rank), so a resumed run sees the same crops, mixes
+    and erasures. The recipe runs in the DataLoader's workers (decoding and ~15 ms per 224 px image of PIL work
+    stay off the training process): worker w of W makes batches start + w, start + w + W, ..., which the loader
+    takes round-robin, so the batches and their draws are the same for any number of workers."""
+
+    def __init__(self, cfg: Config, shards: ImageShards, seed: int, start: int, rank: int, world_size: int):
+        super().__init__()
+        self.cfg, self.shards, self.seed, self.start = cfg, shards, seed, start
+        self.rank, self.world_size = rank, world_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        worker = torch.utils.data.get_worker_info()
+        worker_id, workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        batch = self.start + worker_id
+        while True:
+            indices = self.shards.batch_indices(batch, self.cfg.batch_size, self.seed, self.rank, self.world_size)
+            rng = np.random.default_rng([self.seed, batch, self.rank])
+            labels = torch.from_numpy(self.shards.labels[indices])
+            yield recipe_batch(self.cfg, self.shards.images(indices), labels, rng)
+            batch += workers
 
 
 class ImageTask:
@@ -126,16 +209,14 @@ class ImageTask:
         }
 
     def stream(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        loader = self.splits["train"].loader(
-            self.cfg.batch_size,
-            seed=self.ctx.seed,
-            start_batch=start,
-            rank=self.ctx.rank,
-            world_size=self.ctx.world_size,
-            num_workers=self.cfg.workers,
+        train = self.splits["train"]
+        train._check_batching(self.cfg.batch_size, self.ctx.rank, self.ctx.world_size, start)  # as its loader does
+        batches = RecipeBatches(
+            self.cfg, train, seed=self.ctx.seed, start=start, rank=self.ctx.rank, world_size=self.ctx.world_size
         )
-        for images, labels in loader:
-            yield to_input(images).to(self.ctx.device), labels.to(self.ctx.device)
+        loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=self.cfg.workers)
+        for inputs, targets in loader:
+            yield inputs.to(self.ctx.device), targets.to(self.ctx.device)
 
     @torch.no_grad()
     def _split(self, model: nn.Module, split: str, autocast) -> tuple[float, float]:
@@ -143,7 +224,7 @@ class ImageTask:
         total, correct = 0.0, 0
         for start in range(0, len(shards), self.cfg.eval_batch_size):
             indices = np.arange(start, min(start + self.cfg.eval_batch_size, len(shards)))
-            images = to_input(torch.from_numpy(shards.images(indices))).to(self.ctx.device)
+            images = to_input(torch.from_numpy(shards.images(indices)), self.cfg.normalise).to(self.ctx.device)
             labels = torch.from_numpy(shards.labels[indices]).to(self.ctx.device)
             with autocast():
                 logits = model(images)
@@ -230,6 +311,15 @@ def write_plots(run_dir: Path, history: dict, histograms: dict[str, np.ndarray],
     plt.close(fig)
 
 
+def evaluate(task, model: nn.Module, autocast, final: bool = False) -> dict[str, float]:
+    """The task's evaluation with the model in eval mode (drop-path off), back in training mode after."""
+    model.eval()
+    try:
+        return task.evaluate(model, autocast, final=final)
+    finally:
+        model.train()
+
+
 def prepare(ctx: RunContext, net: nn.Module, optimizer, scheduler, grad_clip: float | None) -> tuple:
     """The strategy's prepare, plus whether the loop clips the gradients itself. DeepSpeed takes the clip value
     into its engine (which clips inside its step, where ZeRO keeps the gradients); under plain and DDP the loop
@@ -278,7 +368,7 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
         inputs, targets = next(stream)
         lr = optimizer.param_groups[0]["lr"]
         with autocast():
-            loss = cross_entropy(model(inputs), targets)
+            loss = training_loss(model(inputs), targets)
         value = checked_backward(
             ctx, loss, step=step, limit=cfg.divergence_limit, lr=lr, hint="lower lr or weight decay"
         )
@@ -295,7 +385,7 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
         ctx.strategy.step()
         done = step + 1
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
-            metrics.update(task.evaluate(model, autocast))
+            metrics.update(evaluate(task, model, autocast))
             metrics["weights/sigma1_wqk_max"] = max(sigma1_wqk(net))
             state["history"]["val_steps"].append(done)
             state["history"]["val_loss"].append(metrics["val/loss"])
@@ -312,7 +402,7 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
         if stop and done < cfg.steps:
             raise Preempted(f"stopped at step {done} of {cfg.steps}; resume continues from its checkpoint")
 
-    final = task.evaluate(model, autocast, final=True)
+    final = evaluate(task, model, autocast, final=True)
     final["final/train_loss"] = float(np.mean(state["last_losses"]))
     final["weights/sigma1_wqk_max"] = max(sigma1_wqk(net))
     final.update(
@@ -392,7 +482,8 @@ class DNT:
         optimizer = make_optimizer(cfg, model)
         if cfg.backbone == "vit":
             images = torch.randint(0, 256, (2, cfg.image_size, cfg.image_size, cfg.channels), dtype=torch.uint8)
-            loss = cross_entropy(model(to_input(images)), torch.randint(0, cfg.num_classes, (2,)))
+            inputs = to_input(images, cfg.normalise)
+            loss = cross_entropy(model(inputs), torch.randint(0, cfg.num_classes, (2,)))
         else:
             tokens = torch.randint(0, vocab_size(cfg), (2, min(cfg.seq_len, 64) + 1))  # a short window, same model
             loss = cross_entropy(model(tokens[:, :-1]), tokens[:, 1:])

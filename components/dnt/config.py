@@ -42,6 +42,21 @@ class Config(BaseModel):
     num_classes: int = Field(1000, ge=2)  # vit: ImageNet-1k
     patch_size: int = Field(16, ge=1)  # vit: ViT-L/16
 
+    # vit only: the timm/DeiT training recipe dnt.md §7 names ("timm/DeiT-style recipe ... heavy augmentation"), at
+    # DeiT's values (Touvron et al. 2021, its main.py defaults); the gpt ignores these. Eval is never augmented
+    augment: Literal["none", "random-resized-crop-flip"] = "random-resized-crop-flip"  # scale (0.08, 1), 3/4-4/3
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # area fraction of a random-resized crop (torchvision, DeiT)
+    normalise: bool = True  # ImageNet mean/std (DeiT); False: pixels mapped to [-1, 1] (any channel count)
+    randaugment_layers: int = Field(2, ge=0)  # rand-m9-mstd0.5-inc1: 2 ops per image; 0: no RandAugment
+    randaugment_magnitude: float = Field(9.0, ge=0, le=10)  # m9
+    randaugment_magnitude_std: float = Field(0.5, ge=0)  # mstd0.5: the magnitude is N(9, 0.5^2) per op
+    random_erasing: float = Field(0.25, ge=0, le=1)  # DeiT's reprob: one noise box per image at this probability
+    mixup_alpha: float = Field(0.8, ge=0)  # Beta(0.8, 0.8) lam; 0: no mixup
+    cutmix_alpha: float = Field(1.0, ge=0)  # Beta(1, 1) lam; 0: no cutmix
+    mix_switch_prob: float = Field(0.5, ge=0, le=1)  # with both on: cutmix with this probability, else mixup
+    label_smoothing: float = Field(0.1, ge=0, lt=1)  # DeiT's smoothing, folded into the (mixed) soft targets
+    drop_path: float = Field(0.1, ge=0, lt=1)  # stochastic depth of the last block, linear from 0 (DeiT-B's 0.1)
+
     # optimisation: lr None -> lr_by_optimizer[optimizer] -> the optimizer table's default (same for weight decay)
     # the paper's point: momentum SGD with decoupled decay, in the EMA form b = 0.9 b + 0.1 g, the form in which the
     # paper's LR 1.0 trains (in PyTorch's b = 0.9 b + g it diverges: README, "Momentum form")
@@ -78,6 +93,12 @@ class Config(BaseModel):
             raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
         if self.backbone == "vit" and self.image_size % self.patch_size:
             raise ValueError(f"patch_size ({self.patch_size}) must divide image_size ({self.image_size})")
+        if self.backbone == "vit" and self.normalise and self.channels != 3:
+            raise ValueError(
+                f"normalise uses ImageNet's RGB mean/std: set normalise=false for {self.channels} channel(s)"
+            )
+        if self.crop_scale[0] <= 0 or self.crop_scale[0] > self.crop_scale[1] or self.crop_scale[1] > 1:
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
         if self.schedule.warmup >= self.steps:
             raise ValueError(f"schedule.warmup ({self.schedule.warmup}) must be smaller than steps ({self.steps})")
         return self

@@ -69,6 +69,7 @@ class Spec:
     norm_eps: float = 1e-6
     act: str = "relu"
     bias: bool = False
+    drop_path: float = 0.0  # stochastic depth of the last block; block i of N drops at i / (N - 1) of it (timm)
 
     @property
     def layout(self) -> Layout:
@@ -111,10 +112,35 @@ class FeedForward(nn.Module):
         return self.w2(self.act(self.w1(x)))
 
 
+class DropPath(nn.Module):
+    """Stochastic depth (timm's drop_path): in training, each sample's residual branch is zeroed with probability
+    `rate` and kept branches are scaled by 1 / (1 - rate), so the expectation is unchanged; the identity in eval."""
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, branch: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0.0:
+            return branch
+        keep = 1.0 - self.rate
+        mask = branch.new_empty((branch.shape[0],) + (1,) * (branch.ndim - 1)).bernoulli_(keep)
+        return branch * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate:g}"
+
+
+def drop_path_rates(rate: float, depth: int) -> list[float]:
+    """timm's linearly increasing stochastic-depth rule: 0 for the first block, `rate` for the last."""
+    return [rate * i / (depth - 1) if depth > 1 else rate for i in range(depth)]
+
+
 class Block(nn.Module):
-    def __init__(self, spec: Spec, causal: bool):
+    def __init__(self, spec: Spec, causal: bool, drop_path: float = 0.0):
         super().__init__()
         layout = spec.layout
+        self.drop_path = DropPath(drop_path)  # one rate per block, a fresh mask per branch (attention, FFN)
         self.attn_norm = spec.norm(spec.dim)  # PreNorm: every variant has it
         self.attn = Attention(spec, causal)
         self.attn_mid_norm = spec.norm(spec.dim) if layout.mid_norm else nn.Identity()
@@ -123,8 +149,8 @@ class Block(nn.Module):
         self.ffn_mid_norm = spec.norm(spec.dim) if layout.mid_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn_mid_norm(self.attn(self.attn_norm(x)))  # MidNorm on the branch, before the add
-        return x + self.ffn_mid_norm(self.ffn(self.ffn_norm(x)))
+        x = x + self.drop_path(self.attn_mid_norm(self.attn(self.attn_norm(x))))  # MidNorm on the branch, pre-add
+        return x + self.drop_path(self.ffn_mid_norm(self.ffn(self.ffn_norm(x))))
 
 
 class Trunk(nn.Module):
@@ -133,7 +159,8 @@ class Trunk(nn.Module):
     def __init__(self, spec: Spec, causal: bool):
         super().__init__()
         self.input_norm = spec.norm(spec.dim) if spec.layout.input_norm else nn.Identity()
-        self.blocks = nn.ModuleList(Block(spec, causal) for _ in range(spec.depth))
+        rates = drop_path_rates(spec.drop_path, spec.depth)
+        self.blocks = nn.ModuleList(Block(spec, causal, rate) for rate in rates)
         self.final_norm = spec.norm(spec.dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file, save_file
 
+from components.core.augment import random_resized_crop_flip
 from components.core.contract import RunContext
 from components.core.errors import ConfigError, Preempted, RunError
 from components.core.optim import build_optimizer
@@ -35,6 +36,8 @@ DIGITS_MLP = {
     "lr": 2e-3,
     "schedule": {"name": "constant"},
     "batch_size": 64,
+    "augment": "none",  # 8x8 grey digits: a mirrored or cropped digit is another digit
+    "normalise": False,  # ImageNet's statistics are RGB's: digits stay pixels / 255
 }  # sei_bwsnn.md §6 (Adam 2e-3, batch 64)
 
 
@@ -46,13 +49,21 @@ def teacher_path(cfg: Config) -> Path | None:
     return path / TEACHER_FILE if path.is_dir() else path
 
 
+def train_input(cfg: Config, images: np.ndarray, rng: np.random.Generator, device: str) -> torch.Tensor:
+    """A training batch: ImageNet's random-resized crop + flip at the stored side (augment), then the same
+    to_input as evaluation (mean/std when normalise). Evaluation never comes here: it reads the stored images."""
+    if cfg.augment == "random-resized-crop-flip":
+        images = random_resized_crop_flip(images, images.shape[1], rng, scale=cfg.crop_scale)
+    return to_input(torch.from_numpy(images).to(device), cfg.arch, cfg.normalise)
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: np.ndarray, cfg: Config, device: str) -> torch.Tensor:
     """Per-step logits [T, N, C] over a whole split, in chunks, in eval mode."""
     was_training = model.training
     model.eval()
     chunks = [
-        model(to_input(torch.from_numpy(images[i : i + cfg.eval_batch_size]).to(device), cfg.arch))
+        model(to_input(torch.from_numpy(images[i : i + cfg.eval_batch_size]).to(device), cfg.arch, cfg.normalise))
         for i in range(0, len(images), cfg.eval_batch_size)
     ]
     model.train(was_training)
@@ -76,7 +87,8 @@ def train_teacher(cfg: Config, ctx: RunContext, train: ImageShards) -> torch.nn.
     stream = train.batches(cfg.batch_size, seed=ctx.seed + 10_000)  # its own order: not the student's batches
     for step in ctx.progress(range(budget), total=budget, desc="sei_bwsnn teacher"):
         images, labels = next(stream)
-        logits = teacher(to_input(torch.from_numpy(images).to(ctx.device), cfg.arch))[0]
+        x = train_input(cfg, images, np.random.default_rng([ctx.seed + 10_000, step]), ctx.device)  # same on all ranks
+        logits = teacher(x)[0]
         loss = F.cross_entropy(logits, torch.from_numpy(labels).to(ctx.device))
         # non-finite only: divergence_limit is the student's
         raise_if_diverged(loss.item(), step=step, limit=math.inf, what="teacher loss")
@@ -206,6 +218,8 @@ def train_student(cfg: Config, ctx: RunContext) -> dict[str, float]:
             f"{cfg.dataset} holds {train.shape[0]}x{train.shape[1]} images, the run needs "
             f"{cfg.image_size}x{cfg.image_size}: prepare it with --set size={cfg.image_size} (or set image_size)"
         )
+    if cfg.normalise and (len(train.shape) != 3 or train.shape[2] != 3):
+        raise ConfigError(f"normalise uses ImageNet's RGB mean/std and {cfg.dataset} is not RGB: set normalise=false")
     if cfg.arch == "transformer" and any(side % cfg.patch for side in tuple(train.shape)[:2]):
         raise ConfigError(f"patch {cfg.patch} does not divide {cfg.dataset}'s image size {tuple(train.shape)[:2]}")
     path = teacher_path(cfg)
@@ -228,7 +242,8 @@ def train_student(cfg: Config, ctx: RunContext) -> dict[str, float]:
     stream = train.batches(cfg.batch_size, seed=ctx.seed, start_batch=start, rank=ctx.rank, world_size=ctx.world_size)
     for step in ctx.progress(range(start, budget), total=budget, initial=start, desc=f"sei_bwsnn T={cfg.steps}"):
         images, labels = next(stream)
-        x = to_input(torch.from_numpy(images).to(ctx.device), cfg.arch)
+        # drawn per (seed, step, rank): a resumed run sees the same crops; the teacher sees the student's x
+        x = train_input(cfg, images, np.random.default_rng([ctx.seed, step, ctx.rank]), ctx.device)
         labels = torch.from_numpy(labels).to(ctx.device)
         lr = optimizer.param_groups[0]["lr"]
         step_logits = model(x)
@@ -308,7 +323,8 @@ class SEIBWSNN:
         model = build_model(cfg, shape, classes)
         optimizer = build_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay)
         images = torch.randint(0, 256, (2, *shape), dtype=torch.uint8)
-        loss = sei_loss(model(to_input(images, cfg.arch)), torch.randint(0, classes, (2,)), None, 0.0, 1.0, "mean")
+        x = to_input(images, cfg.arch, cfg.normalise and len(shape) == 3)
+        loss = sei_loss(model(x), torch.randint(0, classes, (2,)), None, 0.0, 1.0, "mean")
         loss.backward()
         optimizer.step()
         return loss.item()

@@ -55,6 +55,11 @@ class Config(BaseModel):
     shortcut: Literal["per_layer", "block", "none"] = (
         "per_layer"  # "multiple shortcuts": one per binary layer [assumed]
     )
+    # ImageNet's standard training recipe (the spec names no augmentation; sei_bwsnn.md §3.6 follows SLTT, whose
+    # ImageNet loader is torchvision's): random-resized crop + flip on training batches, mean/std everywhere
+    augment: Literal["none", "random-resized-crop-flip"] = "random-resized-crop-flip"  # scale (0.08, 1) [assumed]
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # area fraction of a random-resized crop (torchvision)
+    normalise: bool = True  # ImageNet mean/std (RGB); False: pixels / 255
     neuron: NeuronConfig = NeuronConfig()
     kd: KDConfig = KDConfig()
     width: int = Field(512, ge=8)  # model width D (MLP hidden / Transformer embedding); Spikformer-8-512 class
@@ -73,6 +78,8 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _shapes(self) -> Config:
+        if self.crop_scale[0] <= 0 or self.crop_scale[0] > self.crop_scale[1] or self.crop_scale[1] > 1:
+            raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
         if self.arch == "transformer" and self.width % self.heads:
             raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
         if self.kd.teacher == "train" and self.arch == "transformer" and self.kd.teacher_width % self.heads:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
+from components.core.augment import imagenet_normalise
 from components.sei_bwsnn.binary import BinaryLinear
 from components.sei_bwsnn.config import Config
 from components.snn import LIF, direct
@@ -162,9 +163,10 @@ def build_model(cfg: Config, image_shape: tuple[int, ...], classes: int, *, teac
     return SpikingTransformer(cfg, image_shape, classes, width, binary, spiking)
 
 
-def to_input(images: torch.Tensor, arch: str) -> torch.Tensor:
-    """uint8 [B, H, W] or [B, H, W, C] -> floats in [0, 1]; channels first for the transformer."""
-    x = images.float().div(255.0)
+def to_input(images: torch.Tensor, arch: str, normalise: bool = False) -> torch.Tensor:
+    """uint8 [B, H, W] or [B, H, W, C] -> floats in [0, 1], or ImageNet's mean/std (normalise, RGB only);
+    channels first for the transformer. Training, evaluation and the teacher all read their input through here."""
+    x = imagenet_normalise(images) if normalise else images.float().div(255.0)
     if arch == "mlp":
         return x.flatten(1)
     return rearrange(x, "b h w -> b 1 h w") if x.ndim == 3 else rearrange(x, "b h w c -> b c h w")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 
@@ -773,6 +774,286 @@ def test_paper_path_gpt2_on_nanogpt_token_bins(params, tmp_path, monkeypatch):
     assert {"val/loss", "val/acc", "final/train_loss"} <= result.metrics.keys()
     assert (result.run_dir / "model.safetensors").stat().st_size > 0
     assert json.loads((result.run_dir / "data.json").read_text())["source"] == "bin:tokens/openwebtext"
+
+
+# issue 15: DeiT's training recipe for the ViT (dnt.md §7: "the timm/DeiT-style recipe ... heavy augmentation").
+VIT_SETTING = {  # the README's ViT-L/16 ImageNet command, as overrides of the paper preset
+    "backbone": "vit",
+    "dataset": "images/imagenet",
+    "image_size": 224,
+    "channels": 3,
+    "num_classes": 1000,
+    "patch_size": 16,
+    "depth": 24,
+    "dim": 1024,
+    "heads": 16,
+    "ffn_dim": 4096,
+    "lr_by_optimizer.msgdw_ema": 0.5,
+    "lr_by_optimizer.adamw": 1e-3,
+    "weight_decay_by_optimizer.adamw": 0.05,
+    "adamw_betas": [0.9, 0.999],
+    "batch_size": 4096,
+    "steps": 93800,
+    "schedule.warmup": 1564,
+    "schedule.min_ratio": 0,
+    "eval_batch_size": 256,
+    "workers": 8,
+}
+DEIT = {  # DeiT's main.py defaults (rand-m9-mstd0.5-inc1, reprob 0.25, mixup 0.8, cutmix 1.0, smoothing 0.1)
+    "augment": "random-resized-crop-flip",
+    "crop_scale": (0.08, 1.0),
+    "normalise": True,
+    "randaugment_layers": 2,
+    "randaugment_magnitude": 9.0,
+    "randaugment_magnitude_std": 0.5,
+    "random_erasing": 0.25,
+    "mixup_alpha": 0.8,
+    "cutmix_alpha": 1.0,
+    "mix_switch_prob": 0.5,
+    "label_smoothing": 0.1,
+    "drop_path": 0.1,
+}
+RECIPE_OFF = {
+    "augment": "none",
+    "normalise": False,
+    "randaugment_layers": 0,
+    "random_erasing": 0.0,
+    "mixup_alpha": 0.0,
+    "cutmix_alpha": 0.0,
+    "label_smoothing": 0.0,
+    "drop_path": 0.0,
+}
+
+
+def vit_config(**changes) -> Config:
+    base = {"backbone": "vit", "image_size": 32, "patch_size": 8, "depth": 3, "dim": 32, "heads": 2, "ffn_dim": 64}
+    return Config(**(base | {"num_classes": 10, "steps": 10, "schedule": {"name": "constant"}} | changes))
+
+
+def test_the_recipe_is_deits_by_default_and_off_on_digits(params):
+    defaults = Config()
+    assert {key: getattr(defaults, key) for key in DEIT} == DEIT
+    for preset in ("test", "smoke"):
+        cfg = resolve_config(component, preset, params.get("dnt"))
+        assert {key: getattr(cfg, key) for key in RECIPE_OFF} == RECIPE_OFF, preset
+
+
+def test_drop_path_is_identity_at_eval_and_drops_whole_branches_per_sample_at_train():
+    from components.dnt.models import DropPath
+
+    torch.manual_seed(0)
+    branch = torch.randn(4000, 5, 8)
+    drop = DropPath(0.3)
+    assert torch.equal(drop.eval()(branch), branch)  # eval: the identity
+    out = drop.train()(branch)
+    dropped = (out == 0).flatten(1).all(dim=1)
+    kept = torch.isclose(out, branch / 0.7).flatten(1).all(dim=1)
+    assert (dropped | kept).all()  # a whole sample's branch is dropped or kept (and rescaled by 1 / keep)
+    assert abs(dropped.float().mean().item() - 0.3) < 0.03  # at the configured rate
+    assert 0 < dropped[:10].sum() < 10 or 0 < dropped[:100].sum() < 100  # per sample, not one mask per batch
+
+
+def test_drop_path_in_the_vit_blocks_drops_each_residual_branch_per_sample():
+    # a block in training mode: each sample's output is x, plus or minus each branch at 1 / keep, never a mix
+    torch.manual_seed(0)
+    spec = Spec(variant="dnt", depth=1, dim=16, heads=2, ffn_dim=32, act="relu")
+    block = Block(spec, causal=False, drop_path=0.5)
+    x = torch.randn(400, 5, 16)
+    block.train()
+    out = block(x)
+    block.eval()
+    with torch.no_grad():
+        attn = block.attn_mid_norm(block.attn(block.attn_norm(x)))
+        assert torch.allclose(block(x), x + attn + block.ffn_mid_norm(block.ffn(x + attn)), atol=1e-6)  # eval: all
+        combos = []
+        for with_attn in (0.0, 2.0):
+            middle = x + with_attn * attn
+            for with_ffn in (0.0, 2.0):
+                combos.append(middle + with_ffn * block.ffn_mid_norm(block.ffn(middle)))
+    matches = torch.stack([torch.isclose(out, c, atol=1e-5).flatten(1).all(dim=1) for c in combos])
+    assert matches.any(dim=0).all()
+    counts = matches.float().mean(dim=1)
+    assert all(0.18 < c < 0.32 for c in counts), counts  # both branches dropped independently at 1/2
+
+
+def test_drop_path_rate_increases_linearly_over_the_vit_blocks_and_the_gpt_has_none():
+    vit = build_model(vit_config(depth=5, drop_path=0.2))
+    assert [block.drop_path.rate for block in vit.trunk.blocks] == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2])
+    gpt = build_model(Config(depth=3, dim=32, heads=2, ffn_dim=64, tokens="markov", seq_len=16))
+    assert [block.drop_path.rate for block in gpt.trunk.blocks] == [0.0, 0.0, 0.0]
+
+
+def test_the_soft_target_loss_is_the_hard_label_loss_without_mixup_and_smoothing():
+    from components.core.augment import soft_targets
+    from components.dnt.component import training_loss
+
+    logits, labels = torch.randn(16, 10), torch.randint(0, 10, (16,))
+    assert torch.allclose(training_loss(logits, soft_targets(labels, 10, 0.0)), training_loss(logits, labels))
+    smoothed = training_loss(logits, soft_targets(labels, 10, 0.1))
+    assert torch.allclose(smoothed, F.cross_entropy(logits, labels, label_smoothing=0.1))
+    assert not torch.allclose(smoothed, training_loss(logits, labels))
+
+
+def test_recipe_batch_mixes_images_and_targets_with_one_lam():
+    # mixup alone (cutmix, crops, RandAugment, erasing off): each row's target mass on its own label is the lam
+    # its pixels were mixed with, against the reversed batch
+    from components.core.augment import imagenet_normalise
+    from components.dnt.component import recipe_batch
+
+    cfg = vit_config(**(RECIPE_OFF | {"normalise": True, "mixup_alpha": 0.8}))
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    labels = torch.tensor([0, 1, 2, 3, 4, 5])
+    inputs, targets = recipe_batch(cfg, images, labels, np.random.default_rng(1))
+    lam = targets[0, 0].item()
+    clean = imagenet_normalise(torch.from_numpy(images))
+    assert 0 < lam < 1 and torch.allclose(targets.sum(1), torch.ones(6))
+    assert torch.allclose(targets[0, 5], torch.tensor(1 - lam))
+    assert torch.allclose(inputs, lam * clean + (1 - lam) * clean.flip(0), atol=1e-5)
+    # with everything off the batch is to_input's and the labels stay hard (the digits presets' path)
+    plain, hard = recipe_batch(vit_config(**RECIPE_OFF), images, labels, np.random.default_rng(1))
+    assert torch.equal(plain, to_input(torch.from_numpy(images))) and torch.equal(hard, labels)
+
+
+def test_the_full_recipe_is_seeded_per_step_and_crops_to_the_train_size():
+    from components.dnt.component import recipe_batch
+
+    cfg = vit_config(image_size=32)
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    labels = torch.tensor([0, 1, 2, 3])
+    first = recipe_batch(cfg, images, labels, np.random.default_rng([0, 5, 0]))
+    again = recipe_batch(cfg, images, labels, np.random.default_rng([0, 5, 0]))
+    other = recipe_batch(cfg, images, labels, np.random.default_rng([0, 6, 0]))
+    assert first[0].shape == (4, 32, 32, 3) and first[1].shape == (4, 10)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert not torch.equal(first[0], other[0])
+    assert torch.allclose(first[1].sum(1), torch.ones(4)) and (first[1] > 0).all()  # smoothed soft targets
+
+
+def test_the_configured_crop_scale_reaches_the_crop():
+    # crop_scale (1, 1) on square images leaves only the whole image (other ratios do not fit; the fallback is the
+    # full square): every output is its image or its mirror. The default scale almost never gives that
+    from components.dnt.component import recipe_batch
+
+    images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    labels = torch.zeros(16, dtype=torch.long)
+    crop_only = RECIPE_OFF | {"augment": "random-resized-crop-flip"}
+    whole = recipe_batch(vit_config(**crop_only, crop_scale=(1.0, 1.0)), images, labels, np.random.default_rng(0))[0]
+    plain = to_input(torch.from_numpy(images))
+    assert all(torch.equal(x, p) or torch.equal(x, p.flip(1)) for x, p in zip(whole, plain))
+    assert any(not torch.equal(x, p) for x, p in zip(whole, plain))  # and the flip is on
+    cropped = recipe_batch(vit_config(**crop_only), images, labels, np.random.default_rng(0))[0]
+    assert sum(torch.equal(x, p) or torch.equal(x, p.flip(1)) for x, p in zip(cropped, plain)) <= 2
+
+
+def test_the_stream_draws_its_augmentation_per_seed_step_and_rank(params, data_root, tmp_path, monkeypatch):
+    # the generator of step k is seeded by (seed, k, rank): steps differ, a stream resumed at k draws what the
+    # uninterrupted one drew at k, another seed or rank draws otherwise
+    import components.dnt.component as dnt_component
+
+    cfg = resolve_config(component, "test", params.get("dnt"), overrides={"augment": "random-resized-crop-flip"})
+    draws = []
+    crop = dnt_component.random_resized_crop_flip
+
+    def spy(images, size, rng, **kwargs):
+        state = rng.bit_generator.state
+        draws.append(rng.random())
+        rng.bit_generator.state = state  # the crops are the ones it would have drawn unobserved
+        return crop(images, size, rng, **kwargs)
+
+    monkeypatch.setattr(dnt_component, "random_resized_crop_flip", spy)
+
+    def first_draws(start, seed=0, rank=0, world_size=1, count=3):
+        draws.clear()
+        ctx = RunContext(run_dir=tmp_path, data_dir=data_root, seed=seed, rank=rank, world_size=world_size)
+        stream = ImageTask(cfg, ctx).stream(start)
+        for _ in range(count):
+            next(stream)
+        return list(draws)
+
+    whole = first_draws(0)
+    assert len(set(whole)) == 3  # a fresh draw every step
+    assert first_draws(1, count=2) == whole[1:]  # resumed at step 1: the same crops
+    assert first_draws(0, seed=1)[0] != whole[0]
+    assert first_draws(0, rank=0, world_size=2)[0] != first_draws(0, rank=1, world_size=2)[0]
+
+
+def test_recipe_batches_are_imageshards_batches_for_any_worker_count(params, data_root, tmp_path):
+    # the recipe runs in the DataLoader workers: with it off the stream is exactly ImageShards' batch order; with
+    # it on, 0 or 2 workers give the same augmented batches (worker w makes batches w, w + W, ...)
+    def first_batches(overrides, workers, count=4):
+        cfg = resolve_config(component, "test", params.get("dnt"), overrides=overrides | {"workers": workers})
+        stream = ImageTask(cfg, RunContext(run_dir=tmp_path, data_dir=data_root, seed=3)).stream(2)
+        return [next(stream) for _ in range(count)], cfg
+
+    plain, cfg = first_batches({}, 0)
+    expected = ImageShards(data_root, "images/digits", "train").batches(cfg.batch_size, seed=3, start_batch=2)
+    for inputs, labels in plain:
+        images, truth = next(expected)
+        assert torch.equal(inputs, to_input(torch.from_numpy(images))) and torch.equal(labels, torch.from_numpy(truth))
+    recipe = {"augment": "random-resized-crop-flip", "randaugment_layers": 2, "mixup_alpha": 0.8, "cutmix_alpha": 1.0}
+    alone, _ = first_batches(recipe, 0)
+    shared, _ = first_batches(recipe, 2)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(alone, shared))
+    assert alone[0][1].is_floating_point() and not torch.equal(alone[0][0], plain[0][0])  # the recipe is on
+
+
+def test_normalise_needs_rgb(params):
+    with pytest.raises(ConfigError, match="normalise"):
+        resolve_config(component, "test", params.get("dnt"), overrides={"normalise": True})
+
+
+def prepare_imagenet_jpegs(root: Path, side: int) -> None:
+    """ImageNet's layout (train/ and val/ only) as JPEGs, prepared through imagefolder at `side`."""
+    from pipelines.datasets import prepare
+    from tests.components.test_sei_bwsnn import write_imagenet_layout
+
+    write_imagenet_layout(root / "raw", side)
+    prepare(
+        "images/imagenet",
+        {"source": "imagefolder", "src": str(root / "raw"), "size": side, "format": "jpg"},
+        root / "data",
+    )
+
+
+def test_paper_path_vit_on_imagenet_jpegs_at_224_with_the_deit_recipe(params, tmp_path, monkeypatch):
+    # the ViT setting (the README's ImageNet command on the paper preset) shrunk only in counts, with DeiT's recipe
+    # on, on ImageNet-layout JPEGs at 224: the model sees 224 x 224 RGB; training inputs are augmented and mixed,
+    # evaluation inputs are exactly the stored val images under ImageNet's mean/std
+    import components.dnt.component as dnt_component
+    from components.core.augment import imagenet_normalise
+    from tests.paper_path import flat
+
+    prepare_imagenet_jpegs(tmp_path, 224)
+    seen = {"train": [], "eval": []}
+    build = dnt_component.build_model
+
+    def recording_build(cfg):
+        model = build(cfg)
+        model.register_forward_pre_hook(
+            lambda module, args: seen["train" if module.training else "eval"].append(args[0].detach().clone())
+        )
+        return model
+
+    monkeypatch.setattr(dnt_component, "build_model", recording_build)
+    counts = {
+        "num_classes": 3, "depth": 2, "dim": 32, "heads": 2, "ffn_dim": 64, "batch_size": 4, "steps": 2,
+        "schedule.warmup": 1, "eval_batch_size": 4, "workers": 0,
+    }  # fmt: skip
+    request = plan_run("dnt", params, preset="paper", overrides=VIT_SETTING | counts, data_dir=tmp_path / "data")
+    result = execute(request, run_root=tmp_path / "runs", data_dir=tmp_path / "data", show_progress=False)
+    setting = flat(resolve_config(component, "paper", params.get("dnt"), overrides=VIT_SETTING).model_dump(mode="json"))
+    resolved = flat(yaml.safe_load((result.run_dir / "config.yaml").read_text()))
+    assert {key for key in setting if setting[key] != resolved[key]} <= set(counts)  # only counts shrank
+    assert {key: resolved[key] for key in DEIT} == {k: list(v) if isinstance(v, tuple) else v for k, v in DEIT.items()}
+    assert [tuple(x.shape) for x in seen["train"]] == [(4, 224, 224, 3)] * 2
+    val = ImageShards(tmp_path / "data", "images/imagenet", "val")
+    expected = imagenet_normalise(torch.from_numpy(val.images(np.arange(len(val)))))
+    assert len(seen["eval"]) == 2, "evaluation ran in training mode (drop-path on)"  # 6 val images, chunks of 4
+    assert torch.equal(torch.cat(seen["eval"]), expected)  # evaluation is never augmented
+    train = imagenet_normalise(torch.from_numpy(ImageShards(tmp_path / "data", "images/imagenet", "train").arrays()[0]))
+    assert not any(torch.equal(x, image) for batch in seen["train"] for x in batch for image in train)  # augmented
+    assert all(math.isfinite(value) for value in result.metrics.values()), result.metrics
+    assert {"val/loss", "val/acc"} <= result.metrics.keys() and "test/acc" not in result.metrics
 
 
 def report_grid(data_root: Path, run_root: Path) -> None:

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from safetensors.torch import load_file
 
 from cluster.runner import RunFailed, execute, load_request, plan_run
@@ -409,7 +410,7 @@ def test_reported_accuracy_is_the_self_ensembles():
     first = torch.tensor([[3.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
     second = first.flip(0)
     step_logits = torch.stack([first, second])
-    cfg = Config(arch="mlp", steps=2)
+    cfg = Config(arch="mlp", steps=2, normalise=False)  # FixedSplit's placeholder images are not RGB
     metrics = evaluate(FixedLogits(step_logits), FixedSplit(labels), cfg, "cpu", "test", fanout={})
     mean = step_logits.mean(0)
     assert metrics["test/acc"] == 1.0 and metrics["test/acc_step_1"] == metrics["test/acc_step_2"] == 0.5
@@ -564,8 +565,11 @@ def test_dataset_at_another_resolution_is_a_config_error(tmp_path):
 
 
 def test_paper_path_spiking_transformer_on_imagenet_jpegs_at_224(params, tmp_path, monkeypatch):
-    """The paper preset (ImageNet at 224, patch 16: 14 x 14 tokens, T = 2, KD from an in-run ANN teacher) on
-    ImageNet-layout JPEGs (train/ and val/ only) prepared through imagefolder, shrunk only in counts."""
+    """The paper preset (ImageNet at 224, patch 16: 14 x 14 tokens, T = 2, KD from an in-run ANN teacher, random-
+    resized crop + flip and ImageNet mean/std) on ImageNet-layout JPEGs (train/ and val/ only) prepared through
+    imagefolder, shrunk only in counts. The teacher distils from the very input the student trains on; the
+    evaluation reads the stored val images, normalised and never augmented."""
+    from components.core.augment import imagenet_normalise
     from tests.paper_path import run_paper_path
 
     prepare_imagenet_layout(tmp_path, 224)
@@ -574,7 +578,9 @@ def test_paper_path_spiking_transformer_on_imagenet_jpegs_at_224(params, tmp_pat
 
     def spy_build(*args, **kwargs):
         model = original(*args, **kwargs)
-        model.register_forward_pre_hook(lambda _, inputs: seen.append((kwargs.get("teacher", False), inputs[0].shape)))
+        model.register_forward_pre_hook(
+            lambda module, inputs: seen.append((kwargs.get("teacher", False), module.training, inputs[0].clone()))
+        )
         return model
 
     monkeypatch.setattr(sei_component, "build_model", spy_build)
@@ -583,14 +589,76 @@ def test_paper_path_spiking_transformer_on_imagenet_jpegs_at_224(params, tmp_pat
         "kd.teacher_width": 16, "kd.teacher_epochs": 1,
     }  # fmt: skip
     result = run_paper_path("sei_bwsnn", params, counts, tmp_path / "data", tmp_path / "runs")
-    student = [shape for teacher, shape in seen if not teacher]
-    assert student[0] == (4, 3, 224, 224)  # the paper's input at the shrunk batch: 14 x 14 patches of 16
-    assert (False, (4, 3, 224, 224)) in seen and (True, (4, 3, 224, 224)) in seen  # the teacher sees the same
+    config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert (config["augment"], config["crop_scale"], config["normalise"]) == (
+        "random-resized-crop-flip",
+        [0.08, 1.0],
+        True,
+    )
+    student = [x for teacher, training, x in seen if not teacher and training]
+    assert student[0].shape == (4, 3, 224, 224)  # the paper's input at the shrunk batch: 14 x 14 patches of 16
+    # the student's training steps come in order; the teacher (in eval mode) sees each one's exact input
+    distilled = [x for teacher, training, x in seen if teacher and not training][: len(student)]
+    assert len(student) == 3 and all(torch.equal(s, t) for s, t in zip(student, distilled))
+    train = ImageShards(tmp_path / "data", "images/imagenet", "train").arrays()[0]
+    stored = {to_input(torch.from_numpy(train), "transformer", normalise=True)[i].numpy().tobytes() for i in range(12)}
+    assert not any(x.numpy().tobytes() in stored for batch in student for x in batch)  # training is augmented
+    val = ImageShards(tmp_path / "data", "images/imagenet", "val").arrays()[0]
+    evaluated = [x for teacher, training, x in seen if not teacher and not training]
+    assert torch.equal(evaluated[0], to_input(torch.from_numpy(val), "transformer", normalise=True))  # never augmented
+    assert torch.allclose(  # ImageNet's mean/std: the stored val images' channel means sit where they should
+        evaluated[0].mean(dim=(0, 2, 3)), imagenet_normalise(torch.from_numpy(val)).mean(dim=(0, 1, 2))
+    )
     assert result.metrics["val/acc_step_2"] >= 0 and "test/acc" not in result.metrics  # T = 2 members, no test
     assert all(torch.isfinite(torch.tensor(v)) for v in result.metrics.values())
     assert (result.run_dir / "model.safetensors").is_file() and (result.run_dir / "teacher.safetensors").is_file()
     weights = load_file(str(result.run_dir / "model.safetensors"))
     assert weights["position"].shape == (1, 196, 16)  # 224 / 16 = 14 x 14 tokens
+
+
+def test_imagenet_recipe_by_default_and_off_on_digits(params):
+    from components.core.config import resolve_config
+
+    defaults = Config()
+    assert (defaults.augment, defaults.crop_scale, defaults.normalise) == (
+        "random-resized-crop-flip",
+        (0.08, 1.0),
+        True,
+    )
+    for preset in ("test", "smoke"):
+        cfg = resolve_config(SEIBWSNN(), preset, params.get("sei_bwsnn"))
+        assert (cfg.augment, cfg.normalise) == ("none", False), preset
+
+
+def test_training_input_is_the_random_resized_crop_and_flip_normalised():
+    import numpy as np
+
+    from components.core.augment import random_resized_crop_flip
+
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    cfg = Config(image_size=32, patch=8, width=16, heads=2, crop_scale=(0.25, 0.5))
+    got = sei_component.train_input(cfg, images, np.random.default_rng([0, 3, 0]), "cpu")
+    crops = random_resized_crop_flip(images, 32, np.random.default_rng([0, 3, 0]), scale=(0.25, 0.5))
+    assert torch.equal(got, to_input(torch.from_numpy(crops), "transformer", normalise=True))
+    assert got.shape == (6, 3, 32, 32)
+    assert torch.equal(got, sei_component.train_input(cfg, images, np.random.default_rng([0, 3, 0]), "cpu"))
+    assert not torch.equal(got, sei_component.train_input(cfg, images, np.random.default_rng([0, 4, 0]), "cpu"))
+    off = cfg.model_copy(update={"augment": "none", "normalise": False})
+    assert torch.equal(
+        sei_component.train_input(off, images, None, "cpu"), to_input(torch.from_numpy(images), "transformer")
+    )
+
+
+def test_imagenet_normalisation_on_grey_images_is_a_config_error(data_root, tmp_path):
+    cfg = Config(**{**sei_component.DIGITS_MLP, "normalise": True, "epochs": 1, "kd": {"beta": 0.0, "teacher": "none"}})
+    try:
+        sei_component.train_student(cfg, RunContext(tmp_path, data_root, strategy=plain_strategy()))
+    except ConfigError as error:
+        assert "normalise" in str(error)
+    except Exception as error:  # e.g. the normalisation failing mid-run, after the teacher trained
+        pytest.fail(f"not refused before any compute: {type(error).__name__}: {error}")
+    else:
+        pytest.fail("grey images were normalised with ImageNet's RGB statistics without a word")
 
 
 def test_external_teacher_of_another_architecture_distils_through_its_own_input(tmp_path):

@@ -321,3 +321,77 @@ MUTANTS = [
         killers=(T + "test_external_teacher_of_another_architecture_distils_through_its_own_input",),
     ),
 ]
+
+# --- issue 15: ImageNet's training recipe (random-resized crop + flip, ImageNet mean/std) ---
+CONFIG = "components/sei_bwsnn/config.py"
+MUTANTS += [
+    Mutant(
+        name="augmentation-reaches-eval",
+        kind="bug",
+        guards="evaluation reads the stored images, never randomly cropped or flipped",
+        file=COMPONENT,
+        find="model(to_input(torch.from_numpy(images[i : i + cfg.eval_batch_size]).to(device), cfg.arch, cfg.normalise))",
+        replace="model(train_input(cfg, images[i : i + cfg.eval_batch_size], np.random.default_rng(i), device))",
+        killers=(T + "test_paper_path_spiking_transformer_on_imagenet_jpegs_at_224",),
+    ),
+    Mutant(
+        name="eval-not-normalised",
+        kind="bug",
+        guards="evaluation sees the ImageNet mean/std scale training saw",
+        file=COMPONENT,
+        find="model(to_input(torch.from_numpy(images[i : i + cfg.eval_batch_size]).to(device), cfg.arch, cfg.normalise))",
+        replace="model(to_input(torch.from_numpy(images[i : i + cfg.eval_batch_size]).to(device), cfg.arch))",
+        killers=(T + "test_paper_path_spiking_transformer_on_imagenet_jpegs_at_224",),
+    ),
+    Mutant(
+        name="teacher-distils-the-unaugmented-image",
+        kind="bug",
+        guards="the KD teacher's targets are computed on the student's own (augmented) input",
+        file=COMPONENT,
+        find="teacher_logits = teacher(x)[0] if teacher is not None else None",
+        replace=(
+            "teacher_logits = teacher(to_input(torch.from_numpy(images).to(ctx.device), cfg.arch, cfg.normalise))[0] "
+            "if teacher is not None else None"
+        ),
+        killers=(T + "test_paper_path_spiking_transformer_on_imagenet_jpegs_at_224",),
+    ),
+    Mutant(
+        name="training-never-cropped",
+        kind="bug",
+        guards="training batches are random-resized crops + flips when augment is on",
+        file=COMPONENT,
+        find='    if cfg.augment == "random-resized-crop-flip":\n',
+        replace="    if False:\n",
+        killers=(
+            T + "test_training_input_is_the_random_resized_crop_and_flip_normalised",
+            T + "test_paper_path_spiking_transformer_on_imagenet_jpegs_at_224",
+        ),
+    ),
+    Mutant(
+        name="crop-scale-ignored",
+        kind="bug",
+        guards="the Config's crop_scale is the one the crops are drawn with",
+        file=COMPONENT,
+        find="random_resized_crop_flip(images, images.shape[1], rng, scale=cfg.crop_scale)",
+        replace="random_resized_crop_flip(images, images.shape[1], rng)",
+        killers=(T + "test_training_input_is_the_random_resized_crop_and_flip_normalised",),
+    ),
+    Mutant(
+        name="recipe-off-in-the-paper-preset",
+        kind="bug",
+        guards="the ImageNet paper preset trains with random-resized crop + flip (the Config default)",
+        file=CONFIG,
+        find='augment: Literal["none", "random-resized-crop-flip"] = "random-resized-crop-flip"',
+        replace='augment: Literal["none", "random-resized-crop-flip"] = "none"',
+        killers=(T + "test_imagenet_recipe_by_default_and_off_on_digits",),
+    ),
+    Mutant(
+        name="grey-images-normalised-with-rgb-statistics",
+        kind="bug",
+        guards="ImageNet's RGB mean/std on a non-RGB dataset is refused before any compute",
+        file=COMPONENT,
+        find="    if cfg.normalise and (len(train.shape) != 3 or train.shape[2] != 3):\n",
+        replace="    if False:\n",
+        killers=(T + "test_imagenet_normalisation_on_grey_images_is_a_config_error",),
+    ),
+]
