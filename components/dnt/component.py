@@ -320,15 +320,6 @@ def evaluate(task, model: nn.Module, autocast, final: bool = False) -> dict[str,
         model.train()
 
 
-def prepare(ctx: RunContext, net: nn.Module, optimizer, scheduler, grad_clip: float | None) -> tuple:
-    """The strategy's prepare, plus whether the loop clips the gradients itself. DeepSpeed takes the clip value
-    into its engine (which clips inside its step, where ZeRO keeps the gradients); under plain and DDP the loop
-    clips the (already averaged) gradients of the unwrapped model before the step."""
-    if ctx.strategy.name == "deepspeed":
-        return (*ctx.strategy.prepare(net, optimizer, scheduler, grad_clip=grad_clip), False)
-    return (*ctx.strategy.prepare(net, optimizer, scheduler), grad_clip is not None)
-
-
 def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
     task = ImageTask(cfg, ctx) if cfg.backbone == "vit" else TokenTask(cfg, ctx)
     if cfg.batch_size % ctx.world_size:
@@ -344,7 +335,8 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
     net = build_model(cfg).to(ctx.device)
     optimizer = make_optimizer(cfg, net)
     scheduler = make_scheduler(optimizer, cfg.schedule, cfg.steps)
-    model, optimizer, scheduler, clip_here = prepare(ctx, net, optimizer, scheduler, cfg.grad_clip)
+    # the strategy clips with grad_clip in its step (DeepSpeed inside its engine, across ZeRO's partitions)
+    model, optimizer, scheduler = ctx.strategy.prepare(net, optimizer, scheduler, grad_clip=cfg.grad_clip)
     if device_type == "cuda":
         torch.cuda.reset_peak_memory_stats(ctx.device)
 
@@ -374,15 +366,16 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
         )
         metrics = {"train/loss": value, "lr": lr}
         if step == 0 or (cfg.grad_stats_every and (step + 1) % cfg.grad_stats_every == 0):
-            stats, histogram = gradient_stats(net)  # before the step, which zeroes the gradients
+            # before the step, which zeroes the gradients; full_grad gathers ZeRO's partitions
+            stats, histogram = gradient_stats(net, ctx.strategy.full_grad)
             metrics.update(stats)
             if stats:
                 histograms["init" if step == 0 else "last"] = histogram
             if step == 0:
                 state["init_stats"] = stats
-        if clip_here:
-            metrics["grad/norm"] = float(torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip))
-        ctx.strategy.step()
+        grad_norm = ctx.strategy.step()
+        if grad_norm is not None:
+            metrics["grad/norm"] = grad_norm  # before clipping
         done = step + 1
         if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
             metrics.update(evaluate(task, model, autocast))

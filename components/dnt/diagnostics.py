@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -11,16 +13,27 @@ MAX_ENTRIES = 1 << 24  # torch.quantile's input limit; larger models are subsamp
 HIST_EDGES = np.linspace(-14.0, 2.0, 161)  # log10 |g| bins, 0.1 decade wide
 
 
-def matrix_gradients(model: nn.Module) -> torch.Tensor:
-    """|entries| of the gradients of every parameter with >= 2 dims, flattened into one float32 vector."""
-    grads = [p.grad.detach().abs().float().flatten() for p in model.parameters() if p.ndim >= 2 and p.grad is not None]
+def param_grad(param: nn.Parameter) -> torch.Tensor | None:
+    return param.grad
+
+
+def matrix_gradients(
+    model: nn.Module, grad_of: Callable[[nn.Parameter], torch.Tensor | None] = param_grad
+) -> torch.Tensor:
+    """|entries| of the gradients of every parameter with >= 2 dims, flattened into one float32 vector. grad_of
+    reads a parameter's whole gradient: a run passes its strategy's full_grad, which gathers ZeRO's partitions
+    (a collective: every rank asks for every matrix, in order)."""
+    grads = [grad_of(p) for p in model.parameters() if p.ndim >= 2 and p.requires_grad]
+    grads = [g.detach().abs().float().flatten() for g in grads if g is not None]
     return torch.cat(grads) if grads else torch.zeros(0)
 
 
-def gradient_stats(model: nn.Module) -> tuple[dict[str, float], np.ndarray]:
+def gradient_stats(
+    model: nn.Module, grad_of: Callable[[nn.Parameter], torch.Tensor | None] = param_grad
+) -> tuple[dict[str, float], np.ndarray]:
     """Quantiles, max, RMS and tail ratio q99.9 / q50 of |g| over all matrix gradients, and a log10 histogram."""
-    values = matrix_gradients(model)
-    if values.numel() == 0:  # e.g. ZeRO-2 keeps gradients in its partitions, not in param.grad
+    values = matrix_gradients(model, grad_of)
+    if values.numel() == 0:  # no gradients (called before any backward)
         return {}, np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
     stats = {"grad/max": values.max().item(), "grad/rms": values.pow(2).mean().sqrt().item()}
     sample = values

@@ -567,7 +567,7 @@ def test_each_step_uses_the_gradient_of_its_own_batch(params, data_root, tmp_pat
         seen["targets"] = targets
         return cross_entropy(logits, targets, reduction)
 
-    def checking_stats(net):
+    def checking_stats(net, grad_of):
         fresh = copy.deepcopy(net)
         fresh.zero_grad(set_to_none=True)
         cross_entropy(fresh(seen["inputs"]), seen["targets"]).backward()
@@ -577,7 +577,7 @@ def test_each_step_uses_the_gradient_of_its_own_batch(params, data_root, tmp_pat
         leaked = max(((g - (f + prev)).abs().max() / f.abs().max()).item() for (g, f), prev in zip(grads, seen["prev"]))
         seen["prev"] = [f.clone() for _, f in grads]
         distances.append((own, leaked))
-        return stats(net)
+        return stats(net, grad_of)
 
     build = dnt_component.build_model
 
@@ -631,6 +631,33 @@ def test_grad_clip_bounds_the_applied_gradient_norm(params, data_root, tmp_path,
         assert applied == pytest.approx(raw, rel=1e-12)
     else:
         assert max(applied) <= clip * (1 + 1e-5), applied
+
+
+@pytest.mark.integration
+def test_gradient_statistics_under_zero2_match_the_plain_strategy(params, data_root, tmp_path):
+    # ZeRO-2 keeps the gradients in its partitions, not in param.grad: the statistics read them through the
+    # strategy's full_grad, so at world size 1 (gloo) they equal the plain run's at every step
+    from cluster.profiles import Profile
+
+    overrides = {"steps": 3, "grad_stats_every": 1}
+    request = plan_run("dnt", params, preset="test", overrides=overrides, seed=2, data_dir=data_root)
+    plain = execute(request, run_root=tmp_path / "plain", data_dir=data_root, show_progress=False)
+    options = Profile(strategy="deepspeed", deepspeed_config="zero2.json").strategy_options()
+    common = {"data_dir": data_root, "show_progress": False, "strategy": "deepspeed", "strategy_options": options}
+    zero2 = execute(request, run_root=tmp_path / "zero2", **common)
+
+    def logged(run_dir):
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k.startswith("grad/")} for line in lines]
+
+    expected = [r for r in logged(plain.run_dir) if r]
+    assert sum("grad/tail_ratio" in r for r in expected) == 3  # one per step (and the final summary)
+    observed = [r for r in logged(zero2.run_dir) if r]
+    assert len(observed) == len(expected)  # an empty param.grad under ZeRO-2 would leave the steps without stats
+    for ours, theirs in zip(observed, expected):
+        assert ours.keys() == theirs.keys()
+        for key in theirs:
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-12), key
 
 
 def test_deepspeed_clips_with_the_components_value_and_profiles_do_not_clip(monkeypatch):

@@ -168,8 +168,8 @@ MUTANTS = [
         kind="bug",
         guards="the Config's grad_clip bounds the norm of the gradient the optimizer applies (issue 15)",
         file=COMPONENT,
-        find='        if clip_here:\n            metrics["grad/norm"]',
-        replace='        if False:\n            metrics["grad/norm"]',
+        find="ctx.strategy.prepare(net, optimizer, scheduler, grad_clip=cfg.grad_clip)",
+        replace="ctx.strategy.prepare(net, optimizer, scheduler)",
         killers=(T + "test_grad_clip_bounds_the_applied_gradient_norm",),
     ),
     Mutant(
@@ -439,5 +439,14 @@ MUTANTS += [
         find='    "mixup_alpha": 0.0,\n    "cutmix_alpha": 0.0,\n',
         replace="",
         killers=(T + "test_the_recipe_is_deits_by_default_and_off_on_digits",),
+    ),
+    Mutant(
+        name="gradient-stats-skip-zero2-partitions",
+        kind="bug",
+        guards="the gradient-tail statistics read the whole gradient under ZeRO-2 (the strategy's full_grad)",
+        file=COMPONENT,
+        find="stats, histogram = gradient_stats(net, ctx.strategy.full_grad)",
+        replace="stats, histogram = gradient_stats(net)",
+        killers=(T + "test_gradient_statistics_under_zero2_match_the_plain_strategy",),
     ),
 ]
