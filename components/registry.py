@@ -27,6 +27,9 @@ REGISTRY: dict[str, str] = {
     "pyramid_flow": "components.pyramid_flow.component:component",
     "ekan": "components.ekan.component:component",
     "ict": "components.ict.component:component",
+    "opzo": "components.opzo.component:component",
+    "hlop": "components.hlop.component:component",
+    "di_sindy": "components.di_sindy.component:component",
 }
 
 

@@ -293,7 +293,7 @@ def cmd_lineage(args: argparse.Namespace) -> None:
 
 def cmd_list(args: argparse.Namespace) -> None:
     from components.registry import REGISTRY, get_component
-    from pipelines.params import load_params
+    from pipelines.params import dataset_specs, load_params
 
     params = load_params(args.params) if args.params.is_file() else {}
     print("components:")
@@ -306,7 +306,7 @@ def cmd_list(args: argparse.Namespace) -> None:
         axes = ", ".join(f"{k} {v}" for k, v in (sweep.get("grid") or {}).items())
         print(f"  {name:20s} {sweep.get('component')}: {axes}; seeds {sweep.get('seeds', [0])}")
     print("datasets:")
-    for name, spec in (params.get("datasets") or {}).items():
+    for name, spec in dataset_specs(params).items():
         state = "prepared" if (args.data_dir / name / "manifest.json").is_file() else "not prepared"
         print(f"  {name:20s} {spec} ({state})")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from components.core.errors import RunError
+from pipelines.params import dataset_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS_FILE = "pipelines/flows.py"  # relative to ROOT: the entrypoint a worker loads
@@ -62,7 +63,7 @@ def paper_title(slug: str) -> str | None:
 
 def deployment_specs(params: Mapping[str, Any]) -> list[DeploymentSpec]:
     """Every deployment of the project, from params.yaml's datasets, components and sweeps."""
-    datasets = params.get("datasets") or {}
+    datasets = dataset_specs(params)
     specs = [
         DeploymentSpec(
             "prepare",

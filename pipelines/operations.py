@@ -12,7 +12,7 @@ from typing import Any
 
 from components.core.config import deep_merge, overrides_to_tree
 from components.core.errors import ConfigError, did_you_mean
-from pipelines.params import check_sweep_trials, load_params
+from pipelines.params import check_sweep_trials, dataset_specs, load_params
 
 
 def check_writable(path: Path, option: str) -> None:
@@ -46,7 +46,7 @@ def prepare_dataset(
     """Prepare dataset `name` ('images/digits') as params.yaml's datasets section describes, plus options."""
     from pipelines.datasets import prepare
 
-    known = load_params(params_file).get("datasets") or {}
+    known = dataset_specs(load_params(params_file))
     spec = deep_merge(known.get(name, {}), overrides_to_tree(options))
     if "source" not in spec:
         raise ConfigError(

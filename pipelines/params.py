@@ -18,7 +18,7 @@ from components.core.contract import PRESETS
 from components.core.errors import ConfigError, did_you_mean
 from components.registry import REGISTRY
 
-SETTINGS = ("preset", "components", "datasets", "sweeps")
+SETTINGS = ("preset", "components", "datasets", "derived_datasets", "sweeps")
 SWEEP_KEYS = ("component", "grid", "seeds", "metric", "mode")
 
 
@@ -88,6 +88,19 @@ def check_params(params: Mapping[str, Any], source: str = "params.yaml") -> None
     for name, spec in datasets.items():
         if not isinstance(spec, Mapping) or "source" not in spec:
             raise ConfigError(f"{source}: datasets.{name} needs a 'source' (e.g. {{source: sklearn-digits}})")
+    derived = params.get("derived_datasets") or {}
+    if not isinstance(derived, Mapping):
+        raise ConfigError(f"{source}: derived_datasets must map names to {{source, parent, ...}}, not {_kind(derived)}")
+    for name, spec in derived.items():
+        where = f"{source}: derived_datasets.{name}"
+        if not isinstance(spec, Mapping) or "source" not in spec or "parent" not in spec:
+            raise ConfigError(f"{where} needs a 'source' and the 'parent' dataset it is built from")
+        if name in datasets:
+            raise ConfigError(f"{where}: the name is already in datasets")
+        if spec["parent"] not in datasets:
+            raise ConfigError(
+                f"{where}.parent '{spec['parent']}' is not in datasets{did_you_mean(str(spec['parent']), datasets)}"
+            )
     sweeps = params.get("sweeps") or {}
     if not isinstance(sweeps, Mapping):
         raise ConfigError(
@@ -163,3 +176,9 @@ def check_sweep_trials(
             shown = ", ".join(f"{key}={value}" for key, value in point.items())
             raise ConfigError(f"sweep '{name}' trial {shown}: {err}") from None
     return count * len(list(itertools.product(*full.values())))
+
+
+def dataset_specs(params: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Every dataset params.yaml describes: `datasets` (prepared from a source), then `derived_datasets` (prepared
+    from another prepared dataset, their `parent`: dvc.yaml's prepare_derived stage depends on it)."""
+    return {**(params.get("datasets") or {}), **(params.get("derived_datasets") or {})}

@@ -37,3 +37,23 @@ def prepared_cifar10(root: Path, per_batch: int = 20) -> Path:
     write_cifar10(root / "cifar-10-batches-py", per_batch=per_batch)
     prepare("images/cifar10", {"source": "cifar-python", "src": str(root / "cifar-10-batches-py")}, root)
     return root
+
+
+def write_cifar100(root: Path, train: int = 200, test: int = 100, seed: int = 0) -> dict[str, tuple]:
+    """cifar-100-python/: train, test (b'fine_labels', b'coarse_labels', b'data') and meta (b'fine_label_names');
+    labels cycle over the 100 fine classes. Returns {"train": (images, labels), "test": ...} in file order."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for name, count in (("train", train), ("test", test)):
+        images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+        fine = [int(v) for v in np.arange(count) % 100]
+        planes = images.transpose(0, 3, 1, 2).reshape(count, 3072)
+        batch = {b"filenames": [b"x.png"] * count, b"fine_labels": fine, b"coarse_labels": [f // 5 for f in fine]}
+        with open(root / name, "wb") as handle:
+            pickle.dump(batch | {b"batch_label": name.encode(), b"data": planes}, handle)
+        arrays[name] = (images, np.asarray(fine))
+    with open(root / "meta", "wb") as handle:
+        fine_names = [f"class{i:02d}".encode() for i in range(100)]
+        pickle.dump({b"fine_label_names": fine_names, b"coarse_label_names": [b"c"] * 20}, handle)
+    return arrays

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.params import load_params
+from pipelines.params import dataset_specs, load_params
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,7 @@ def data_root(tmp_path_factory) -> Path:
     from pipelines.datasets import prepare
 
     root = tmp_path_factory.mktemp("data")
-    for name, spec in load_params(ROOT / "params.yaml")["datasets"].items():
+    for name, spec in dataset_specs(load_params(ROOT / "params.yaml")).items():  # parents before derived
         prepare(name, dict(spec), root)
     return root
 

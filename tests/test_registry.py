@@ -65,3 +65,10 @@ def test_test_preset_is_deterministic(slug, params, data_root, tmp_path):
     second = execute(request, run_root=tmp_path / "b", data_dir=data_root, show_progress=False)
     assert first.metrics == second.metrics
     assert first.metrics and all(math.isfinite(v) for v in first.metrics.values())
+
+
+def test_readme_table_lists_every_component():
+    # the table of components in README.md is written by hand: a new paper must get its row
+    text = (ROOT / "README.md").read_text()
+    missing = [slug for slug in REGISTRY if f"| {slug} |" not in text]
+    assert not missing, f"README.md's table of components lacks {missing}"

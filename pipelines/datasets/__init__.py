@@ -29,6 +29,12 @@ SOURCES: dict[str, str] = {
     "moving-squares": "pipelines.datasets.video:prepare_moving_squares",
     "video-folder": "pipelines.datasets.video:prepare_video_folder",
     "three-body": "pipelines.datasets.procedural:prepare_three_body",
+    "dvs-gesture": "pipelines.datasets.events:prepare_dvs_gesture",
+    "mnist-idx": "pipelines.datasets.mnist:prepare_mnist_idx",
+    "permuted-tasks": "pipelines.datasets.continual:prepare_permuted_tasks",
+    "split-classes": "pipelines.datasets.continual:prepare_split_classes",
+    "pde-fields": "pipelines.datasets.fields:prepare_pde_fields",
+    "fields-file": "pipelines.datasets.fields:prepare_fields_file",
 }
 
 

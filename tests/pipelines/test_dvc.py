@@ -28,11 +28,12 @@ def test_first_repro_runs_every_stage_and_the_second_nothing(reproduced, repo):
     listed = yaml.safe_load((root / "params.yaml").read_text())
     assert ran_stages(first) == (
         {f"prepare@{name}" for name in listed["datasets"]}
+        | {f"prepare_derived@{name}" for name in listed.get("derived_datasets") or {}}
         | {"lineage"}
         | {f"train@{slug}" for slug in listed["components"]}
         | {"report"}
     )
-    for name in listed["datasets"]:
+    for name in [*listed["datasets"], *(listed.get("derived_datasets") or {})]:
         assert (root / "data" / name / "manifest.json").is_file()
     report = (root / "reports/index.md").read_text()
     for slug in listed["components"]:
@@ -40,6 +41,25 @@ def test_first_repro_runs_every_stage_and_the_second_nothing(reproduced, repo):
         assert slug in report
     assert (root / "reports/index.html").is_file() and (root / "reports/plots/uba-loss.png").is_file()
     assert ran_stages(sh("dvc", "repro", cwd=repo)) == set()
+
+
+def test_a_derived_dataset_is_prepared_after_its_parent_and_again_when_it_changes(repo):
+    listed = yaml.safe_load((repo / "params.yaml").read_text())
+    derived = listed.get("derived_datasets") or {}
+    assert derived, "params.yaml has no derived dataset to check"
+    dag = sh("dvc", "dag", "--dot", cwd=repo)
+    for name, spec in derived.items():  # an edge parent -> derived in DVC's graph
+        assert f'"prepare@{spec["parent"]}" -> "prepare_derived@{name}"' in dag, dag
+    name, spec = next(iter(derived.items()))
+    status = sh("dvc", "status", f"prepare_derived@{name}", cwd=repo)
+    assert "changed" not in status
+    parent_manifest = repo / "data" / spec["parent"] / "manifest.json"
+    original = parent_manifest.read_bytes()
+    try:
+        parent_manifest.write_bytes(original + b"\n")  # the parent's data changes
+        assert "modified" in sh("dvc", "status", f"prepare_derived@{name}", cwd=repo)
+    finally:
+        parent_manifest.write_bytes(original)  # the module's later tests expect an up-to-date project
 
 
 def test_each_train_stage_depends_on_what_its_component_reads(repo):

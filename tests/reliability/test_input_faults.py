@@ -143,6 +143,18 @@ CASES = [
         section("uba", {"optimiser": "sgd"}),
     ),
     Case(
+        "derived_dataset_parent_unknown",
+        UBA_TEST,
+        ["params.yaml: derived_datasets.continual/digits.parent 'images/digit'", "did you mean 'images/digits'"],
+        edit(lambda params: params["derived_datasets"]["continual/digits"].update(parent="images/digit")),
+    ),
+    Case(
+        "derived_dataset_without_parent",
+        UBA_TEST,
+        ["params.yaml: derived_datasets.continual/digits", "needs a 'source' and the 'parent'"],
+        edit(lambda params: params["derived_datasets"]["continual/digits"].pop("parent")),
+    ),
+    Case(
         "params_unknown_top_level_key",
         UBA_TEST,
         ["params.yaml", "unknown key 'ubaa'", "did you mean 'uba'"],
