@@ -9,6 +9,8 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --constraint requirements.lock --editable ".[dev]"
 	# SNN parity tests only: spikingjelly declares torchvision/torchaudio (no CPU build here), its neurons need neither
 	$(BIN)/pip install --quiet --no-deps spikingjelly==2.0.0
+	# grsnn's UMLS/Nations/Kinships ship inside pykeen's wheel (read as files, never imported): none of its deps
+	$(BIN)/pip install --quiet --no-deps pykeen==1.11.1
 	touch $@
 
 .PHONY: setup smoke test lint format bench mutants

@@ -30,6 +30,7 @@ REGISTRY: dict[str, str] = {
     "opzo": "components.opzo.component:component",
     "hlop": "components.hlop.component:component",
     "di_sindy": "components.di_sindy.component:component",
+    "grsnn": "components.grsnn.component:component",
 }
 
 

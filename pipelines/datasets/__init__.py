@@ -33,6 +33,8 @@ SOURCES: dict[str, str] = {
     "mnist-idx": "pipelines.datasets.mnist:prepare_mnist_idx",
     "permuted-tasks": "pipelines.datasets.continual:prepare_permuted_tasks",
     "split-classes": "pipelines.datasets.continual:prepare_split_classes",
+    "pykeen": "pipelines.datasets.graphs:prepare_pykeen",
+    "kg-tsv": "pipelines.datasets.graphs:prepare_kg_tsv",
     "pde-fields": "pipelines.datasets.fields:prepare_pde_fields",
     "fields-file": "pipelines.datasets.fields:prepare_fields_file",
 }

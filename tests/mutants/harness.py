@@ -214,6 +214,7 @@ def confirm_baseline(outcomes: list[Outcome], scratch: Path, timeout: float) -> 
 
 def print_table(outcomes: list[Outcome]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="mutants", show_lines=False)
@@ -223,7 +224,10 @@ def print_table(outcomes: list[Outcome]) -> None:
     for o in outcomes:
         shown = o.test.split("::", 1)[-1] if o.status == "killed" else (o.test + " " + o.detail).strip()
         colour = colours.get(o.status, "magenta")
-        table.add_row(o.slug, o.mutant.name, o.mutant.kind, f"[{colour}]{o.status}[/]", shown, f"{o.seconds:.0f}")
+        # test ids may hold brackets (parametrised ids) that rich would read as markup
+        table.add_row(
+            o.slug, o.mutant.name, o.mutant.kind, f"[{colour}]{o.status}[/]", escape(shown), f"{o.seconds:.0f}"
+        )
     console = Console(width=max(160, shutil.get_terminal_size().columns))
     console.print(table)
     counts = {s: sum(o.status == s for o in outcomes) for s in dict.fromkeys(o.status for o in outcomes)}
