@@ -31,6 +31,7 @@ REGISTRY: dict[str, str] = {
     "hlop": "components.hlop.component:component",
     "di_sindy": "components.di_sindy.component:component",
     "grsnn": "components.grsnn.component:component",
+    "digic": "components.digic.component:component",
 }
 
 
