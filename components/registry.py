@@ -32,6 +32,8 @@ REGISTRY: dict[str, str] = {
     "di_sindy": "components.di_sindy.component:component",
     "grsnn": "components.grsnn.component:component",
     "digic": "components.digic.component:component",
+    "sgm": "components.sgm.component:component",
+    "nupa": "components.nupa.component:component",
 }
 
 

@@ -37,6 +37,7 @@ SOURCES: dict[str, str] = {
     "kg-tsv": "pipelines.datasets.graphs:prepare_kg_tsv",
     "pde-fields": "pipelines.datasets.fields:prepare_pde_fields",
     "fields-file": "pipelines.datasets.fields:prepare_fields_file",
+    "nupa": "pipelines.datasets.tokens:prepare_nupa",
 }
 
 
