@@ -16,8 +16,9 @@ import torch
 import yaml
 
 from cluster.runner import execute, plan_run
+from components.core import numbers
 from components.nupa import component as nupa_component
-from components.nupa import metrics, numbers
+from components.nupa import metrics
 from components.nupa.tokenizer import NumberFormat, NumberTokenizer
 from pipelines.datasets import prepare
 
