@@ -34,6 +34,9 @@ REGISTRY: dict[str, str] = {
     "digic": "components.digic.component:component",
     "sgm": "components.sgm.component:component",
     "nupa": "components.nupa.component:component",
+    "logic_consistency": "components.logic_consistency.component:component",
+    "hypergraph": "components.hypergraph.component:component",
+    "vact": "components.vact.component:component",
 }
 
 
