@@ -35,6 +35,7 @@ REGISTRY: dict[str, str] = {
     "sgm": "components.sgm.component:component",
     "nupa": "components.nupa.component:component",
     "logic_consistency": "components.logic_consistency.component:component",
+    "ldhd": "components.ldhd.component:component",
     "hypergraph": "components.hypergraph.component:component",
     "vact": "components.vact.component:component",
 }
