@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import random
 import re
@@ -315,9 +316,51 @@ class DvcLiveSink:
         raise write_error(err.filename or path or self.directory, err) from err
 
 
-def progress_bar(enabled: bool) -> Callable[..., Iterable]:
+def progress_interval() -> float:
+    """Seconds between progress lines where no bar is shown (a SLURM log, Ray, Prefect, `dvc repro`, a
+    detached sweep's driver.log): PAPERZOO_PROGRESS_EVERY, 0 for none; 60 by default, none under pytest."""
+    text = os.environ.get("PAPERZOO_PROGRESS_EVERY")
+    if text is None:
+        return 0.0 if "PYTEST_CURRENT_TEST" in os.environ else 60.0
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        raise ConfigError(f"PAPERZOO_PROGRESS_EVERY={text!r}: give seconds between progress lines (0: none)") from None
+
+
+def progress_lines(
+    iterable: Iterable, total: int | None, desc: str | None, initial: int, every_s: float, latest: Mapping[str, float]
+) -> Iterable:
+    """A line every `every_s` seconds: step/budget, the latest loss, steps/s and the ETA."""
+    started = last = time.monotonic()
+    done = 0
+    for item in iterable:
+        yield item
+        done += 1
+        now = time.monotonic()
+        if now - last < every_s:
+            continue
+        last = now
+        rate = done / max(now - started, 1e-9)
+        step = initial + done
+        losses = [key for key in latest if "loss" in key] or list(latest)
+        loss = f", {losses[0]} {latest[losses[0]]:.4g}" if losses else ""
+        if total:
+            eta = (total - step) / rate if rate > 0 else float("inf")
+            where = f"step {step}/{total} ({100 * step / total:.0f}%)"
+            tail = f", ETA {eta / 60:.1f} min" if math.isfinite(eta) else ""
+        else:
+            where, tail = f"step {step}", ""
+        print(f"{desc or 'progress'}: {where}{loss}, {rate:.3g} steps/s{tail}", flush=True)
+
+
+def progress_bar(
+    enabled: bool, every_s: float = 0.0, latest: Mapping[str, float] | None = None
+) -> Callable[..., Iterable]:
     def progress(iterable: Iterable, total: int | None = None, desc: str | None = None, initial: int = 0, **_: Any):
         if not enabled:
+            if every_s > 0:
+                return progress_lines(iterable, total, desc, initial, every_s, latest if latest is not None else {})
             return iterable
         from tqdm import tqdm
 
@@ -641,6 +684,8 @@ def _attempt(
                     step = record.pop("step")
                     dvclive(record, step)
             all_sinks = [jsonl, dvclive, *sinks]
+        latest: dict[str, float] = {}  # for the progress lines
+        all_sinks.append(lambda metrics, step=None: latest.update(metrics))
 
         def log(metrics: Mapping[str, float], step: int | None = None) -> None:
             for sink in all_sinks:
@@ -659,7 +704,11 @@ def _attempt(
                 checkpoint=checkpointer,
                 log=log,
                 should_stop=stop,
-                progress=progress_bar(is_main and (interactive() if show_progress is None else show_progress)),
+                progress=progress_bar(
+                    is_main and (interactive() if show_progress is None else show_progress),
+                    progress_interval() if is_main else 0.0,
+                    latest,
+                ),
             )
             metrics = {key: float(value) for key, value in component.run(request.config, ctx).items()}
         while closers:  # the sinks' last writes are results too: a failure here fails the run

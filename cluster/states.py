@@ -43,6 +43,22 @@ OK_STATES = frozenset({State.COMPLETED, State.STOPPED})  # a sweep with only the
 ACTIVE_RUNS: set[str] = set()
 
 
+class DriverDetached(BaseException):
+    """A sweep driver stopped by SIGTERM while its trials run as SLURM jobs: the jobs go on, the ledger says
+    where, and `paperzoo status` / `paperzoo sweep` (again, to collect and resume) pick them up."""
+
+
+def local_job_id() -> str:
+    """A sweep ledger's job id for a trial run by a process here (local, torchrun, Ray's driver)."""
+    return f"pid:{os.getpid()}@{socket.gethostname()}"
+
+
+def notify(ledger: Any, run_dir: str | Path, state: str, **fields: Any) -> None:
+    """A backend's report to the sweep's ledger (pipelines.ledger.Ledger.event), when it runs under one."""
+    if ledger is not None:
+        ledger.event(run_dir, state, **fields)
+
+
 def process_identity() -> dict[str, Any]:
     """What run.json records so that a reader can tell whether the run's process still lives."""
     identity: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
@@ -122,6 +138,8 @@ def interruption_note(info: Mapping[str, Any]) -> str:
 def sweep_state(states: list[str]) -> State:
     """A sweep's end state from its trials': stopped by a signal (preempted, or cancelled before its
     turn came), else failed if any trial did not finish, else completed."""
+    if RUNNING in states:
+        return RUNNING  # type: ignore[return-value] - still going: `paperzoo collect` again later
     if State.PREEMPTED in states:
         return State.PREEMPTED
     if State.CANCELLED in states:

@@ -19,6 +19,14 @@ EXAMPLES = """examples:
   paperzoo run uba --backend torchrun --profile cpu-ddp2      # 2 processes, DDP over gloo
   paperzoo run uba --backend submitit --profile slurm-cpu     # a SLURM job
   paperzoo sweep uba_phi --backend ray                        # Ray Tune with ASHA
+  paperzoo sweep uba_phi --backend submitit --profile slurm-cpu --detach   # submit, return; then:
+  paperzoo status                                      # the latest sweep: trial, state, step/budget, ETA
+  paperzoo logs runs/sweeps/uba_phi/<time> --trial 3 -f
+  paperzoo cancel runs/sweeps/uba_phi/<time>           # scancel / SIGTERM what runs, record it
+  paperzoo collect runs/sweeps/uba_phi/<time>          # the summary of what finished so far
+  paperzoo sweep uba_phi                               # again: runs only what no earlier run completed
+  paperzoo compare runs/uba/<run-a> runs/uba/<run-b>   # differing config keys and final metrics
+  paperzoo gc --yes                                    # checkpoints of completed runs, unreferenced runs
   paperzoo config uba --set schedule.name=cosine       # print the resolved config
   paperzoo list                                        # components, presets, sweeps, datasets
   paperzoo report                                      # reports/index.html
@@ -100,12 +108,90 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an unfinished run")
     run.add_argument("--out", type=Path, metavar="DIR", help="write to this fixed directory (DVC's stages)")
 
-    sweep = verbs.add_parser("sweep", parents=after_verb, help="run a named sweep from params.yaml")
+    def verb(name: str, help: str, examples: str, description: str = "") -> argparse.ArgumentParser:
+        return verbs.add_parser(
+            name,
+            parents=after_verb,
+            help=help,
+            description=description or help,
+            epilog="examples:\n" + examples,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    sweep = verb(
+        "sweep",
+        "run a named sweep from params.yaml",
+        "  paperzoo sweep uba_phi --grid schedule.phi=0.5,2 --seeds 0\n"
+        "  paperzoo sweep uba_phi --backend submitit --profile slurm-cpu --detach\n"
+        "  paperzoo sweep uba_phi --seeds 0,1,2      # more seeds: only the new ones run\n"
+        "  paperzoo sweep uba_phi --rerun            # every trial again\n"
+        "  paperzoo sweep uba_phi --estimate --profile slurm-cpu\n",
+        "Run a named sweep. Trials that an earlier run of this sweep completed (same resolved config, seed, code "
+        "and lock digest, data) are reported from there, preempted or interrupted ones resume from their "
+        "checkpoints, and trials still running under an earlier driver are waited for.",
+    )
     sweep.add_argument("name")
     add_compute_options(sweep, ("local", "torchrun", "submitit", "ray"))
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="narrow an axis")
     sweep.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1")
     sweep.add_argument("--preset", help="test, smoke or paper (default: params.yaml's preset)")
+    sweep.add_argument("--detach", action="store_true", help="start the driver in the background and return")
+    sweep.add_argument("--rerun", action="store_true", help="run every trial again, completed ones included")
+    sweep.add_argument(
+        "--estimate", action="store_true", help="print trials x steps x s/step and the device-hours; run nothing"
+    )
+    sweep.add_argument("--into", type=Path, help=argparse.SUPPRESS)  # the sweep folder a detached driver fills
+
+    status = verb(
+        "status",
+        "a sweep's trials (or one run): state, step/budget, last metric, elapsed, ETA, requeues",
+        "  paperzoo status                         # the latest sweep under --run-root\n"
+        "  paperzoo status runs/sweeps/uba_phi/20261205-101500\n"
+        "  paperzoo status runs/uba/20261205-101500-1a2b3c4d-s0\n",
+    )
+    status.add_argument("path", nargs="?", type=Path, metavar="SWEEP_DIR|RUN_DIR")
+
+    logs = verb(
+        "logs",
+        "a trial's job output and its metrics.jsonl (-f: follow until it ends)",
+        "  paperzoo logs runs/sweeps/uba_phi/20261205-101500 --trial 3 -f\n"
+        "  paperzoo logs runs/sweeps/uba_phi/20261205-101500 --trial lion\n"
+        "  paperzoo logs runs/uba/20261205-101500-1a2b3c4d-s0\n",
+    )
+    logs.add_argument("path", type=Path, metavar="SWEEP_DIR|RUN_DIR")
+    logs.add_argument("--trial", help="with a sweep folder: the trial's index or (part of) its name")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the trial ends")
+
+    cancel = verb(
+        "cancel",
+        "cancel what of a sweep is queued or running (scancel, SIGTERM) and record it",
+        "  paperzoo cancel runs/sweeps/uba_phi/20261205-101500\n",
+    )
+    cancel.add_argument("path", type=Path, metavar="SWEEP_DIR")
+
+    collect = verb(
+        "collect",
+        "a sweep's summary from whatever has finished, the missing trials listed",
+        "  paperzoo collect runs/sweeps/uba_phi/20261205-101500\n",
+    )
+    collect.add_argument("path", type=Path, metavar="SWEEP_DIR")
+
+    gc = verb(
+        "gc",
+        "remove checkpoints of completed runs and run folders nothing refers to (shows what first)",
+        "  paperzoo gc            # what it would remove, and the space\n  paperzoo gc --yes      # remove it\n",
+    )
+    gc.add_argument("--yes", action="store_true", help="remove (without it: only show)")
+    gc.add_argument("--reports", type=Path, default=Path("reports"), help="the report folder whose runs are kept")
+
+    compare = verb(
+        "compare",
+        "config keys that differ and final metrics, side by side, for runs or sweeps",
+        "  paperzoo compare runs/uba/<run-a> runs/uba/<run-b>\n"
+        "  paperzoo compare runs/sweeps/uba_phi/20261205-101500 --markdown > compare.md\n",
+    )
+    compare.add_argument("paths", nargs="+", type=Path, metavar="RUN_OR_SWEEP")
+    compare.add_argument("--markdown", action="store_true", help="a markdown table instead of the terminal one")
 
     report = verbs.add_parser(
         "report", parents=after_verb, help="reports/index.html: the pipeline's runs, the sweeps, the one-off runs"
@@ -217,25 +303,73 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from cluster.states import DriverDetached
     from pipelines.operations import run_named_sweep
     from pipelines.sweep import parse_grid
 
     seeds = seed_list(args.seeds)
     checkpoint_steps(args.checkpoint_every)
-    outcome = run_named_sweep(
-        args.name,
-        backend=args.backend,
-        profile=args.profile,
-        grid=parse_grid(args.grid),
-        seeds=seeds,
-        preset=args.preset,
-        params_file=args.params,
-        data_dir=args.data_dir,
-        run_root=args.run_root,
-        checkpoint_every=args.checkpoint_every,
-    )
+    grid = parse_grid(args.grid)
+    if args.estimate:
+        from pipelines.operations import estimate_sweep
+
+        print(
+            estimate_sweep(
+                args.name,
+                backend=args.backend,
+                profile=args.profile,
+                grid=grid,
+                seeds=seeds,
+                preset=args.preset,
+                params_file=args.params,
+                data_dir=args.data_dir,
+                run_root=args.run_root,
+            )
+        )
+        return 0
+    if args.detach:
+        from pipelines.operations import check_sweep, start_detached
+
+        count = check_sweep(
+            args.name,
+            profile=args.profile,
+            grid=grid,
+            seeds=seeds,
+            preset=args.preset,
+            params_file=args.params,
+            run_root=args.run_root,
+        )
+        argv = [arg for arg in args.argv if arg != "--detach"]
+        directory, pid = start_detached(args.name, argv, args.run_root, args.backend)
+        print(f"sweep {args.name}: {count} trials, driver {pid} in the background -> {directory}")
+        print(f"  paperzoo status {directory}")
+        print(f"  paperzoo logs {directory} --trial 0 -f")
+        print(f"  paperzoo cancel {directory}")
+        print(f"  paperzoo collect {directory}      # the summary of what finished")
+        return 0
+    try:
+        outcome = run_named_sweep(
+            args.name,
+            backend=args.backend,
+            profile=args.profile,
+            grid=grid,
+            seeds=seeds,
+            preset=args.preset,
+            params_file=args.params,
+            data_dir=args.data_dir,
+            run_root=args.run_root,
+            checkpoint_every=args.checkpoint_every,
+            rerun=args.rerun,
+            directory=args.into,
+        )
+    except DriverDetached:  # SIGTERM on SLURM: the jobs go on (the backend printed which, and how to follow)
+        return 0
     print(outcome.markdown)
-    print(f"sweep directory: {outcome.directory} (summary.csv, summary.md, trials.jsonl)")
+    print(f"sweep directory: {outcome.directory} (summary.csv, summary.md, trials.jsonl, ledger/)")
+    return sweep_exit(args.name, outcome)
+
+
+def sweep_exit(name: str, outcome) -> int:
     if not outcome.failed:
         return 0
     counts: dict[str, int] = {}
@@ -243,11 +377,72 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         counts[result.status] = counts.get(result.status, 0) + 1
     said = ", ".join(f"{n} {status}" for status, n in counts.items())
     print(
-        f"paperzoo: error: sweep {args.name} {outcome.status}: {len(outcome.failed)} of {len(outcome.results)} "
+        f"paperzoo: error: sweep {name} {outcome.status}: {len(outcome.failed)} of {len(outcome.results)} "
         f"trials did not complete ({said}); which and why: {outcome.directory / 'summary.md'}",
         file=sys.stderr,
     )
     return 1
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from pipelines.ledger import STATUS_COLUMNS, format_table, latest_sweep_dir, status_rows
+
+    path = args.path or latest_sweep_dir(args.run_root)
+    heading, rows = status_rows(path)
+    print(f"{heading}\n{path}\n")
+    print(format_table(rows, STATUS_COLUMNS))
+
+
+def cmd_logs(args: argparse.Namespace) -> None:
+    from pipelines.ledger import find_record, follow_logs
+
+    record, run_dir = find_record(args.path, args.trial)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    follow_logs(record, run_dir, args.follow, write)
+
+
+def cmd_cancel(args: argparse.Namespace) -> None:
+    from pipelines.operations import cancel_sweep
+
+    said = cancel_sweep(args.path)
+    print("; ".join(said) or "nothing was queued or running")
+    print(f"recorded in {args.path / 'ledger'}; summary of what finished: {args.path / 'summary.md'}")
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from pipelines.sweep import collect_sweep
+
+    outcome = collect_sweep(args.path)
+    print(outcome.markdown)
+    print(f"sweep directory: {outcome.directory} (summary.csv, summary.md, trials.jsonl)")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> None:
+    import shutil
+
+    from pipelines.operations import gc_candidates
+
+    found = gc_candidates(args.run_root, args.reports)
+    total = sum(size for _, _, size in found)
+    for path, why, size in found:
+        print(f"{size / 2**20:9.1f} MiB  {path}  ({why})")
+    if not args.yes:
+        print(f"would free {total / 2**20:.1f} MiB in {len(found)} folders; `paperzoo gc --yes` removes them")
+        return
+    for path, _, _ in found:
+        shutil.rmtree(path, ignore_errors=True)
+    print(f"freed {total / 2**20:.1f} MiB ({len(found)} folders)")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from pipelines.compare import compare
+
+    print(compare(args.paths, markdown=args.markdown))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -327,6 +522,12 @@ COMMANDS = {
     "verify": cmd_verify,
     "run": cmd_run,
     "sweep": cmd_sweep,
+    "status": cmd_status,
+    "logs": cmd_logs,
+    "cancel": cmd_cancel,
+    "collect": cmd_collect,
+    "gc": cmd_gc,
+    "compare": cmd_compare,
     "report": cmd_report,
     "publish": cmd_publish,
     "serve": cmd_serve,
@@ -339,6 +540,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a detached driver is started with
     try:
         code = COMMANDS[args.verb](args)  # cmd_run and cmd_sweep return 1 when what ran failed
     except PaperzooError as err:

@@ -14,7 +14,7 @@ from typing import Any
 from cluster.launch import LaunchSpec, TrialOutcome, outcome_from_run_dir, run_spec
 from cluster.profiles import Profile
 from cluster.runner import RunFailed, one_line, threading_is_main, user_message
-from cluster.states import State
+from cluster.states import State, local_job_id, notify
 from components.core.errors import ConfigError, Preempted
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -49,6 +49,7 @@ def run_trials(
     workdir: Path | None = None,
     metric: str | None = None,
     mode: str = "min",
+    ledger: Any = None,
 ) -> list[TrialOutcome]:
     if profile.world_size > 1:
         raise ConfigError(
@@ -62,6 +63,8 @@ def run_trials(
                 outcomes.append(TrialOutcome(spec, State.CANCELLED, {}, f"not started: {stop.reason}", recorded=False))
                 continue
             print(f"[{index + 1}/{len(specs)}] {Path(spec.run_dir).name}", flush=True)
+            logs = [ledger.driver_log] if ledger is not None and ledger.driver_log else []
+            notify(ledger, spec.run_dir, "running", job_id=local_job_id(), logs=logs)
             error = ""
             try:
                 run_spec(spec)
@@ -74,5 +77,6 @@ def run_trials(
             outcome = outcome_from_run_dir(spec)
             if not outcome.recorded:  # it failed before its run.json, or could not write its end
                 outcome = TrialOutcome(spec, State.FAILED, outcome.metrics, error or outcome.error, recorded=False)
+            notify(ledger, spec.run_dir, outcome.status, error=outcome.error, metrics=outcome.metrics)
             outcomes.append(outcome)
     return outcomes

@@ -55,7 +55,7 @@ from ray.tune.schedulers import ASHAScheduler
 from cluster.distributed import DistEnv
 from cluster.launch import LaunchSpec, TrialOutcome, outcome_from_run_dir, record_outcome, run_info_path, run_spec
 from cluster.profiles import Profile
-from cluster.states import State
+from cluster.states import State, local_job_id, notify
 from components.core.errors import ConfigError
 
 INDEX = "trial_index"  # the one axis of the param space: the position of a spec in the sweep's list
@@ -244,8 +244,11 @@ def trial_resources(profile: Profile) -> dict[str, float]:
 def make_scheduler(scheduler: str, metric: str | None, mode: str) -> Any:
     if mode not in ("min", "max"):
         raise ConfigError(f"mode must be min or max, not '{mode}'")
-    if scheduler not in ("asha", "fifo"):
-        raise ConfigError(f"unknown scheduler '{scheduler}' for the ray backend; choose asha or fifo")
+    if scheduler not in ("asha", "fifo", "none"):
+        raise ConfigError(f"unknown scheduler '{scheduler}' for the ray backend; choose asha, fifo or none")
+    if scheduler == "none":  # the sweep declares it: its metric is an end-of-run quantity, ASHA could stop nothing
+        print(f"ray: no early stopping: the sweep ranks by {metric}, known only at the end of a run", flush=True)
+        return None
     if scheduler == "fifo" or metric is None:  # ASHA needs a metric to rank by; without one every trial runs out
         return None
     return ASHAScheduler(
@@ -328,6 +331,7 @@ def run_trials(
     scheduler: str = "asha",
     address: str | None = None,
     max_concurrent: int | None = None,
+    ledger: Any = None,
 ) -> list[TrialOutcome]:
     """Run the specs as one Tune experiment and return their outcomes, in the order of `specs`.
 
@@ -374,7 +378,7 @@ def run_trials(
                 log_to_file=True,
                 sync_config=tune.SyncConfig(sync_artifacts=True),
                 failure_config=tune.FailureConfig(max_failures=0),
-                callbacks=[Progress(absolute)],
+                callbacks=[Progress(absolute, ledger)],
             ),
         )
         with quiet_tune():
@@ -411,9 +415,15 @@ def quiet_tune() -> Iterator[None]:
 class Progress(tune.Callback):
     """Prints '[k/n] trial' as trials end, like the local backend's progress lines."""
 
-    def __init__(self, specs: list[LaunchSpec]) -> None:
+    def __init__(self, specs: list[LaunchSpec], ledger: Any = None) -> None:
         self.names = [Path(spec.run_dir).name for spec in specs]
+        self.run_dirs = [spec.run_dir for spec in specs]
         self.ended = 0
+        self.ledger = ledger  # the sweep's ledger: a Tune trial's start is recorded there, with Tune's log folder
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        logs = [str(Path(trial.local_path))] if getattr(trial, "local_path", None) else []
+        notify(self.ledger, self.run_dirs[trial.config[INDEX]], "running", job_id=local_job_id(), logs=logs)
 
     def _line(self, trial: Any, word: str) -> None:
         self.ended += 1

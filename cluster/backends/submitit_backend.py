@@ -24,6 +24,8 @@ import functools
 import math
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -36,7 +38,8 @@ import submitit
 from cluster.environ import temporary_environment
 from cluster.launch import LaunchSpec, TrialOutcome, outcome_from_run_dir, record_outcome, run_spec
 from cluster.profiles import Profile
-from cluster.states import State
+from cluster.runner import threading_is_main
+from cluster.states import DriverDetached, State, notify
 from components.core.errors import Preempted, RunError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -153,6 +156,11 @@ def local_parallelism(profile: Profile) -> int:
     return max(1, (os.cpu_count() or 1) // per_trial)
 
 
+def notify_queued(ledger: Any, executor: submitit.AutoExecutor, spec: LaunchSpec, job: submitit.Job) -> None:
+    logs = [str(job.paths.stdout).replace("%t", "0"), str(job.paths.stderr).replace("%t", "0")]
+    notify(ledger, spec.run_dir, "queued", job_id=ledger_job_id(executor, job), logs=logs)
+
+
 def job_error(job: submitit.Job) -> str:
     try:
         error = job.exception()
@@ -185,8 +193,39 @@ def describe(outcome: TrialOutcome, metric: str | None) -> str:
     return f"completed ({metric}={value:.6g})" if isinstance(value, float) and math.isfinite(value) else "completed"
 
 
+def ledger_job_id(executor: submitit.AutoExecutor, job: submitit.Job) -> str:
+    return f"slurm:{job.job_id}" if executor.cluster == "slurm" else f"pid:{job.job_id}@{socket.gethostname()}"
+
+
+class DetachOnTerm:
+    """On SLURM, SIGTERM to the driver (a logout, a killed login shell) leaves the jobs running: they are in
+    SLURM's hands and the sweep's ledger names them. Ctrl-C still cancels them."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and threading_is_main()
+        self.previous: Any = None
+
+    def __enter__(self) -> DetachOnTerm:
+        if self.enabled:
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        raise DriverDetached("the driver got SIGTERM")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
 def run_trials(
-    specs: list[LaunchSpec], profile: Profile, *, workdir: Path, metric: str | None = None, mode: str = "min"
+    specs: list[LaunchSpec],
+    profile: Profile,
+    *,
+    workdir: Path,
+    metric: str | None = None,
+    mode: str = "min",
+    ledger: Any = None,
 ) -> list[TrialOutcome]:
     """Submit every spec (a job array when there are several), wait for all, and read their outcomes."""
     if not specs:
@@ -205,30 +244,48 @@ def run_trials(
                 jobs = [executor.submit(task, specs[0])] if len(specs) == 1 else executor.map_array(task, specs)
             for (index, spec), job in zip(queue, jobs):
                 pending[index] = job
+                notify_queued(ledger, executor, spec, job)
                 print(f"submitted {Path(spec.run_dir).name} as SLURM job {job.job_id}", flush=True)
             queue = []
         limit = local_parallelism(profile)
         last_forced = time.monotonic()
-        try:
-            while queue or pending:
-                while queue and len(pending) < limit and executor.cluster != "slurm":
-                    index, spec = queue.pop(0)
-                    pending[index] = executor.submit(task, spec)
-                    print(f"started {Path(spec.run_dir).name} as local job {pending[index].job_id}", flush=True)
-                force = time.monotonic() - last_forced > FORCED_STATE_CHECK_S
-                if force:
-                    last_forced = time.monotonic()
-                for position, (index, job) in enumerate(list(pending.items())):
-                    # one forced sacct call refreshes every job: submitit's watcher is shared
-                    if job.done(force_check=force and position == 0):
-                        del pending[index]
-                        outcomes[index] = collect(specs[index], job)
-                        print(f"job {job.job_id} {describe(outcomes[index], metric)}", flush=True)
-                if pending:
-                    time.sleep(1)
-        except KeyboardInterrupt:
-            for job in pending.values():
-                job.cancel(check=False)
-            print(f"cancelled {len(pending)} unfinished jobs", flush=True)
-            raise
+        with DetachOnTerm(executor.cluster == "slurm"):
+            try:
+                while queue or pending:
+                    while queue and len(pending) < limit and executor.cluster != "slurm":
+                        index, spec = queue.pop(0)
+                        pending[index] = executor.submit(task, spec)
+                        notify_queued(ledger, executor, spec, pending[index])
+                        print(f"started {Path(spec.run_dir).name} as local job {pending[index].job_id}", flush=True)
+                    force = time.monotonic() - last_forced > FORCED_STATE_CHECK_S
+                    if force:
+                        last_forced = time.monotonic()
+                    for position, (index, job) in enumerate(list(pending.items())):
+                        # one forced sacct call refreshes every job: submitit's watcher is shared
+                        if job.done(force_check=force and position == 0):
+                            del pending[index]
+                            outcomes[index] = outcome = collect(specs[index], job)
+                            notify(
+                                ledger,
+                                outcome.spec.run_dir,
+                                outcome.status,
+                                error=outcome.error,
+                                metrics=outcome.metrics,
+                            )
+                            print(f"job {job.job_id} {describe(outcomes[index], metric)}", flush=True)
+                    if pending:
+                        time.sleep(1)
+            except DriverDetached:
+                print(
+                    f"paperzoo: the driver got SIGTERM; {len(pending)} SLURM jobs go on "
+                    f"({', '.join(str(job.job_id) for job in pending.values())}); follow them with "
+                    f"`paperzoo status {workdir}`, collect with `paperzoo collect {workdir}`",
+                    flush=True,
+                )
+                raise
+            except KeyboardInterrupt:
+                for job in pending.values():
+                    job.cancel(check=False)
+                print(f"cancelled {len(pending)} unfinished jobs", flush=True)
+                raise
     return [outcomes[index] for index in range(len(specs))]

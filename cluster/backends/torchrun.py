@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cluster.distributed import LOOPBACK, is_loopback, loopback_store
 from cluster.profiles import Profile
@@ -88,9 +88,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_trials(
-    specs: list[LaunchSpec], profile: Profile, *, workdir: Path, metric: str | None = None, mode: str = "min"
+    specs: list[LaunchSpec],
+    profile: Profile,
+    *,
+    workdir: Path,
+    metric: str | None = None,
+    mode: str = "min",
+    ledger: Any = None,
 ) -> list[TrialOutcome]:
     from cluster.launch import TrialOutcome, outcome_from_run_dir  # here: torchrun's agent runs this module
+    from cluster.states import local_job_id, notify
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -99,18 +106,21 @@ def run_trials(
         spec_file = workdir / f"spec-{index:03d}.json"
         spec_file.write_text(spec.to_json())
         print(f"[{index + 1}/{len(specs)}] {Path(spec.run_dir).name} on {profile.processes} processes", flush=True)
+        notify(ledger, spec.run_dir, "running", job_id=local_job_id(), logs=[str(spec_file.with_suffix(".log"))])
         done = subprocess.run(
             torchrun_command(spec_file, profile.processes),
             capture_output=True,
             text=True,
             env={**os.environ, "OMP_NUM_THREADS": str(profile.threads)},
         )
+        spec_file.with_suffix(".log").write_text(done.stdout + done.stderr)
         outcome = outcome_from_run_dir(spec)
         if done.returncode != 0 and not outcome.recorded:  # no rank wrote its verdict: torchrun's own error says why
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             outcome = TrialOutcome(spec, "failed", {}, f"torchrun exited {done.returncode}: {tail[0]}")
         if outcome.status != "completed":
             print(f"  {outcome.status}: {outcome.error}", flush=True)
+        notify(ledger, spec.run_dir, outcome.status, error=outcome.error, metrics=outcome.metrics)
         outcomes.append(outcome)
     return outcomes
 
