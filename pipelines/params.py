@@ -19,7 +19,8 @@ from components.core.errors import ConfigError, did_you_mean
 from components.registry import REGISTRY
 
 SETTINGS = ("preset", "components", "datasets", "derived_datasets", "sweeps")
-SWEEP_KEYS = ("component", "grid", "seeds", "metric", "mode")
+SWEEP_KEYS = ("component", "grid", "seeds", "metric", "mode", "scheduler")
+SCHEDULERS = ("asha", "fifo", "none")  # on Ray; none: the metric is an end-of-run quantity, so no scheduler can act
 
 
 def _kind(value: Any) -> str:
@@ -118,6 +119,10 @@ def check_params(params: Mapping[str, Any], source: str = "params.yaml") -> None
             raise ConfigError(f"{source}: sweeps.{name}.component '{component}' is not a component{hint}")
         if sweep.get("mode", "min") not in ("min", "max"):
             raise ConfigError(f"{source}: sweeps.{name}.mode must be min or max, not '{sweep.get('mode')}'")
+        if sweep.get("scheduler", "asha") not in SCHEDULERS:
+            raise ConfigError(
+                f"{source}: sweeps.{name}.scheduler must be one of {', '.join(SCHEDULERS)}, not '{sweep['scheduler']}'"
+            )
         if not isinstance(sweep.get("metric", "val/loss"), str):
             raise ConfigError(f"{source}: sweeps.{name}.metric must be a metric name such as val/loss")
         if "grid" in sweep:  # no grid at all: every seed at the section's config; an empty one is a mistake

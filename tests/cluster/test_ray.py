@@ -165,3 +165,18 @@ def test_asha_stops_a_lagging_trial_and_its_run_says_so(params, data_root, tmp_p
     evaluations = [record for record in records if "val/loss" in record]
     assert slow.metrics["val/loss"] == evaluations[-1]["val/loss"] > good.metrics["val/loss"]
     assert len(evaluations) < 15  # stopped before its budget: 30 steps evaluated every 2
+
+
+def test_a_sweep_ranked_at_the_end_declares_no_scheduler_and_ray_says_so(params, capsys):
+    # every params.yaml sweep whose metric only exists at the end of a run says `scheduler: none`; the Ray backend
+    # then runs plain FIFO and tells the user why, instead of an ASHA that could stop nothing
+    from ray.tune.schedulers import ASHAScheduler
+
+    from cluster.backends.ray_backend import make_scheduler
+
+    assert make_scheduler("none", "test/acc", "max") is None
+    assert "no early stopping" in capsys.readouterr().out
+    assert isinstance(make_scheduler("asha", "val/loss", "min"), ASHAScheduler)
+    declared = {name: sweep.get("scheduler", "asha") for name, sweep in params["sweeps"].items()}
+    assert declared["lion_vs_sgd"] == declared["adamw_l1_optimizers"] == "none"  # final/train_loss, loglog_slope
+    assert declared["uba_phi"] == "asha"  # val/loss, a training curve

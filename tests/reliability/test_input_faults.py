@@ -143,6 +143,12 @@ CASES = [
         section("uba", {"optimiser": "sgd"}),
     ),
     Case(
+        "sweep_scheduler_unknown",
+        UBA_TEST,
+        ["params.yaml: sweeps.uba_phi.scheduler must be one of asha, fifo, none", "not 'hyperband'"],
+        sweep("uba_phi", scheduler="hyperband"),
+    ),
+    Case(
         "derived_dataset_parent_unknown",
         UBA_TEST,
         ["params.yaml: derived_datasets.continual/digits.parent 'images/digit'", "did you mean 'images/digits'"],
