@@ -179,12 +179,9 @@ class ThresholdDetector:
 def load_factory(spec: str, key: str) -> Any:
     if not spec:
         raise ConfigError(f"vact: {key} is empty; name the adapter as 'package.module:attr' or '/path/file.py:attr'")
-    from pipelines.datasets.video import load_factory as load  # the video stage's loader of user code
+    from components.core.video import load_factory as load  # how user code plugs in, as the video stage's VAE
 
-    try:
-        factory = load(spec)
-    except (ConfigError, DataError) as error:  # the loader's messages name the video stage's option
-        raise type(error)(f"vact: {key} {spec!r}: {str(error).replace('vae_factory', key)}") from None
+    factory = load(spec, option=key, owner="vact")
     return factory()
 
 
@@ -225,12 +222,12 @@ class FolderGenerator:
                 raise DataError(f"vact: {index} line {number} is not {{prompt, seed, file}}") from None
 
     def generate(self, request: Request, seed: int) -> np.ndarray:
-        from pipelines.datasets.video import _read_clip
+        from components.core.video import read_clip
 
         path = self.files.get((request.prompt, seed))
         if path is None:
             raise DataError(f"vact: {self.folder / INDEX} has no video for seed {seed} of prompt {request.prompt!r}")
-        pixels = _read_clip(path, self.spec.frames, self.spec.height, self.spec.width)  # [T, 3, H, W] in [0, 1]
+        pixels = read_clip(path, self.spec.frames, self.spec.height, self.spec.width)  # [T, 3, H, W] in [0, 1]
         return np.round(pixels.transpose(0, 2, 3, 1) * 255).astype(np.uint8)
 
 

@@ -13,6 +13,7 @@ MODEL = "components/pyramid_flow/model.py"
 COMPONENT = "components/pyramid_flow/component.py"
 TESTS = "tests/components/test_pyramid_flow.py"
 VIDEO = "pipelines/datasets/video.py"
+RAW_VIDEO = "components/core/video.py"  # clip reading, resampling and cropping, shared with vact
 VIDEO_TESTS = "tests/pipelines/test_prepare_video.py"
 
 MUTANTS = [
@@ -217,7 +218,7 @@ MUTANTS = [
         name="video-frame-rate-ignored",
         kind="bug",
         guards="clips are resampled to the paper's 24 fps by their timestamps, not cut to the first 121 decoded frames",
-        file=VIDEO,
+        file=RAW_VIDEO,
         find="resample_frames(timed, fps, frames)",
         replace="resample_frames(timed, 0, frames)",
         killers=(f"{VIDEO_TESTS}::test_video_clips_are_resampled_to_the_asked_frame_rate",),
@@ -226,7 +227,7 @@ MUTANTS = [
         name="video-frames-squashed",
         kind="bug",
         guards="frames keep their aspect (scaled to cover 640 x 384, centre-cropped), never squashed to 5:3",
-        file=VIDEO,
+        file=RAW_VIDEO,
         find="    size = (max(width, round(w * scale)), max(height, round(h * scale)))  # PIL's (width, height)\n",
         replace="    size = (width, height)\n",
         killers=(f"{VIDEO_TESTS}::test_frames_are_scaled_to_cover_then_centre_cropped_never_squashed",),

@@ -306,11 +306,11 @@ def test_video_clips_are_resampled_to_the_asked_frame_rate(tmp_path, monkeypatch
     # 4 s clips at the wrong speed, so a container is resampled by its timestamps (option fps, default 24)
     import sys
 
-    from pipelines.datasets.video import _read_clip
+    from components.core.video import read_clip
 
     monkeypatch.setitem(sys.modules, "av", fake_pyav(source_fps, 40))
     (tmp_path / "clip.mp4").write_bytes(b"not read by the stand-in")
-    clip = _read_clip(tmp_path / "clip.mp4", 9, 4, 4, fps)
+    clip = read_clip(tmp_path / "clip.mp4", 9, 4, 4, fps)
     assert clip.shape == (9, 3, 4, 4)
     assert np.rint(clip[:, 0, 0, 0] * 255).astype(int).tolist() == indices
 
@@ -335,7 +335,7 @@ def test_video_folder_resamples_containers_and_names_a_short_clip(tmp_path, monk
 def test_frames_are_scaled_to_cover_then_centre_cropped_never_squashed():
     # a 16:9 source must keep its aspect on the way to the paper's 640 x 384 (5:3): scaled until it covers the
     # target, then centre-cropped, as the image sources do (squashing it stretched every object sideways)
-    from pipelines.datasets.video import cover_and_crop
+    from components.core.video import cover_and_crop
 
     frame = np.zeros((8, 16, 3), dtype=np.uint8)
     frame[:, :, 0] = np.arange(16, dtype=np.uint8)[None] * 10  # column index in the red channel
