@@ -14,6 +14,7 @@ from components.logic_consistency.config import RuleConfig, TaxoConfig
 from components.logic_consistency.metrics import consistency, depth_accuracy, flags, predicted_tau
 from components.logic_consistency.repair import beliefs_from, repair
 from components.logic_consistency.worlds import rule_world, taxo_world
+from tests.tiny_llm import LETTERS, write_tiny_llm
 
 RNG = np.random.default_rng
 
@@ -155,27 +156,7 @@ def test_component_reports_before_and_after_repair_with_audits(params, tmp_path)
 
 
 def tiny_llm(folder):
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-
-    chars = sorted(set("0123456789 .,?:()-") | set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ\n"))
-    vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>", *chars])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
-    fast.save_pretrained(folder)
-    config = transformers.LlamaConfig(
-        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-    )  # fmt: skip
-    import torch
-
-    torch.manual_seed(0)
-    transformers.LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+    return write_tiny_llm(folder, "0123456789 .,?:()-\n" + LETTERS, max_positions=512)
 
 
 PAPER_COUNTS = {

@@ -21,6 +21,7 @@ from components.nupa import component as nupa_component
 from components.nupa import metrics
 from components.nupa.tokenizer import NumberFormat, NumberTokenizer
 from pipelines.datasets import prepare
+from tests.tiny_llm import LETTERS, write_tiny_llm
 
 SMOKE_SPEC = {
     "source": "nupa",
@@ -367,25 +368,7 @@ def test_paper_path_trains_a_llama_style_decoder_on_official_ranges(params, tmp_
 
 # --- Pretrained LMs through the transformers library (a tiny random Llama built from a config; no download)
 def tiny_llm(folder):
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-
-    chars = sorted(set("0123456789 .+-*/%=,:;()[]eE") | set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
-    vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>", *chars])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
-    fast.save_pretrained(folder)
-    config = transformers.LlamaConfig(
-        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    transformers.LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+    return write_tiny_llm(folder, "0123456789 .+-*/%=,:;()[]eE" + LETTERS, max_positions=256)
 
 
 def test_llm_mode_scores_a_local_causal_lm(params, smoke_data, tmp_path, monkeypatch):
