@@ -6,7 +6,6 @@ noise, identical derivatives for the baseline) and the paper preset end to end."
 from __future__ import annotations
 
 import csv
-import time
 
 import numpy as np
 import pytest
@@ -59,7 +58,6 @@ def test_prolongation_of_the_kdv_generators():
 def test_route_b_kdv_null_space_is_the_specs():
     """Check 1: 21 raw monomials of degree <= 2 in (u, u_x, u_xx, u_xxx, u_t); translations + boost leave a null
     space of dimension 11 containing u_t + u u_x; the KdV scaling leaves exactly span{u_xxx, u_t + u u_x}."""
-    started = time.perf_counter()
     raw = monomials([0, 1, 2, 3, 5], 2)
     assert len(raw) == 21
     gens = invariants.known_generators(PDES["kdv"], use_scaling=False)
@@ -69,7 +67,6 @@ def test_route_b_kdv_null_space_is_the_specs():
     assert not span_contains(basis, {invariants.with_time(monomial(u=1)): 1.0})  # u is not invariant
     scaled = null_space(invariants.known_generators(PDES["kdv"], use_scaling=True), raw)
     assert same_span(scaled, [{invariants.with_time(monomial(u_xxx=1)): 1.0}, {U_T: 1.0, UUX_T: 1.0}])
-    assert time.perf_counter() - started < 2.0
 
 
 @pytest.mark.parametrize(
