@@ -201,7 +201,7 @@ class HLOP:
     presets = {
         # seconds: two permuted-digit tasks, one epoch, a narrow net (plumbing and determinism)
         "test": {
-            "dataset": "continual/digits",
+            "dataset": "continual/permuted_digits",
             "tasks": 2,
             "hidden": (32, 32),
             "k0": (8, 8, 8),
@@ -214,7 +214,7 @@ class HLOP:
         # hlop.md §6: identity + 2 permutations of the 8x8 digits, MLP 64-100-100-10, T = 4, input x3,
         # SGD momentum 0.9 (lr 0.1 then 0.05), 3 epochs per task, k0 (16, 40, 40), k_inc (12, 20, 20), eta 0.01
         "smoke": {
-            "dataset": "continual/digits",
+            "dataset": "continual/permuted_digits",
             "tasks": 3,
             "hidden": (100, 100),
             "k0": (16, 40, 40),
@@ -231,7 +231,7 @@ class HLOP:
         },
         "paper": {},  # the Config defaults: PMNIST, 10 tasks, 784-800-800-10, BPTT T = 6
     }
-    datasets = ("continual/digits", "continual/pmnist", "continual/cifar100")
+    datasets = ("continual/permuted_digits", "continual/pmnist", "continual/cifar100")
 
     def datasets_for(self, cfg: Config) -> Sequence[str]:
         return (cfg.dataset,)

@@ -116,7 +116,8 @@ def test_specs_cover_every_component_sweep_and_dataset(params):
     by_flow = {flow: {spec.name: spec.parameters for spec in specs if spec.flow == flow} for flow in FLOWS}
     assert by_flow["train"] == {slug: {"component": slug} for slug in params["components"]}
     assert by_flow["sweep"] == {name: {"sweep": name} for name in params["sweeps"]}
-    assert {p["dataset"] for p in by_flow["prepare"].values()} == set(params["datasets"])
+    every_dataset = {*params["datasets"], *(params.get("derived_datasets") or {})}  # derived ones are prepared too
+    assert {p["dataset"] for p in by_flow["prepare"].values()} == every_dataset
     assert by_flow["prepare"]["digits"] == {"dataset": "images/digits"}  # the short name users type
     assert by_flow["publish"] == {"hub": {}} and by_flow["reproduce"] == {"all": {}}
 

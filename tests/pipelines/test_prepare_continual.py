@@ -21,11 +21,11 @@ PERMUTED = {"source": "permuted-tasks", "parent": "images/digits", "tasks": 3, "
 @pytest.fixture
 def permuted(tmp_path):
     prepare("images/digits", DIGITS, tmp_path)
-    prepare("continual/digits", PERMUTED, tmp_path)
+    prepare("continual/permuted_digits", PERMUTED, tmp_path)
     return tmp_path
 
 
-def manifest_of(root, name="continual/digits") -> dict:
+def manifest_of(root, name="continual/permuted_digits") -> dict:
     return json.loads((root / name / "manifest.json").read_text())
 
 
@@ -41,7 +41,7 @@ def test_each_task_is_its_parents_splits_under_its_own_fixed_permutation(permute
         for split in ("train", "val", "test"):
             assert entry["splits"][split] == f"task{task}-{split}"
             parent_images, parent_labels = ImageShards(permuted, "images/digits", split).arrays()
-            images, labels = ImageShards(permuted, "continual/digits", f"task{task}-{split}").arrays()
+            images, labels = ImageShards(permuted, "continual/permuted_digits", f"task{task}-{split}").arrays()
             # the same samples of the same split (no test image reaches a train split), pixels moved by the order
             assert np.array_equal(labels, parent_labels)
             assert np.array_equal(
@@ -54,21 +54,21 @@ def test_manifest_records_the_parents_digest_and_prepare_is_byte_stable(permuted
     parent_bytes = (permuted / "images/digits/manifest.json").read_bytes()
     assert manifest["parent"] == {"name": "images/digits", "manifest_sha256": hashlib.sha256(parent_bytes).hexdigest()}
     assert manifest["source"] == "permuted-tasks" and manifest["options"]["tasks"] == 3
-    prepare("continual/digits", PERMUTED, permuted)
+    prepare("continual/permuted_digits", PERMUTED, permuted)
     assert manifest_of(permuted) == manifest  # same parent and options: the same bytes, so DVC hashes are stable
-    assert set(verify(permuted)) == {"images/digits", "continual/digits"}
+    assert set(verify(permuted)) == {"images/digits", "continual/permuted_digits"}
     # a different parent version changes the derived manifest
     prepare("images/digits", DIGITS | {"seed": 1}, permuted)
-    prepare("continual/digits", PERMUTED, permuted)
+    prepare("continual/permuted_digits", PERMUTED, permuted)
     assert manifest_of(permuted)["parent"]["manifest_sha256"] != manifest["parent"]["manifest_sha256"]
 
 
 def test_missing_parent_and_bad_options_fail_before_writing(tmp_path):
     with pytest.raises(DataError, match="paperzoo prepare images digits"):
-        prepare("continual/digits", PERMUTED, tmp_path)
+        prepare("continual/permuted_digits", PERMUTED, tmp_path)
     prepare("images/digits", DIGITS, tmp_path)
     with pytest.raises(ConfigError, match="option tasks"):
-        prepare("continual/digits", PERMUTED | {"tasks": 0}, tmp_path)
+        prepare("continual/permuted_digits", PERMUTED | {"tasks": 0}, tmp_path)
     with pytest.raises(ConfigError, match="does not divide the 10 classes"):
         prepare("continual/split", {"source": "split-classes", "parent": "images/digits", "tasks": 3}, tmp_path)
     assert not (tmp_path / "continual").exists() or not any((tmp_path / "continual").iterdir())

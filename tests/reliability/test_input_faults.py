@@ -151,14 +151,17 @@ CASES = [
     Case(
         "derived_dataset_parent_unknown",
         UBA_TEST,
-        ["params.yaml: derived_datasets.continual/digits.parent 'images/digit'", "did you mean 'images/digits'"],
-        edit(lambda params: params["derived_datasets"]["continual/digits"].update(parent="images/digit")),
+        [
+            "params.yaml: derived_datasets.continual/permuted_digits.parent 'images/digit'",
+            "did you mean 'images/digits'",
+        ],
+        edit(lambda params: params["derived_datasets"]["continual/permuted_digits"].update(parent="images/digit")),
     ),
     Case(
         "derived_dataset_without_parent",
         UBA_TEST,
-        ["params.yaml: derived_datasets.continual/digits", "needs a 'source' and the 'parent'"],
-        edit(lambda params: params["derived_datasets"]["continual/digits"].pop("parent")),
+        ["params.yaml: derived_datasets.continual/permuted_digits", "needs a 'source' and the 'parent'"],
+        edit(lambda params: params["derived_datasets"]["continual/permuted_digits"].pop("parent")),
     ),
     Case(
         "params_unknown_top_level_key",
