@@ -45,6 +45,7 @@ class LaunchSpec:
     replace: bool = False
     backend: str = "local"
     use_gpu: bool = False
+    evaluations: int = 0  # the sweep's evaluations key: RunContext.evaluations (what ASHA ranks at)
 
     @classmethod
     def from_request(
@@ -56,6 +57,7 @@ class LaunchSpec:
         checkpoint_every: int = 0,
         replace: bool = False,
         backend: str = "local",
+        evaluations: int = 0,
     ) -> LaunchSpec:
         profile = profile or Profile()
         return cls(
@@ -73,6 +75,7 @@ class LaunchSpec:
             replace=replace,
             backend=backend,
             use_gpu=profile.gpus_per_node > 0,
+            evaluations=evaluations,
         )
 
     def request(self) -> RunRequest:
@@ -106,6 +109,7 @@ def run_spec(spec: LaunchSpec, sinks: Sequence[Sink] = (), dist: DistEnv | None 
         dist=from_environment() if dist is None else dist,
         use_gpu=spec.use_gpu,
         backend=spec.backend,
+        evaluations=spec.evaluations,
     )
 
 

@@ -499,6 +499,7 @@ def execute(
     dist: DistEnv | None = None,
     use_gpu: bool = False,
     backend: str = "local",
+    evaluations: int = 0,
 ) -> RunResult:
     """Run one component in this process (one rank of it, under torchrun or SLURM).
 
@@ -539,6 +540,7 @@ def execute(
             strategy=strategy,
             strategy_options=strategy_options,
             backend=backend,
+            evaluations=evaluations,
         )
 
 
@@ -558,6 +560,7 @@ def _execute(
     strategy: str,
     strategy_options: Mapping[str, Any] | None,
     backend: str,
+    evaluations: int,
 ) -> RunResult:
     is_main = dist.rank == 0
     work_dir, resuming = (
@@ -581,6 +584,7 @@ def _execute(
         "strategy": strategy,
         "world_size": dist.world_size,
         "threads": threads,
+        **({"evaluations": evaluations} if evaluations else {}),  # a sweep's reporting interval (ASHA)
         "device": device,
         "command": portable_command(sys.argv),
         **process_identity(),
@@ -607,6 +611,7 @@ def _execute(
             show_progress=show_progress,
             strategy=strategy,
             strategy_options=strategy_options,
+            evaluations=evaluations,
         )
     finally:
         ACTIVE_RUNS.discard(active)
@@ -658,6 +663,7 @@ def _attempt(
     show_progress: bool | None,
     strategy: str,
     strategy_options: Mapping[str, Any] | None,
+    evaluations: int,
 ) -> dict[str, float]:
     """Everything after run.json says "running", in one try: whatever happens, run.json ends completed,
     failed, preempted or interrupted (Ctrl-C), and the error is one line."""
@@ -704,6 +710,7 @@ def _attempt(
                 checkpoint=checkpointer,
                 log=log,
                 should_stop=stop,
+                evaluations=evaluations,
                 progress=progress_bar(
                     is_main and (interactive() if show_progress is None else show_progress),
                     progress_interval() if is_main else 0.0,

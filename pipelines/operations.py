@@ -496,6 +496,7 @@ def estimate_sweep(
         "trials": len(trials),
         "steps": budget,
         "seconds_per_step": per_step,
+        "flops_per_step": flops if gpu else None,  # what a GPU profile's seconds per step come from
         "start_up_seconds": start_up,
         "device_hours": device_s / 3600,
         "wall_hours": wall_s / 3600,

@@ -19,7 +19,7 @@ from components.core.errors import ConfigError, did_you_mean
 from components.registry import REGISTRY
 
 SETTINGS = ("preset", "components", "datasets", "derived_datasets", "sweeps")
-SWEEP_KEYS = ("component", "grid", "seeds", "metric", "mode", "scheduler")
+SWEEP_KEYS = ("component", "grid", "seeds", "metric", "mode", "scheduler", "evaluations")
 SCHEDULERS = ("asha", "fifo", "none")  # on Ray; none: the metric is an end-of-run quantity, so no scheduler can act
 
 
@@ -122,6 +122,12 @@ def check_params(params: Mapping[str, Any], source: str = "params.yaml") -> None
         if sweep.get("scheduler", "asha") not in SCHEDULERS:
             raise ConfigError(
                 f"{source}: sweeps.{name}.scheduler must be one of {', '.join(SCHEDULERS)}, not '{sweep['scheduler']}'"
+            )
+        evaluations = sweep.get("evaluations", 0)
+        if not isinstance(evaluations, int) or isinstance(evaluations, bool) or evaluations < 0:
+            raise ConfigError(
+                f"{source}: sweeps.{name}.evaluations must be a whole number >= 0 (reports of the metric per trial), "
+                f"not {evaluations!r}"
             )
         if not isinstance(sweep.get("metric", "val/loss"), str):
             raise ConfigError(f"{source}: sweeps.{name}.metric must be a metric name such as val/loss")

@@ -327,6 +327,7 @@ def run_sweep(
             profile,
             checkpoint_every=checkpoint_every,
             backend=backend,
+            evaluations=sweep.get("evaluations", 0),
         )
         for index, (trial, request, plan) in enumerate(zip(trials, requests, plans))
     ]

@@ -11,8 +11,9 @@
   eval steps and the final metrics), so `training_iteration` counts evaluations. A trial is judged at
   its 2nd, 4th, 8th, ... evaluation (grace period 2: the first one is mostly warm-up noise; reduction
   factor 2: keep the better half, for grids of tens of trials) and is never stopped for its number of
-  reports (max_t is huge: the trial's own budget ends it). With eval_every=0 a trial reports once, so
-  nothing is stopped early and the metrics equal the local backend's.
+  reports (max_t is huge: the trial's own budget ends it). The sweep's `evaluations` key (RunContext.evaluations)
+  sets how many times a trial reports; without it a trial reports once, nothing is stopped early, and the
+  backend says so after the fit. Reports only read the model: metrics equal the local backend's either way.
 - A trial ASHA stops is ended by Tune from inside its report (SystemExit), which the run records as a
   failure; the trial rewrites its run.json to "stopped" (State.STOPPED, error: why) and metrics.json to
   the last metrics Tune received, and after the fit the backend does the same for a worker that died first.
@@ -384,6 +385,8 @@ def run_trials(
         with quiet_tune():
             grid = tuner.fit()
         results = {result.config[INDEX]: result for result in grid if result.config and INDEX in result.config}
+    if asha is not None:
+        say_if_asha_could_not_act(results.values(), metric)
 
     outcomes = []
     for index, (spec, resolved) in enumerate(zip(specs, absolute)):
@@ -392,6 +395,18 @@ def run_trials(
             print(f"  {Path(spec.run_dir).name} {outcome.status}: {outcome.error}", flush=True)
         outcomes.append(replace(outcome, spec=spec))
     return outcomes
+
+
+def say_if_asha_could_not_act(results: Any, metric: str | None) -> None:
+    """ASHA judges a trial at its 2nd, 4th, ... report: trials that reported the metric only at their end (or once
+    more) were never compared mid-run, so say so instead of implying early stopping happened."""
+    reports = [result.metrics.get("training_iteration", 0) for result in results if result.metrics]
+    if reports and max(reports) <= ASHA_GRACE_PERIOD:
+        print(
+            f"ray: ASHA could stop nothing: no trial reported {metric} more than {max(reports)} times (its first rung "
+            f"is at {ASHA_GRACE_PERIOD}); set the sweep's evaluations in params.yaml",
+            flush=True,
+        )
 
 
 @contextmanager

@@ -68,6 +68,9 @@ class RunContext:
     checkpoint: Checkpointer | None = None  # save/restore of model, optimizer, schedule, data position, RNG
     log: Callable[..., None] = _no_log  # log(metrics, step): the launcher plugs in JSONL, DVCLive, Tune, ...
     progress: Callable[..., Iterable] = _plain_iteration  # progress(iterable, total=, desc=): a bar on a terminal
+    evaluations: int = 0  # a sweep's ask: log the ranked validation metric at this many evenly spaced points of the
+    # budget, so a scheduler (ASHA) can compare trials mid-run; reading the model only, so results do not change.
+    # 0: the component's own schedule (core.training.evaluation_due)
     should_stop: Callable[[], bool] = _never  # True once the job is being preempted: checkpoint and return. Call it
     # once per step and act on that one answer: across ranks every call is a collective, and a second call may
     # already say True where the first said False (then the step would stop without its checkpoint)

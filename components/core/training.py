@@ -44,3 +44,16 @@ def checked_step(ctx: RunContext, loss: torch.Tensor, **check) -> float:
     value = checked_backward(ctx, loss, **check)
     ctx.strategy.step()
     return value
+
+
+def evaluation_due(done: int, budget: int, every: int, evaluations: int) -> bool:
+    """After optimizer step `done` (1-based) of `budget`: is the validation metric due? Every `every` steps (the
+    config's own eval_every, 0: never) or at the points k * budget // evaluations, k = 1 .. evaluations - 1, that
+    a sweep asked for through ctx.evaluations (the final metrics are the last of its `evaluations` reports), so a
+    scheduler can rank trials mid-run. Never at the budget's end itself, where the final metrics are logged."""
+    if done >= budget:
+        return False
+    if every and done % every == 0:
+        return True
+    point = -(-done * evaluations // budget)  # the k whose point this step would be
+    return 0 < point < evaluations and point * budget // evaluations == done

@@ -28,7 +28,7 @@ from components.core.errors import Preempted, RunError
 from components.core.optim import OPTIMIZERS, build_optimizer
 from components.core.schedules import make_scheduler
 from components.core.shards import ImageShards
-from components.core.training import checked_backward
+from components.core.training import checked_backward, evaluation_due
 from components.dnt import tokens as token_sources
 from components.dnt.config import Config
 from components.dnt.diagnostics import HIST_EDGES, gradient_stats
@@ -377,7 +377,7 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
         if grad_norm is not None:
             metrics["grad/norm"] = grad_norm  # before clipping
         done = step + 1
-        if cfg.eval_every and done % cfg.eval_every == 0 and done < cfg.steps:
+        if evaluation_due(done, cfg.steps, cfg.eval_every, ctx.evaluations):
             metrics.update(evaluate(task, model, autocast))
             metrics["weights/sigma1_wqk_max"] = max(sigma1_wqk(net))
             state["history"]["val_steps"].append(done)

@@ -13,7 +13,7 @@ import torch
 from components.core.contract import RunContext
 from components.core.errors import ConfigError, Preempted
 from components.core.graphs import KGTriples
-from components.core.training import checked_backward
+from components.core.training import checked_backward, evaluation_due
 from components.grsnn.config import Config
 from components.grsnn.model import GRSNN, Graph, build_model
 from components.grsnn.ranking import (
@@ -134,6 +134,8 @@ def train(cfg: Config, ctx: RunContext) -> dict[str, float]:
             if val["val/mrr"] > best["val/mrr"]:
                 state = {k: v.detach().cpu().clone() for k, v in raw_model.state_dict().items()}
                 best = {"val/mrr": val["val/mrr"], "metrics": val, "state": state, "epoch": epoch}
+        elif evaluation_due(done, total, 0, ctx.evaluations):  # a sweep's mid-epoch report: logged, never selected
+            ctx.log(evaluate(raw_model, full_graph, evaluated["val"], all_known, cfg, "val", ctx.device), step=step)
         stop = ctx.should_stop()
         if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or stop):
             ctx.checkpoint.save(done, {"data_position": done, "best": best})

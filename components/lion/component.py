@@ -18,7 +18,7 @@ from components.core.errors import Preempted, RunError
 from components.core.models import build_classifier
 from components.core.schedules import ScheduleConfig, make_scheduler
 from components.core.shards import ImageShards
-from components.core.training import checked_backward
+from components.core.training import checked_backward, evaluation_due
 from components.lion import box, probe, quadratic
 from components.lion.config import Config
 from components.lion.models import to_input
@@ -152,7 +152,7 @@ def train_network(cfg: Config, ctx: RunContext) -> dict[str, float]:
             run_max["box"] = max(run_max["box"], metrics["box/max_abs_times_lambda"])
             for key in curves:
                 curves[key].append(step if key == "step" else metrics.get(key, math.nan))
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.budget:
+        if evaluation_due(step + 1, cfg.budget, cfg.eval_every, ctx.evaluations):
             metrics["val/loss"], metrics["val/acc"] = evaluate(model, val, cfg, ctx.device, stats)
         ctx.log(metrics, step=step)
         done = step + 1

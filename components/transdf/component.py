@@ -188,6 +188,7 @@ def train_forecaster(cfg: Config, ctx: RunContext) -> dict[str, float]:
             else:
                 state["bad_epochs"] += 1
                 state["stopped_early"] = bool(cfg.patience) and state["bad_epochs"] >= cfg.patience
+            metrics["val/mse_best"] = state["best_val"]  # the ranked metric so far: a sweep's scheduler acts on it
         ctx.log(metrics, step=step)
         stop = ctx.should_stop()  # once per step: the answer acted on is the one every rank agreed
         if ctx.checkpoint is not None and (ctx.checkpoint.due(done) or stop or state["stopped_early"]):

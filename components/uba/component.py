@@ -18,7 +18,7 @@ from components.core.errors import Preempted, RunError
 from components.core.optim import OPTIMIZERS, build_optimizer
 from components.core.schedules import make_scheduler, multiplier
 from components.core.shards import ImageShards
-from components.core.training import checked_step
+from components.core.training import checked_step, evaluation_due
 from components.uba import quadratic
 from components.uba.config import Config
 from components.uba.models import build_model, to_input
@@ -113,7 +113,7 @@ def train_classifier(cfg: Config, ctx: RunContext) -> dict[str, float]:
             ctx, loss, step=step, limit=cfg.divergence_limit, lr=lr, hint="lower lr or change schedule"
         )
         metrics = {"train/loss": value, "lr": lr}
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.budget:
+        if evaluation_due(step + 1, cfg.budget, cfg.eval_every, ctx.evaluations):
             metrics["val/loss"], metrics["val/acc"] = evaluate(model, val, cfg, ctx.device, stats)
         ctx.log(metrics, step=step)
         done = step + 1

@@ -32,11 +32,12 @@ def no_ambient_cluster(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # the backend would connect to it instead of its own Ray
 
 
-def make_specs(params, data_root, root: Path, points, backend: str) -> list[LaunchSpec]:
+def make_specs(params, data_root, root: Path, points, backend: str, evaluations: int = 0) -> list[LaunchSpec]:
     specs = []
     for index, (overrides, seed) in enumerate(points):
         request = plan_run("uba", params, preset="test", overrides=overrides, seed=seed, data_dir=data_root)
-        specs.append(LaunchSpec.from_request(request, root / f"{index:03d}-s{seed}", data_root, backend=backend))
+        folder = root / f"{index:03d}-s{seed}"
+        specs.append(LaunchSpec.from_request(request, folder, data_root, backend=backend, evaluations=evaluations))
     return specs
 
 
@@ -153,9 +154,11 @@ def test_diverging_trial_fails_and_the_other_finishes(params, data_root, tmp_pat
 
 
 def test_asha_stops_a_lagging_trial_and_its_run_says_so(params, data_root, tmp_path, shared_ray):
+    # No eval_every override: the uba_phi sweep's own `evaluations` makes the trials report val/loss mid-run.
     # One trial at a time, so the good one sets every rung before the slow one reaches it.
-    points = [({"eval_every": 2}, 0), ({"eval_every": 2, "lr": 1e-5}, 0)]
-    specs = make_specs(params, data_root, tmp_path / "trials", points, "ray")
+    evaluations = params["sweeps"]["uba_phi"]["evaluations"]
+    points = [({}, 0), ({"lr": 1e-5}, 0)]
+    specs = make_specs(params, data_root, tmp_path / "trials", points, "ray", evaluations=evaluations)
     good, slow = get_backend("ray")(specs, Profile(), workdir=tmp_path / "sweep", metric="val/loss", max_concurrent=1)
     assert good.status == "completed"
     assert slow.status == "stopped" and "ASHA" in slow.error
@@ -164,7 +167,7 @@ def test_asha_stops_a_lagging_trial_and_its_run_says_so(params, data_root, tmp_p
     records = [json.loads(line) for line in Path(slow.spec.run_dir, "metrics.jsonl").read_text().splitlines()]
     evaluations = [record for record in records if "val/loss" in record]
     assert slow.metrics["val/loss"] == evaluations[-1]["val/loss"] > good.metrics["val/loss"]
-    assert len(evaluations) < 15  # stopped before its budget: 30 steps evaluated every 2
+    assert len(evaluations) < 8  # stopped before its budget: 30 steps, val/loss at 7 points and the end
 
 
 def test_a_sweep_ranked_at_the_end_declares_no_scheduler_and_ray_says_so(params, capsys):

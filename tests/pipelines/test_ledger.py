@@ -162,6 +162,28 @@ def test_estimate_then_the_sweep_reports_its_cost_beside_it(params, data_root, t
     assert code == 0 and "cost: " in out and "(estimate: " in out
 
 
+def test_a_gpu_profile_estimate_counts_the_flops_of_one_step(params, data_root, tmp_path, capsys):
+    # uba's test preset: the digits MLP 64-32-32-10 at batch 32. One SGD step is the forward matmuls, the weight
+    # gradients (as many FLOPs) and the input gradients of every layer but the first (nothing needs the images')
+    from pipelines.operations import GPU_PEAK_FLOPS, GPU_UTILISATION
+
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    root = tmp_path / "runs"
+    narrow = ("uba_phi", "--preset", "test", "--grid", "schedule.phi=0.5", "--grid", "optimizer=sgd", "--seeds", "0")
+    code, out, _ = cli(
+        capsys, root, data_root, params_file, "sweep", *narrow, "--estimate", "--profile", "slurm-gpu1", "--backend",
+        "submitit",
+    )  # fmt: skip
+    assert code == 0 and "GFLOP/step (PyTorch's FLOP counter" in out and "GPU-hours" in out
+    estimate = json.loads((root / "sweeps" / "uba_phi" / "estimate.json").read_text())
+    layers = [(64, 32), (32, 32), (32, 10)]
+    forward = sum(2 * 32 * fan_in * fan_out for fan_in, fan_out in layers)
+    backward = forward + sum(2 * 32 * fan_in * fan_out for fan_in, fan_out in layers[1:])
+    assert estimate["flops_per_step"] == forward + backward
+    assert estimate["seconds_per_step"] == pytest.approx((forward + backward) / (GPU_PEAK_FLOPS * GPU_UTILISATION))
+
+
 def test_progress_lines_off_a_terminal(capsys):
     from cluster.runner import progress_bar
 

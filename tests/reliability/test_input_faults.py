@@ -149,6 +149,12 @@ CASES = [
         sweep("uba_phi", scheduler="hyperband"),
     ),
     Case(
+        "sweep_evaluations_negative",
+        UBA_TEST,
+        ["params.yaml: sweeps.uba_phi.evaluations must be a whole number >= 0", "not -2"],
+        sweep("uba_phi", evaluations=-2),
+    ),
+    Case(
         "derived_dataset_parent_unknown",
         UBA_TEST,
         [
