@@ -5,6 +5,13 @@ run_spec(spec), which takes its rank and world size from SLURM's variables (clus
 Without `sbatch` on this machine the same trials run through submitit's local executor (processes on
 this machine, at most as many at a time as the CPUs allow).
 
+Arrays of one-process CPU trials are chunked: an array task runs several trials one after another in one
+interpreter, so a trial does not pay a fresh Python, torch and the runner's imports (seconds, against a
+smoke trial's fraction of one). The chunk is the smallest that needs no more tasks than the partition has
+CPUs for (chunking never takes parallelism away, and a cluster larger than the sweep gets one trial per
+task), within the partition's time limit. Every trial keeps its own ledger record, its array task's job
+id and its own log file (`<task job id>_trial<k>_log.out` beside the task's logs).
+
 Preemption: the submitted callable is a submitit Checkpointable, so a SLURM time-out or preemption
 signal (USR2) requeues the job with the same trial. An external `scontrol requeue` reruns the original
 pickle anyway, so the state that matters lives in the run directory: the component checkpoints through
@@ -35,6 +42,7 @@ from typing import Any
 
 import submitit
 
+from cluster.backends.local import redirected_output
 from cluster.environ import temporary_environment
 from cluster.launch import LaunchSpec, TrialOutcome, outcome_from_run_dir, record_outcome, run_spec
 from cluster.profiles import Profile
@@ -48,25 +56,62 @@ SACCT_SHIM_DIR = ROOT / "cluster" / "slurm"
 # walltime is min(0.8 x limit, limit - 10 min)), and a job out of time-outs is not requeued
 MIN_TIMEOUT_MIN = 15
 FORCED_STATE_CHECK_S = 10  # how often to ask SLURM (sacct) rather than only look for result files
+POLL_S = 0.25  # how often to look for result files: a stat per job, while a second here is a second per sweep
 
 
 class TrialTask(submitit.helpers.Checkpointable):
-    """What every SLURM task of a trial runs."""
+    """What every SLURM task of a chunk of trials runs: each trial in turn, in this one interpreter. A failed
+    trial does not stop the chunk; the task then ends with the first trial's error (its SLURM state FAILED)."""
 
-    def __call__(self, spec: LaunchSpec) -> dict[str, float]:
+    def __call__(self, specs: list[LaunchSpec] | LaunchSpec) -> list[dict[str, float]]:
+        specs = [specs] if isinstance(specs, LaunchSpec) else specs  # a job pickled before chunks, requeued
         export_local_ranks()
-        try:
-            return run_spec(spec).metrics
-        except Preempted as err:
-            # SIGTERM from `scontrol requeue`/scancel/preemption: the checkpoint is saved and run.json says
-            # "preempted". SystemExit is not an Exception, so submitit writes no result file and the
-            # submitter waits for the requeued attempt (or sees the job CANCELLED through sacct).
-            print(f"paperzoo: {err}; exiting for the requeue", flush=True)
-            raise SystemExit(143) from None
+        requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
+        results: list[dict[str, float]] = []
+        errors: list[Exception] = []
+        for position, spec in enumerate(specs):
+            if requeued and ran_to_the_end(spec):
+                results.append({})  # an earlier attempt of this chunk ran it: its run directory says how
+                continue
+            try:
+                with redirected_output(own_log(spec, position, len(specs))):
+                    print(f"paperzoo: trial {position + 1} of {len(specs)} in this task: {spec.run_dir}", flush=True)
+                    results.append(run_spec(spec).metrics)
+            except Preempted as err:
+                # SIGTERM from `scontrol requeue`/scancel/preemption: the checkpoint is saved and run.json says
+                # "preempted". SystemExit is not an Exception, so submitit writes no result file and the
+                # submitter waits for the requeued attempt (or sees the job CANCELLED through sacct).
+                print(f"paperzoo: {err}; exiting for the requeue", flush=True)
+                raise SystemExit(143) from None
+            except Exception as err:  # noqa: BLE001 - recorded in its run directory; the chunk goes on
+                print(f"paperzoo: {Path(spec.run_dir).name} failed: {err}", flush=True)
+                errors.append(err)
+                results.append({})
+        if errors:
+            raise errors[0]
+        return results
 
-    def checkpoint(self, spec: LaunchSpec) -> submitit.helpers.DelayedSubmission:
-        # the same trial again: its progress is in spec.run_dir's checkpoints, not in this object
-        return submitit.helpers.DelayedSubmission(self, spec)
+    def checkpoint(self, specs: list[LaunchSpec] | LaunchSpec) -> submitit.helpers.DelayedSubmission:
+        # the same trials again: their progress is in their run directories, not in this object
+        return submitit.helpers.DelayedSubmission(self, specs)
+
+
+def ran_to_the_end(spec: LaunchSpec) -> bool:
+    """Its run.json says completed or failed (not preempted, interrupted, or absent: never started)."""
+    outcome = outcome_from_run_dir(spec)
+    return outcome.recorded and outcome.status in (State.COMPLETED, State.FAILED)
+
+
+def trial_log(job_folder: Path, job_id: str, position: int) -> Path:
+    """The own log of the trial at `position` in a chunk of several (a chunk of one writes the task's log)."""
+    return Path(job_folder) / f"{job_id}_trial{position}_log.out"
+
+
+def own_log(spec: LaunchSpec, position: int, chunk: int) -> Path | None:
+    if chunk == 1:
+        return None
+    env = submitit.JobEnvironment()
+    return trial_log(env.paths.folder, env.job_id, position)
 
 
 def export_local_ranks() -> None:
@@ -108,15 +153,68 @@ def submission_environment(profile: Profile):
     return temporary_environment(updates)
 
 
-def make_executor(folder: Path, profile: Profile, name: str) -> submitit.AutoExecutor:
+def slurm_time_minutes(text: str) -> int | None:
+    """sinfo's time limit ('infinite', 'D-HH[:MM[:SS]]', 'HH:MM:SS', 'MM:SS', 'MM') in minutes; None: no limit."""
+    text = text.strip()
+    if not text or text.lower() in ("infinite", "unlimited", "n/a"):
+        return None
+    days, _, clock = text.rpartition("-")
+    parts = [int(part) for part in clock.split(":")]
+    if days or len(parts) == 3:  # hours first
+        return int(days or 0) * 1440 + parts[0] * 60 + (parts[1] if len(parts) > 1 else 0)
+    return parts[0]  # minutes first
+
+
+def partition_capacity(profile: Profile) -> tuple[int, int | None]:
+    """(CPUs in the profile's partition, or the default one; its time limit in minutes or None), from sinfo;
+    (0, None) when sinfo does not answer."""
+    try:
+        listing = subprocess.run(
+            ["sinfo", "-h", "-o", "%P|%C|%l"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0, None
+    for line in listing.splitlines():
+        name, cpus, limit = (line.split("|") + ["", ""])[:3]
+        default = name.endswith("*")
+        if (profile.partition and name.rstrip("*") == profile.partition) or (not profile.partition and default):
+            total = cpus.split("/")[-1]
+            try:
+                minutes = slurm_time_minutes(limit)
+            except ValueError:  # a format this does not know: no chunk is sized by it
+                minutes = None
+            return (int(total) if total.isdigit() else 0), minutes
+    return 0, None
+
+
+def trials_per_task(count: int, profile: Profile) -> int:
+    """How many of `count` trials one array task runs (see the module's note): 1 for trials of several
+    processes or GPUs (their tasks are long, and a process group per trial is their own), else the fewest
+    per task that fit every task at once in the partition's CPUs, and the time limit (profile.timeout_min
+    a trial)."""
+    if count <= 1 or profile.world_size > 1 or profile.gpus_per_node:
+        return 1
+    cpus, limit_min = partition_capacity(profile)
+    slots = cpus // max(profile.cpus_per_task, profile.threads)
+    if slots <= 0 or slots >= count:
+        return 1
+    chunk = math.ceil(count / slots)
+    if limit_min is not None:
+        chunk = min(chunk, max(1, limit_min // max(profile.timeout_min, MIN_TIMEOUT_MIN)))
+    return chunk
+
+
+def make_executor(folder: Path, profile: Profile, name: str, trials: int = 1) -> submitit.AutoExecutor:
+    """The executor for tasks of `trials` trials each (the time limit is the profile's, per trial)."""
     cluster = "slurm" if slurm_available() else "local"
-    timeout = max(profile.timeout_min, MIN_TIMEOUT_MIN)
-    if timeout != profile.timeout_min:
+    per_trial = max(profile.timeout_min, MIN_TIMEOUT_MIN)
+    if per_trial != profile.timeout_min:
         print(
-            f"submitit: time limit {timeout} min instead of {profile.timeout_min} (preemption needs >= "
+            f"submitit: time limit {per_trial} min instead of {profile.timeout_min} (preemption needs >= "
             f"{MIN_TIMEOUT_MIN} to be requeued rather than counted as a time-out)",
             flush=True,
         )
+    timeout = per_trial * trials
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     parameters: dict[str, Any] = {
         "name": name,
@@ -156,8 +254,12 @@ def local_parallelism(profile: Profile) -> int:
     return max(1, (os.cpu_count() or 1) // per_trial)
 
 
-def notify_queued(ledger: Any, executor: submitit.AutoExecutor, spec: LaunchSpec, job: submitit.Job) -> None:
+def notify_queued(
+    ledger: Any, executor: submitit.AutoExecutor, spec: LaunchSpec, job: submitit.Job, position: int = 0, chunk: int = 1
+) -> None:
     logs = [str(job.paths.stdout).replace("%t", "0"), str(job.paths.stderr).replace("%t", "0")]
+    if chunk > 1:  # the trial's own output first, then its task's (the chunk's) logs
+        logs.insert(0, str(trial_log(job.paths.folder, str(job.job_id), position)))
     notify(ledger, spec.run_dir, "queued", job_id=ledger_job_id(executor, job), logs=logs)
 
 
@@ -236,16 +338,21 @@ def run_trials(
     task = TrialTask()
     outcomes: dict[int, TrialOutcome] = {}
     with submission_environment(profile):
-        executor = make_executor(folder / "%j", profile, name=f"paperzoo-{specs[0].slug}")
+        chunk = trials_per_task(len(specs), profile) if slurm_available() else 1
+        executor = make_executor(folder / "%j", profile, name=f"paperzoo-{specs[0].slug}", trials=chunk)
         queue = list(enumerate(specs))
-        pending: dict[int, submitit.Job] = {}
+        pending: dict[int, submitit.Job] = {}  # trial index -> its job (a chunk's trials share one)
         if executor.cluster == "slurm":
+            chunks = [specs[start : start + chunk] for start in range(0, len(specs), chunk)]
             with explained_submission_errors(profile):
-                jobs = [executor.submit(task, specs[0])] if len(specs) == 1 else executor.map_array(task, specs)
-            for (index, spec), job in zip(queue, jobs):
+                jobs = [executor.submit(task, chunks[0])] if len(chunks) == 1 else executor.map_array(task, chunks)
+            for index, spec in queue:
+                job, position = jobs[index // chunk], index % chunk
                 pending[index] = job
-                notify_queued(ledger, executor, spec, job)
+                notify_queued(ledger, executor, spec, job, position, len(chunks[index // chunk]))
                 print(f"submitted {Path(spec.run_dir).name} as SLURM job {job.job_id}", flush=True)
+            if chunk > 1:
+                print(f"submitit: {chunk} trials per array task ({len(chunks)} tasks for {len(specs)} trials)")
             queue = []
         limit = local_parallelism(profile)
         last_forced = time.monotonic()
@@ -254,7 +361,7 @@ def run_trials(
                 while queue or pending:
                     while queue and len(pending) < limit and executor.cluster != "slurm":
                         index, spec = queue.pop(0)
-                        pending[index] = executor.submit(task, spec)
+                        pending[index] = executor.submit(task, [spec])
                         notify_queued(ledger, executor, spec, pending[index])
                         print(f"started {Path(spec.run_dir).name} as local job {pending[index].job_id}", flush=True)
                     force = time.monotonic() - last_forced > FORCED_STATE_CHECK_S
@@ -274,7 +381,7 @@ def run_trials(
                             )
                             print(f"job {job.job_id} {describe(outcomes[index], metric)}", flush=True)
                     if pending:
-                        time.sleep(1)
+                        time.sleep(POLL_S)
             except DriverDetached:
                 print(
                     f"paperzoo: the driver got SIGTERM; {len(pending)} SLURM jobs go on "

@@ -7,13 +7,24 @@ machine whose agent store listens on 127.0.0.1 only. torchrun's own (static or c
 interface whatever --master-addr says, since TCPStore's server binds :: or 0.0.0.0. The ranks are its
 clients and bind gloo/NCCL to loopback (cluster/distributed.py). The port is the one the store binds, so
 no other process can take it between choosing and binding.
+
+A profile of one process has no ranks to start or rendezvous to hold, so it skips torchrun: its trials run
+one after another in one worker forked from this process (the local backend's loop, each trial's output in
+its own log), which inherits the imports already paid here instead of paying a fresh interpreter, torch and
+torchrun's agent per trial (seconds, against a smoke trial's fraction of one: benchmarks/launch.py). A
+worker that dies mid-trial fails that trial only; the next worker takes the rest. Forking needs one thread
+per trial (libgomp's pool hangs in a fork of a process that used it with more) and no CUDA here yet;
+otherwise each trial goes through torchrun.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,11 +107,104 @@ def run_trials(
     mode: str = "min",
     ledger: Any = None,
 ) -> list[TrialOutcome]:
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if forkable(profile):
+        return run_in_forked_worker(specs, profile, workdir, ledger)
+    return run_through_torchrun(specs, profile, workdir, ledger)
+
+
+def forkable(profile: Profile) -> bool:
+    """Whether a one-process profile's trials can run in a fork of this process (see the module's note)."""
+    import torch
+
+    return (
+        profile.world_size == 1
+        and profile.threads == 1
+        and not torch.cuda.is_initialized()
+        and "fork" in multiprocessing.get_all_start_methods()
+    )
+
+
+class Relay:
+    """The ledger as the forked worker sees it: its reports go back through the pipe, and the driver writes
+    them (one writer of the ledger's records)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def event(self, run_dir: str, state: str, **fields: Any) -> None:
+        self.send("event", run_dir, state, fields)
+
+    def send(self, *message: Any) -> None:
+        try:
+            self.connection.send(message)
+        except OSError:  # the driver is gone (killed, detached): the run directories still say everything
+            pass
+
+
+def worker_main(specs: Sequence[LaunchSpec], logs: Sequence[Path], threads: int, connection: Any) -> None:
+    """The forked worker: the local backend's loop over `specs`, as a world of one."""
+    from cluster.backends.local import run_one_after_another
+    from cluster.distributed import DistEnv
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # for what the trials start; torch's own is set per run
+    relay = Relay(connection)
+    run_one_after_another(
+        specs,
+        relay,
+        trial_log=lambda position: logs[position],
+        dist=DistEnv(),  # the driver's own rank variables (a SLURM step, torchrun) are not this trial's
+        on_outcome=lambda position, outcome: relay.send("outcome", position, outcome),
+    )
+
+
+def run_in_forked_worker(specs: list[LaunchSpec], profile: Profile, workdir: Path, ledger: Any) -> list[TrialOutcome]:
+    from cluster.launch import TrialOutcome, outcome_from_run_dir
+    from cluster.states import State, notify
+
+    context = multiprocessing.get_context("fork")
+    outcomes: dict[int, TrialOutcome] = {}
+    remaining = list(range(len(specs)))
+    while remaining:
+        receiver, sender = context.Pipe(duplex=False)
+        logs = [workdir / f"spec-{index:03d}.log" for index in remaining]
+        worker = context.Process(
+            target=worker_main, args=([specs[i] for i in remaining], logs, profile.threads, sender), daemon=False
+        )
+        worker.start()
+        sender.close()  # so that recv() sees EOF when the worker ends
+        while True:
+            try:
+                kind, *message = receiver.recv()
+            except EOFError:
+                break
+            if kind == "event":
+                run_dir, state, fields = message
+                notify(ledger, run_dir, state, **fields)
+            else:  # "outcome": (position in this worker's list, outcome)
+                index = remaining[message[0]]
+                outcomes[index] = dataclasses.replace(message[1], spec=specs[index])
+        worker.join()
+        receiver.close()
+        lost = [index for index in remaining if index not in outcomes]
+        if lost:  # the worker died during trial lost[0] (a crash, SIGKILL): that trial fails, a new worker goes on
+            index = lost[0]
+            outcome = outcome_from_run_dir(specs[index])
+            if not outcome.recorded:
+                error = f"the trial's worker process {worker.pid} exited {worker.exitcode}"
+                outcome = TrialOutcome(specs[index], State.FAILED, outcome.metrics, error, recorded=False)
+            print(f"  {outcome.status}: {outcome.error}", flush=True)
+            notify(ledger, specs[index].run_dir, outcome.status, error=outcome.error, metrics=outcome.metrics)
+            outcomes[index] = outcome
+        remaining = [index for index in remaining if index not in outcomes]
+    return [outcomes[index] for index in range(len(specs))]
+
+
+def run_through_torchrun(specs: list[LaunchSpec], profile: Profile, workdir: Path, ledger: Any) -> list[TrialOutcome]:
     from cluster.launch import TrialOutcome, outcome_from_run_dir  # here: torchrun's agent runs this module
     from cluster.states import local_job_id, notify
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     outcomes = []
     for index, spec in enumerate(specs):
         spec_file = workdir / f"spec-{index:03d}.json"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cluster.distributed import DistEnv, first_slurm_host, from_environment
@@ -52,3 +54,52 @@ def test_profiles_load_and_validate(tmp_path):
     bad.write_text("strategy: deepspeed\ndeepspeed_config: zero9.json\n")
     with pytest.raises(ConfigError, match="zero9.json' not found"):
         load_profile(bad)
+
+
+class EventLog:
+    """A stand-in for the sweep's ledger: the backend's reports, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict]] = []
+
+    def event(self, run_dir, state: str, **fields) -> None:
+        self.events.append((str(run_dir), state, fields))
+
+
+def test_one_process_torchrun_trials_run_in_a_forked_worker_and_a_crash_fails_only_its_trial(
+    params, data_root, tmp_path, monkeypatch
+):
+    import os
+
+    from cluster.backends import get_backend, local
+    from cluster.launch import LaunchSpec
+    from cluster.runner import plan_run
+
+    profile = load_profile("local")
+    request = plan_run("uba", params, preset="test", seed=0, data_dir=data_root)
+    specs = [
+        LaunchSpec.from_request(request, tmp_path / name, data_root, profile, backend="torchrun")
+        for name in ("crashes", "after", "last")
+    ]
+    real_run_spec = local.run_spec
+
+    def crash_the_first(spec, **kwargs):  # the worker is a fork: it inherits this patch
+        if spec.run_dir.endswith("crashes"):
+            os._exit(3)
+        return real_run_spec(spec, **kwargs)
+
+    monkeypatch.setattr(local, "run_spec", crash_the_first)
+    ledger = EventLog()
+    crashed, after, last = get_backend("torchrun")(specs, profile, workdir=tmp_path / "launch", ledger=ledger)
+    assert crashed.status == "failed" and "exited 3" in crashed.error
+    assert after.status == last.status == "completed" and after.metrics == last.metrics  # same config and seed
+    (local_outcome,) = get_backend("local")(
+        [LaunchSpec.from_request(request, tmp_path / "local", data_root, profile)], profile
+    )
+    assert after.metrics == local_outcome.metrics  # bit-exact with the local backend
+    running = [fields for _, state, fields in ledger.events if state == "running"]
+    assert len(running) == 3 and all(f["job_id"] != f"pid:{os.getpid()}@{os.uname().nodename}" for f in running)
+    assert [f["logs"] for f in running] == [[str(tmp_path / "launch" / f"spec-00{i}.log")] for i in range(3)]
+    ends = [(Path(run_dir).name, state) for run_dir, state, _ in ledger.events if state != "running"]
+    assert ends == [("crashes", "failed"), ("after", "completed"), ("last", "completed")]
+    assert all((tmp_path / "launch" / f"spec-00{i}.log").is_file() for i in range(3))

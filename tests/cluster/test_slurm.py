@@ -1,6 +1,7 @@
 """SLURM for real: cluster/slurm-local starts munged, slurmctld and slurmd on loopback, and the submitit
-backend runs a job array of a uba_phi sub-grid, a 2-task DeepSpeed training and a job requeued in the
-middle of training, against it. A missing SLURM is a failure (slurm-local installs it), never a skip."""
+backend runs a job array of a uba_phi sub-grid, an array whose tasks run several trials each, a 2-task
+DeepSpeed training and a job requeued in the middle of training, against it. A missing SLURM is a failure
+(slurm-local installs it), never a skip."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from cluster.backends import get_backend
+from cluster.backends import get_backend, submitit_backend
+from cluster.backends.submitit_backend import slurm_time_minutes, trials_per_task
 from cluster.launch import LaunchSpec
-from cluster.profiles import load_profile
+from cluster.profiles import Profile, load_profile
 from cluster.runner import plan_run
+from pipelines.ledger import Ledger, read_ledger
 from pipelines.sweep import expand_sweep
 
 pytestmark = pytest.mark.integration
@@ -108,10 +111,12 @@ def test_job_array_of_a_sweep_matches_the_local_backend(slurm, params, data_root
             for i, r in enumerate(requests)
         ]
 
+    chunk = trials_per_task(len(requests), profile)  # several trials a task where the node has fewer CPUs
     on_slurm = get_backend("submitit")(specs("submitit"), profile, workdir=tmp_path / "submitit", metric="val/loss")
     printed = capsys.readouterr().out
     array_ids = re.findall(r"as SLURM job (\d+)_(\d+)", printed)
-    assert len(array_ids) == 4 and len({job for job, _ in array_ids}) == 1, printed  # one array of 4 tasks
+    assert len(array_ids) == 4 and len({job for job, _ in array_ids}) == 1, printed  # one array for 4 trials
+    assert [int(task) for _, task in array_ids] == [index // chunk for index in range(4)]
     local = get_backend("local")(specs("local"), profile, workdir=tmp_path / "local")
     for slurm_outcome, local_outcome in zip(on_slurm[:3], local[:3]):
         assert slurm_outcome.status == "completed", slurm_outcome.error
@@ -127,8 +132,65 @@ def test_job_array_of_a_sweep_matches_the_local_backend(slurm, params, data_root
         if time.monotonic() > deadline or not {"RUNNING", "COMPLETING", "PENDING"} & set(states.values()):
             break
         time.sleep(0.5)
-    assert sorted(states) == sorted(f"{job}_{task}" for job, task in array_ids)
-    assert [states[f"{job}_{task}"] for job, task in array_ids] == ["COMPLETED"] * 3 + ["FAILED"]
+    assert sorted(states) == sorted({f"{job}_{task}" for job, task in array_ids})
+    # a task fails when one of its trials did (the last one diverged); the others completed
+    assert [states[f"{job}_{task}"] for job, task in array_ids] == ["COMPLETED"] * (3 // chunk * chunk) + ["FAILED"] * (
+        4 - 3 // chunk * chunk
+    )
+
+
+def test_chunk_size_follows_the_partition_and_the_profile(monkeypatch):
+    assert [slurm_time_minutes(t) for t in ("infinite", "30", "1:30:00", "2-00:00:00", "45:00")] == [
+        None,
+        30,
+        90,
+        2880,
+        45,
+    ]
+    monkeypatch.setattr(submitit_backend, "partition_capacity", lambda profile: (8, None))
+    one_cpu = Profile(name="cpu", timeout_min=30)
+    assert [trials_per_task(n, one_cpu) for n in (1, 8, 9, 32)] == [1, 1, 2, 4]  # never fewer tasks at once
+    assert trials_per_task(32, Profile(name="wide", cpus_per_task=4)) == 16  # 2 trials fit at once
+    assert trials_per_task(32, Profile(name="ddp", processes=2)) == 1  # a process group per task
+    assert trials_per_task(32, Profile(name="gpu", gpus_per_node=1)) == 1
+    monkeypatch.setattr(submitit_backend, "partition_capacity", lambda profile: (8, 60))
+    assert trials_per_task(32, one_cpu) == 2  # two 30-minute trials fill the 60-minute limit
+
+
+def test_chunked_array_runs_each_trial_once_with_its_own_run_dir_record_and_log(
+    slurm, params, data_root, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(submitit_backend, "partition_capacity", lambda profile: (2, None))  # 2 tasks of 3
+    profile = load_profile("slurm-cpu")
+    seeds = range(6)
+    requests = [plan_run("uba", params, preset="test", seed=seed, data_dir=data_root) for seed in seeds]
+    specs = [
+        LaunchSpec.from_request(r, tmp_path / "trials" / f"s{seed}", data_root, profile, backend="submitit")
+        for seed, r in zip(seeds, requests)
+    ]
+    ledger = Ledger(tmp_path / "sweep")
+    for index, spec in enumerate(specs):
+        ledger.write(index, name=f"s{index}", run_dir=spec.run_dir, state="pending")
+    outcomes = get_backend("submitit")(specs, profile, workdir=tmp_path / "launch", metric="val/loss", ledger=ledger)
+    local = get_backend("local")(
+        [LaunchSpec.from_request(r, tmp_path / "local" / f"s{i}", data_root, profile) for i, r in enumerate(requests)],
+        profile,
+    )
+    assert [o.metrics for o in outcomes] == [o.metrics for o in local]  # bit-exact, trial by trial
+    records = read_ledger(tmp_path / "sweep")
+    job_ids = [r["job_id"] for r in records]
+    assert len(set(job_ids)) == 2 and job_ids == [job_ids[0]] * 3 + [job_ids[3]] * 3  # two array tasks
+    assert all(r["state"] == "completed" and r["run_dir"] == s.run_dir for r, s in zip(records, specs))
+    own_logs = [Path(r["logs"][0]) for r in records]
+    assert len(set(own_logs)) == 6 and all(
+        log.name.endswith(f"_trial{i % 3}_log.out") for i, log in enumerate(own_logs)
+    )
+    for log, spec in zip(own_logs, specs):
+        assert log.read_text().splitlines()[0].endswith(spec.run_dir)  # its own trial's output, no other's
+    for spec in specs:  # run once: one attempt, every step logged once
+        info = json.loads((Path(spec.run_dir) / "run.json").read_text())
+        assert info["status"] == "completed" and not info.get("resumed")
+        assert [step for step, _ in train_losses(Path(spec.run_dir))] == list(range(requests[0].config.budget))
 
 
 def test_two_task_job_trains_uba_under_deepspeed(slurm, params, data_root, tmp_path):
@@ -207,3 +269,41 @@ def test_slurm_local_is_idempotent_and_never_reuses_job_ids(slurm):
         assert started.returncode == 0, started.stdout + started.stderr
     assert slurm_local("status").returncode == 0
     assert submit_trivial_job() > before  # a cold start continues after the last id, it does not restart at 1
+
+
+def test_requeued_chunk_skips_its_finished_trials_and_resumes_the_cut_one(
+    slurm, params, data_root, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(submitit_backend, "partition_capacity", lambda profile: (1, None))  # one task of 3
+    profile = load_profile("slurm-cpu")
+    budgets = (300, 4000, 300)  # the second trial runs ~8 s: long enough to requeue it mid-training
+    requests = [
+        plan_run("uba", params, preset="test", overrides={"budget": b}, seed=3, data_dir=data_root) for b in budgets
+    ]
+    specs = [
+        LaunchSpec.from_request(r, tmp_path / f"t{i}", data_root, profile, checkpoint_every=100, backend="submitit")
+        for i, r in enumerate(requests)
+    ]
+    outcomes = []
+    worker = threading.Thread(
+        target=lambda: outcomes.extend(get_backend("submitit")(specs, profile, workdir=tmp_path / "launch"))
+    )
+    worker.start()
+    try:
+        checkpoints = tmp_path / "t1" / "checkpoints"
+        wait_for(lambda: checkpoints.is_dir() and any(checkpoints.iterdir()), START_BUDGET_S, "trial 1's checkpoint")
+        first_finished = json.loads((tmp_path / "t0" / "run.json").read_text())["finished"]
+        (job_dir,) = (tmp_path / "launch" / "submitit").glob("*/[0-9]*")
+        requeued = subprocess.run(["scontrol", "requeue", job_dir.name], capture_output=True, text=True, timeout=60)
+        assert requeued.returncode == 0, requeued.stderr
+    finally:
+        worker.join(timeout=300)
+    assert not worker.is_alive(), "the requeued chunk did not finish in 5 minutes"
+    assert [o.status for o in outcomes] == ["completed"] * 3, [o.error for o in outcomes]
+    infos = [json.loads((tmp_path / f"t{i}" / "run.json").read_text()) for i in range(3)]
+    assert infos[0]["finished"] == first_finished and not infos[0].get("resumed")  # not run again
+    assert infos[1]["resumed"] == 1 and not infos[2].get("resumed")
+    whole = get_backend("local")(
+        [replace(spec, run_dir=str(tmp_path / f"whole{i}"), backend="local") for i, spec in enumerate(specs)], profile
+    )
+    assert [o.metrics for o in outcomes] == [o.metrics for o in whole]  # bit-exact, the cut one included
