@@ -59,7 +59,9 @@ class DeepSpeedStrategy:
             "train_micro_batch_size_per_gpu": 1,
             "gradient_accumulation_steps": 1,
             "train_batch_size": world_size,
-            "gradient_clipping": 0.0 if grad_clip is None else float(grad_clip),  # DeepSpeed's 0.0: no clipping
+            # Always set: left out, DeepSpeed (0.19) clips at its default 1.0, and ZeRO runs part from DDP's
+            # curve once the gradient norm passes 1 (benchmarks/deepspeed_parity.py --unset-clipping). 0.0: off.
+            "gradient_clipping": 0.0 if grad_clip is None else float(grad_clip),
         }
         config.setdefault("steps_per_print", 10**9)
         self.engine, optimizer, _, scheduler = deepspeed.initialize(

@@ -1,5 +1,6 @@
-"""Strategies for real on CPU: DDP and DeepSpeed (gloo) at world size 2 through torchrun follow the world
-size 1 loss curve with the same global batch; DeepSpeed ZeRO stages and its checkpoints resume exactly."""
+"""Strategies for real on CPU: DDP (gloo) at world size 2 through torchrun follows the world size 1 loss
+curve with the same global batch (DeepSpeed at world size 2 equals DDP bit for bit:
+tests/cluster/test_deepspeed_parity.py); DeepSpeed ZeRO stages and its checkpoints resume exactly."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def reference(tmp_path_factory, data_root):
     return request, result
 
 
-@pytest.mark.parametrize("profile_name", ["cpu-ddp2", "cpu-deepspeed2"])
+@pytest.mark.parametrize("profile_name", ["cpu-ddp2"])
 def test_world_size_two_follows_world_size_one(profile_name, reference, data_root, tmp_path):
     request, single = reference
     profile = load_profile(profile_name)
