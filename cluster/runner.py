@@ -22,6 +22,7 @@ run.json, schema 2 (written at the start, rewritten at the end of every attempt)
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import math
@@ -276,42 +277,73 @@ class JsonlSink:
 
 
 class DvcLiveSink:
-    """DVCLive's files (metrics, plots) under run_dir/dvclive, so `dvc plots` and VS Code can show them.
+    """DVCLive's files under run_dir/dvclive, so `dvc plots`, `dvc metrics` and VS Code can show them: one
+    plots/metrics/<name>.tsv per metric ("step" and the value, a row per log) and metrics.json (the latest value
+    of each, nested at "/", and the last step), byte for byte what dvclive.Live(save_dvc_exp=False,
+    dvcyaml=False) writes. Written here rather than through dvclive.Live, whose import (pandas, dvc) and git/DVC
+    repository lookup cost a second per run and read nothing these files need.
 
     They are derived from metrics.jsonl (a resumed run rebuilds them from it), so a write that fails (a full
     disk) removes the folder rather than leave a half-written or empty file, and is raised as one line."""
 
     def __init__(self, directory: Path):
-        from dvclive import Live
-
         self.directory = Path(directory)
+        self.summary: dict[str, Any] = {}
+        self.step: int | None = None
+        self.open = True
         try:
-            self.live: Any = Live(dir=str(directory), save_dvc_exp=False, dvcyaml=False, report=None)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(self.directory / "plots" / "metrics", ignore_errors=True)  # as Live: a fresh history
+            (self.directory / "metrics.json").unlink(missing_ok=True)
         except OSError as err:
             self._fail(err)
 
     def __call__(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        if self.live is None:
+        if not self.open:
             return
+        if step is not None:
+            self.step = step
         try:
-            if step is not None:
-                self.live.step = step
-            for key, value in metrics.items():
-                self.live.log_metric(key, float(value))  # appends to the plot files; the summary is written at close
+            for name, number in metrics.items():
+                value: float | str = float(number)
+                if math.isnan(value) or math.isinf(value):
+                    value = str(value)  # DVCLive's spelling: "nan", "inf"
+                self._append(name, value)
+                *parents, leaf = os.path.normpath(name).split(os.sep)
+                branch = self.summary
+                for key in parents:
+                    branch = branch.setdefault(key, {})
+                branch[leaf] = value
         except OSError as err:
             self._fail(err)
 
-    def close(self) -> None:
-        live, self.live = self.live, None
-        if live is None:
-            return
-        try:
-            live.end()  # writes metrics.json (the summary) once, not at every step
-        except OSError as err:
-            self._fail(err, getattr(live, "metrics_file", None))
+    def _append(self, name: str, value: float | str) -> None:
+        path = self.directory / "plots" / "metrics" / f"{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with open(path, "a", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t", lineterminator=os.linesep)
+            if not existed:
+                writer.writerow(["step", os.path.basename(name)])
+            writer.writerow([self.step or 0, value])
 
-    def _fail(self, err: OSError, path: str | None = None) -> None:
-        self.live = None
+    def close(self) -> None:
+        """metrics.json, the summary, once at the end (as Live.end), not at every step."""
+        if not self.open:
+            return
+        self.open = False
+        if self.step is not None:
+            self.summary["step"] = self.step
+        path = self.directory / "metrics.json"
+        try:
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump(self.summary, handle, indent=4)
+                handle.write("\n")
+        except OSError as err:
+            self._fail(err, path)
+
+    def _fail(self, err: OSError, path: Path | None = None) -> None:
+        self.open = False
         shutil.rmtree(self.directory, ignore_errors=True)
         raise write_error(err.filename or path or self.directory, err) from err
 
