@@ -18,11 +18,12 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-
-import torch
-from torch.distributed import TCPStore
+from typing import TYPE_CHECKING
 
 from cluster.environ import temporary_environment
+
+if TYPE_CHECKING:
+    from torch.distributed import TCPStore
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ def loopback_store(
     TCPStore's server binds every interface (:: or 0.0.0.0) whatever host it is given; it binds nothing
     itself when handed a socket that already listens, which is bound here to loopback.
     """
+    from torch.distributed import TCPStore
+
     address = "::1" if host.strip("[]") == "::1" else LOOPBACK
     if not is_master:
         return TCPStore(address, port, world_size, False, timeout)
@@ -135,6 +138,8 @@ def loopback_store(
 
 
 def device_for(dist: DistEnv, use_gpu: bool) -> str:
+    import torch  # here, not at the top: reading ranks from the environment (reports, lineage) needs no torch
+
     if use_gpu and torch.cuda.is_available():
         torch.cuda.set_device(dist.local_rank)
         return f"cuda:{dist.local_rank}"
@@ -143,6 +148,8 @@ def device_for(dist: DistEnv, use_gpu: bool) -> str:
 
 def init_process_group(dist: DistEnv, device: str) -> None:
     """gloo on CPU, NCCL on GPU; a group of one for strategies that always need one (DeepSpeed)."""
+    import torch
+
     if torch.distributed.is_initialized():
         return
     backend = "nccl" if device.startswith("cuda") else "gloo"
@@ -180,10 +187,14 @@ def rendezvous_environment(dist: DistEnv):
 
 
 def barrier() -> None:
+    import torch
+
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
 
 
 def destroy_process_group() -> None:
+    import torch
+
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()

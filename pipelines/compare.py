@@ -4,7 +4,6 @@ side (what `dvc exp show` does, for paperzoo's run directories); a sweep folder 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,10 +80,13 @@ def compare_rows(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], list[str]
     return rows, differing, metric_names
 
 
+def format_value(value: Any) -> str:
+    """A number as every table here shows it (4 significant digits); anything else as str()."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return "" if value is None else str(value)
+    return "" if value is None else format_value(value)
 
 
 def compare(paths: Sequence[Path], markdown: bool = False) -> str:

@@ -38,7 +38,7 @@ from cluster.states import OK_STATES, State, run_state
 from components.core.errors import ConfigError, PaperzooError
 from components.core.files import atomic_directory, atomic_write_json, atomic_write_text
 from components.registry import REGISTRY
-from pipelines.sweep import format_value
+from pipelines.compare import format_value
 
 COMPONENTS_DIR = Path(__file__).resolve().parent.parent / "components"
 TITLE = "paperzoo results"
@@ -514,20 +514,24 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def run_dataset(slug: str, config: Mapping[str, Any]) -> str:
-    """What a run read, from its resolved config: the component's own `datasets_for` on the validated config
-    (so a quadratic task does not claim the unused `dataset` default), else the config's `dataset` key.
-    A run that reads no prepared dataset says its task, if it has one ('generated (quadratic task)')."""
-    from components.core.config import validate
-    from components.registry import get_component
-
+def run_dataset(slug: str, config: Mapping[str, Any], info: Mapping[str, Any] | None = None) -> str:
+    """What a run read: the datasets its run.json records (the component's own `datasets_for` at run time, so a
+    quadratic task does not claim the unused `dataset` default); for a run.json without them, `datasets_for`
+    on the validated config now (importing the component), else the config's `dataset` key. A run that reads
+    no prepared dataset says its task, if it has one ('generated (quadratic task)')."""
     names: Sequence[str] | None
-    try:
-        component = get_component(slug)
-        validated = validate(component.Config, config, scope=f"{slug} config.yaml")
-        names, config = list(component.datasets_for(validated)), validated.model_dump()
-    except (PaperzooError, ImportError, AttributeError, TypeError, ValueError):
-        names = None  # not a loadable component or an old config: trust what the config says
+    if isinstance((info or {}).get("datasets"), Mapping):
+        names = list(info["datasets"])  # type: ignore[index]
+    else:
+        from components.core.config import validate
+        from components.registry import get_component
+
+        try:
+            component = get_component(slug)
+            validated = validate(component.Config, config, scope=f"{slug} config.yaml")
+            names, config = list(component.datasets_for(validated)), validated.model_dump()
+        except (PaperzooError, ImportError, AttributeError, TypeError, ValueError):
+            names = None  # not a loadable component or an old config: trust what the config says
     if names:
         return ", ".join(names)
     if names is None and isinstance(config.get("dataset"), str):
@@ -569,13 +573,14 @@ class ComponentResult:
 def load_result(slug: str, run: Path | None) -> ComponentResult:
     if run is None:
         return ComponentResult(slug, None, {}, {}, paper_yaml(slug))
+    info = read_json(run / "run.json")
     return ComponentResult(
         slug,
         run,
-        read_json(run / "run.json"),
+        info,
         read_json(run / "metrics.json"),
         paper_yaml(slug),
-        run_dataset(slug, read_yaml(run / "config.yaml")),
+        run_dataset(slug, read_yaml(run / "config.yaml"), info),
     )
 
 
@@ -744,7 +749,11 @@ def sweep_section(name: str, directory: Path, out_dir: Path, plots: Path) -> lis
     component = str(info.get("component", "?"))
     presets = list(dict.fromkeys(str(i["preset"]) for i in infos if i.get("preset")))
     datasets = list(
-        dict.fromkeys(run_dataset(component, read_yaml(run / "config.yaml")) for run in runs if run.is_dir())
+        dict.fromkeys(
+            run_dataset(component, read_yaml(run / "config.yaml"), run_info)
+            for run, run_info in zip(runs, infos)
+            if run.is_dir()
+        )
     )
     blocks: list[Block] = [
         Heading(3, name, anchor=f"sweep-{file_name(name)[:-4]}"),

@@ -33,6 +33,7 @@ from cluster.states import OK_STATES, RUNNING, DriverDetached, State, process_al
 from components.core.config import parse_override
 from components.core.errors import ConfigError, did_you_mean
 from components.core.files import atomic_write_json, atomic_write_text
+from pipelines.compare import format_value
 from pipelines.ledger import (
     CACHED,
     PENDING,
@@ -130,10 +131,6 @@ def summarise(results: Sequence[TrialResult], metric: str, mode: str) -> list[di
         return sign * value if value is not None and math.isfinite(value) else math.inf
 
     return sorted(rows, key=rank)
-
-
-def format_value(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:

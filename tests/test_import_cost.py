@@ -100,3 +100,13 @@ def test_dvclive_files_are_byte_for_byte_those_of_dvclive(tmp_path):
         return {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*") if path.is_file()}
 
     assert files(tmp_path / "ours") == files(tmp_path / "theirs")
+
+
+def test_pipeline_stages_that_train_nothing_import_no_torch(digits_root, tmp_path):
+    # `dvc repro` starts one process per stage: preparing a series and writing the report need no torch (1.5 s)
+    data = tmp_path / "data"
+    assert "torch" not in loaded_by("--data-dir", str(data), "prepare", "series", "co2")
+    runs = tmp_path / "runs"
+    loaded_by("run", "uba", "--preset", "test", "--data-dir", str(digits_root), "--out", str(runs / "dvc" / "uba"))
+    assert "torch" not in loaded_by("--run-root", str(runs), "report", "--out", str(tmp_path / "reports"))
+    assert "uba" in (tmp_path / "reports" / "index.md").read_text()

@@ -16,16 +16,18 @@ import mmap
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import webdataset
 from PIL import Image
 from tqdm import tqdm
 
 from components.core.errors import DataError, did_you_mean
 from components.core.files import atomic_directory
+
+if TYPE_CHECKING:
+    import torch
+    import webdataset
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val", "test")
@@ -116,6 +118,8 @@ def write_split(
     """Write (payload, label) pairs as `<split>-%06d.tar` shards; returns the manifest's entry for the split."""
     if samples_per_shard < 1:
         raise DataError(f"samples_per_shard must be >= 1, got {samples_per_shard}: fix the dataset's options")
+    import webdataset  # its package imports torch (1.5 s): paid by the stages that write shards, no others
+
     shards: list[dict] = []
     writer: webdataset.TarWriter | None = None
     file = None
@@ -575,59 +579,9 @@ class ImageShards:
         """`batches()` as torch tensors; the order is the same for any num_workers. With workers, each one sends
         a chunk of consecutive batches at a time (CHUNK_BYTES), so the cost of moving a tensor between processes
         is paid per chunk: a per-batch transfer cost 11-13x the in-process read of small images."""
+        from components.core.loader import chunked_loader  # torch: only readers pay its import, not prepare stages
+
         self._check_batching(batch_size, rank, world_size, start_batch)
-        if num_workers == 0:
-            return (
-                (torch.from_numpy(images), torch.from_numpy(labels))
-                for images, labels in self.batches(batch_size, seed, start_batch, rank, world_size)
-            )
         batch_bytes = batch_size // world_size * int(np.prod(self.shape))
         chunk = max(1, CHUNK_BYTES // max(batch_bytes, 1))
-        stream = _ChunkStream(self, batch_size, seed, start_batch, rank, world_size, chunk)
-        return _Unchunked(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers))
-
-
-class _ChunkStream(torch.utils.data.IterableDataset):
-    """Worker w of W yields chunk c = batches start + (cW + w)K .. + K - 1, stacked; the DataLoader takes chunks from
-    workers round-robin, so the batches come out in order."""
-
-    def __init__(
-        self, shards: ImageShards, batch_size: int, seed: int, start_batch: int, rank: int, world_size: int, chunk: int
-    ):
-        super().__init__()
-        self.shards = shards
-        self.batch_size = batch_size
-        self.seed = seed
-        self.start_batch = start_batch
-        self.rank = rank
-        self.world_size = world_size
-        self.chunk = chunk
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        worker = torch.utils.data.get_worker_info()
-        worker_id, num_workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
-        permutations: dict[int, np.ndarray] = {}
-        first = self.start_batch + worker_id * self.chunk
-        while True:
-            indices = [
-                self.shards._batch_indices(batch, self.batch_size, self.seed, self.rank, self.world_size, permutations)
-                for batch in range(first, first + self.chunk)
-            ]
-            images = self.shards.images(np.concatenate(indices))
-            labels = self.shards.labels[np.concatenate(indices)]
-            yield (
-                torch.from_numpy(images).view(self.chunk, -1, *self.shards.shape),
-                torch.from_numpy(labels).view(self.chunk, -1),
-            )
-            first += num_workers * self.chunk
-
-
-class _Unchunked:
-    """The batches of a loader of chunks, one at a time (views into the chunk: no copy)."""
-
-    def __init__(self, chunks: torch.utils.data.DataLoader):
-        self.chunks = chunks
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, labels in self.chunks:
-            yield from zip(images, labels)
+        return chunked_loader(self, batch_size, seed, start_batch, rank, world_size, num_workers, chunk)
