@@ -36,6 +36,7 @@ format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# One table of every launch path's overhead against its reference, measured in the same run (15-25 min on
+# 2 cores); `make bench BENCH_ARGS="--only imports launch"` for some rows. Details: benchmarks/README.md.
 bench: setup
-	PATH="$(abspath $(BIN)):$$PATH" python benchmarks/data.py
-	PATH="$(abspath $(BIN)):$$PATH" python benchmarks/pipeline.py
+	PATH="$(abspath $(BIN)):$$PATH" python benchmarks/bench.py $(BENCH_ARGS)

@@ -32,6 +32,8 @@ from rich.table import Table
 # run as a script from a checkout: make the repository's packages importable without installing them
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from summary import add_row  # noqa: E402 - benchmarks/summary.py, beside this script
+
 from components.core.shards import ImageShards, forget_verified  # noqa: E402
 from pipelines.datasets import prepare  # noqa: E402
 
@@ -91,6 +93,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="0: in-process, the reference")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=3, help="epochs the shard reader streams after its first batch")
+    parser.add_argument("--summary", type=Path, help="append make bench's rows (JSON lines) to this file")
     args = parser.parse_args()
     console = Console()
 
@@ -117,6 +120,7 @@ def main() -> int:
             table.add_column(column, justify="right")
         epochs = num_batches * args.epochs
         _, in_process = time_stream(shards.loader(args.batch_size, seed=args.seed), epochs, args.batch_size)
+        versus_in_process: dict[int, float] = {}
         for num_workers in args.workers:
             start_up, shard_rate = time_stream(
                 shards.loader(args.batch_size, seed=args.seed, num_workers=num_workers), epochs, args.batch_size
@@ -130,6 +134,8 @@ def main() -> int:
                 generator=torch.Generator().manual_seed(args.seed),
             )
             loose_rate = time_epoch(iter(reference), num_batches, args.batch_size)
+            if num_workers:
+                versus_in_process[num_workers] = shard_rate / in_process
             table.add_row(
                 str(num_workers),
                 f"{start_up * 1000:.0f}",
@@ -139,6 +145,14 @@ def main() -> int:
                 f"{shard_rate / loose_rate:.1f}x",
             )
         console.print(table)
+        if versus_in_process:
+            add_row(
+                args.summary,
+                f"image reader `loader()` with {', '.join(map(str, versus_in_process))} workers vs in-process",
+                " / ".join(f"{ratio:.2f}x" for ratio in versus_in_process.values()) + " the in-process samples/s",
+                ">= 1x (never slower)",
+                min(versus_in_process.values()) >= 1.0,
+            )
         console.print(f"prepare (shards + manifest): {prepare_seconds:.1f} s; shard index build: {index_seconds:.2f} s")
         console.print(verification_table(data_root, args, num_batches))
     return 0

@@ -39,6 +39,8 @@ import psutil
 # run as a script from a checkout: make the repository's packages importable without installing them
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from summary import add_row  # noqa: E402 - benchmarks/summary.py, beside this script
+
 from cluster.backends import get_backend  # noqa: E402
 from cluster.launch import LaunchSpec, run_spec  # noqa: E402
 from cluster.profiles import Profile  # noqa: E402
@@ -167,6 +169,7 @@ def main() -> None:
     parser.add_argument("--skip-slurm", action="store_true", help="leave SLURM out even when sinfo answers")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"which rows, of {', '.join(ROWS)}")
     parser.add_argument("--breakdown", action="store_true", help="add a fresh process's start-up, step by step")
+    parser.add_argument("--summary", type=Path, help="append make bench's rows (JSON lines) to this file")
     args = parser.parse_args()
     wanted = set(args.rows.split(","))
     if wanted - set(ROWS):
@@ -277,6 +280,29 @@ def main() -> None:
             f"{label:36} {count:6d} {seconds:8.2f} {per_trial:8.2f} {per_trial / reference:9.1f} "
             f"{per_trial - reference:9.2f} {shown:>8}  {note}"
         )
+    summarise(args.summary, rows, reference)
+
+
+def summarise(path: Path | None, rows: list, reference: float) -> None:
+    """make bench's rows: torchrun's one trial and SLURM's array, as seconds per trial over the direct call."""
+    one = [seconds for label, count, seconds, _, _ in rows if label == "torchrun (1 process)" and count == 1]
+    if one:
+        over = one[0] - reference
+        add_row(
+            path, "torchrun backend, one process, one trial", f"{over:+.2f} s over direct", "<= +1.5 s", over <= 1.5
+        )
+    array = [(count, seconds) for label, count, seconds, _, _ in rows if label == "submitit (SLURM array)"]
+    if array:
+        count, seconds = array[0]
+        add_row(
+            path,
+            f"submitit on SLURM, job array of {count}",
+            f"{seconds / count:.2f} s per trial ({seconds / count / reference:.1f}x direct)",
+            "<= 1 s per trial",
+            seconds / count <= 1.0,
+        )
+    elif any(label == "submitit (SLURM)" for label, *_ in rows):
+        add_row(path, "submitit on SLURM, job array", "skipped: no SLURM here", "<= 1 s per trial", None)
 
 
 if __name__ == "__main__":
