@@ -46,19 +46,25 @@ def retry_can_help(task: Any, task_run: TaskRun, state: State) -> bool:
     return retry
 
 
+# A run's outcome lives in its run directory (run.json, metrics.json); a task returns a small summary that Prefect
+# keeps in memory only: no result files to write or read back, and no cache policy (Prefect's default hashes every
+# call's inputs and the task's source for a cache these flows never read).
+NO_RESULT_STORE = {"persist_result": False}
 CLUSTER_RETRIES = {
+    **NO_RESULT_STORE,
     "retries": 2,
     "retry_delay_seconds": exponential_backoff(backoff_factor=10),
     "retry_condition_fn": retry_can_help,
 }
 NETWORK_RETRIES = {
+    **NO_RESULT_STORE,
     "retries": 3,
     "retry_delay_seconds": exponential_backoff(backoff_factor=5),
     "retry_condition_fn": retry_can_help,
 }
 
 
-@task(name="prepare-dataset")
+@task(name="prepare-dataset", **NO_RESULT_STORE)
 def prepare_task(dataset: str, options: dict[str, Any], params_file: str, data_dir: str) -> str:
     return str(operations.prepare_dataset(dataset, options, params_file=Path(params_file), data_dir=Path(data_dir)))
 
@@ -129,7 +135,7 @@ def publish_task(run_dir: str, repo_id: str, private: bool) -> dict:
     return {"local_dir": str(result.local_dir), "url": result.url, "pushed": result.pushed, "message": result.message}
 
 
-@task(name="dvc-reproduce")
+@task(name="dvc-reproduce", **NO_RESULT_STORE)
 def reproduce_task(root: str, targets: list[str] | None, force: bool) -> list[str]:
     from dvc.repo import Repo
 
@@ -138,7 +144,7 @@ def reproduce_task(root: str, targets: list[str] | None, force: bool) -> list[st
     return [stage.addressing for stage in stages]
 
 
-@flow(name="prepare", log_prints=True)
+@flow(name="prepare", log_prints=True, **NO_RESULT_STORE)
 def prepare_flow(
     dataset: str = "images/digits",
     options: dict[str, Any] | None = None,
@@ -149,7 +155,7 @@ def prepare_flow(
     return prepare_task(dataset, options or {}, params_file, data_dir)
 
 
-@flow(name="train", log_prints=True)
+@flow(name="train", log_prints=True, **NO_RESULT_STORE)
 def train_flow(
     component: str,
     preset: Preset | None = None,
@@ -170,7 +176,7 @@ def train_flow(
     return result
 
 
-@flow(name="sweep", log_prints=True)
+@flow(name="sweep", log_prints=True, **NO_RESULT_STORE)
 def sweep_flow(
     sweep: str,
     backend: Backend = "local",
@@ -188,7 +194,7 @@ def sweep_flow(
     return result
 
 
-@flow(name="publish", log_prints=True)
+@flow(name="publish", log_prints=True, **NO_RESULT_STORE)
 def publish_flow(run_dir: str, repo_id: str, private: bool = False) -> dict:
     """Push one run directory to the Hugging Face Hub (or write the folder locally without a token)."""
     result = publish_task(run_dir, repo_id, private)
@@ -196,7 +202,7 @@ def publish_flow(run_dir: str, repo_id: str, private: bool = False) -> dict:
     return result
 
 
-@flow(name="reproduce", log_prints=True)
+@flow(name="reproduce", log_prints=True, **NO_RESULT_STORE)
 def reproduce_flow(root: str = ".", targets: list[str] | None = None, force: bool = False) -> list[str]:
     """`dvc repro` through DVC's Python API: lineage stays in DVC; returns the stages that ran."""
     ran = reproduce_task(root, targets, force)

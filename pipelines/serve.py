@@ -17,6 +17,10 @@ from components.core.errors import RunError
 # How long to wait for a starting server's /health (a loaded machine takes tens of seconds; a server that
 # exits is noticed at once). PAPERZOO_PREFECT_START_TIMEOUT overrides it, as the test suite does.
 START_TIMEOUT_S = 300.0
+# How often a worker (PREFECT_WORKER_QUERY_SECONDS) or `paperzoo serve`'s runner (PREFECT_RUNNER_POLL_FREQUENCY) asks
+# the server for flow runs to start. Prefect's default, 10 s, leaves a new run waiting 5 s on average (benchmarks/
+# prefect_latency.py); one query a second is a light load for a lab's server.
+POLL_SECONDS = 1
 
 
 def start_timeout() -> float:
@@ -24,7 +28,7 @@ def start_timeout() -> float:
 
 
 def prefect_environment(home: Path, port: int) -> dict[str, str]:
-    """Hermetic settings: our own PREFECT_HOME, loopback only, no analytics."""
+    """Hermetic settings: our own PREFECT_HOME, loopback only, no analytics; workers and runners poll every second."""
     return {
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
@@ -33,6 +37,8 @@ def prefect_environment(home: Path, port: int) -> dict[str, str]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "true",
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_WORKER_QUERY_SECONDS": str(POLL_SECONDS),
+        "PREFECT_RUNNER_POLL_FREQUENCY": str(POLL_SECONDS),
     }
 
 

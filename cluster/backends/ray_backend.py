@@ -24,10 +24,10 @@
   short path under /tmp, stopped (every process it started waited for, the folder removed) before
   run_trials returns. A caller may start Ray itself (`local_ray()`, as the tests do to pay its
   start-up once): run_trials then uses that Ray and leaves it running.
-- Tune's own files (experiment state, per-trial progress, stdout/stderr, error.txt) go to
-  `workdir`/tune; on a cluster, Ray is started inside one SLURM allocation
-  (cluster/ray-on-slurm.sbatch), the sweep connects with address="auto", and workdir and the run
-  directories must be on a filesystem every node shares.
+- Tune's own files (experiment state, per-trial stdout/stderr, error.txt; not its per-trial result loggers,
+  whose metrics the run directories hold) go to `workdir`/tune; on a cluster, Ray is started inside one
+  SLURM allocation (cluster/ray-on-slurm.sbatch), the sweep connects with address="auto", and workdir and
+  the run directories must be on a filesystem every node shares.
 """
 
 from __future__ import annotations
@@ -412,19 +412,26 @@ def say_if_asha_could_not_act(results: Any, metric: str | None) -> None:
 @contextmanager
 def quiet_tune() -> Iterator[None]:
     """Tune logs a full traceback for every failed trial and, in its new output, a heading that points at the
-    temporary folder; the Progress lines and the outcomes' one-line errors say what matters instead."""
+    temporary folder; the Progress lines and the outcomes' one-line errors say what matters instead. Its own
+    per-trial loggers (result.json, progress.csv, TensorBoard events) are off: the run directories hold the
+    metrics, and writing three files per report took a third of the driver's CPU time (benchmarks/ray_sweep.py)."""
     logger = logging.getLogger("ray.tune")
-    level, output = logger.level, os.environ.get("RAY_AIR_NEW_OUTPUT")
+    settings = {
+        "RAY_AIR_NEW_OUTPUT": "0",  # the classic reporter, silent at verbose=0
+        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    }
+    level, saved = logger.level, {name: os.environ.get(name) for name in settings}
     logger.setLevel(logging.CRITICAL)
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic reporter, silent at verbose=0
+    os.environ.update(settings)
     try:
         yield
     finally:
         logger.setLevel(level)
-        if output is None:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
-        else:
-            os.environ["RAY_AIR_NEW_OUTPUT"] = output
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class Progress(tune.Callback):

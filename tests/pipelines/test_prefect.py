@@ -140,6 +140,29 @@ def test_serve_and_deploy_use_the_same_deployments(params):
     assert [d.parameters for d in served] == [spec.parameters for spec in specs]
 
 
+def test_flow_runs_keep_no_result_files_and_no_cache():
+    """The run directory holds a run's outcome: Prefect writes no result files and computes no cache key."""
+    from prefect.cache_policies import NO_CACHE
+
+    import pipelines.flows as flows
+
+    tasks = [flows.prepare_task, flows.run_task, flows.sweep_task, flows.publish_task, flows.reproduce_task]
+    assert all(t.persist_result is False and t.cache_policy == NO_CACHE for t in tasks)
+    assert all(f.persist_result is False for f in flows.FLOWS.values())
+
+
+def test_workers_and_runners_ask_for_new_runs_every_second(monkeypatch, tmp_path):
+    """Prefect's default poll, 10 s, was most of a deployment run's extra latency (benchmarks/prefect_latency.py)."""
+    from prefect.settings import Settings
+
+    from pipelines.serve import POLL_SECONDS
+
+    for name, value in prefect_environment(tmp_path, 4200).items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.worker.query_seconds == settings.runner.poll_frequency == POLL_SECONDS <= 2
+
+
 def test_paperzoo_deploy_registers_every_deployment(prefect_env, params):
     flows = {f["id"]: f["name"] for f in api(prefect_env, "flows/filter", {})}
     registered = {f"{flows[d['flow_id']]}/{d['name']}": d for d in api(prefect_env, "deployments/filter", {})}
