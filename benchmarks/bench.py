@@ -29,10 +29,10 @@ SCRIPTS = (
     ("imports", "imports.py", ["--repeats", "3"]),
     ("data", "data.py", []),
     ("launch", "launch.py", ["--rows", "torchrun,slurm", "--array-trials", "32"]),
-    ("ray", "ray_sweep.py", []),
-    ("prefect", "prefect_latency.py", []),
+    ("ray", "ray_sweep.py", ["--trials", "32", "--preset", "smoke", "--repeats", "1"]),
+    ("prefect", "prefect_latency.py", ["--attempts", "2", "--default-poll-attempts", "0"]),
     ("pipeline", "pipeline.py", []),
-    ("ict", "ict.py", ["--orthogonality", "10"]),
+    ("ict", "ict.py", ["--ranks", "10", "--kinds", "orthogonality", "--threads", "1"]),
 )
 
 

@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--panel", type=int, default=2**18)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--summary", type=Path, help="append make bench's rows (JSON lines) to this file")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
@@ -251,6 +252,18 @@ def main() -> None:
                 f"{old['cpu_seconds'] / new['cpu_seconds']:.2f}x CPU time, "
                 f"{old['peak_rss_mb'] / new['peak_rss_mb']:.2f}x peak RSS ({old['peak_rss_mb']:.0f} -> "
                 f"{new['peak_rss_mb']:.0f} MB); orth_err equal: {old['orth_err'] == new['orth_err']}"
+            )
+        if "streamed" in check and args.summary:
+            from summary import add_row  # benchmarks/summary.py, beside this script
+
+            new = check["streamed"]
+            before = f" (all-blocks {check['all-blocks']['peak_rss_mb']:.0f} MB)" if "all-blocks" in check else ""
+            add_row(
+                args.summary,
+                f"ICT n = {n}: the orthogonality check's peak memory",
+                f"{new['peak_rss_mb']:.0f} MB{before}, {new['seconds']:.0f} s",
+                "<= 1.5 GB",
+                new["peak_rss_mb"] <= 1536,
             )
 
 

@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from summary import add_row  # noqa: E402 - benchmarks/summary.py, beside this script
+
 from cluster.distributed import free_port  # noqa: E402
 from pipelines.datasets import prepare  # noqa: E402
 from pipelines.params import load_params  # noqa: E402
@@ -109,6 +111,7 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=3, help="CLI and deployment runs, interleaved")
     parser.add_argument("--preset", default="smoke", help="uba's preset for both (the issue measured smoke)")
     parser.add_argument("--default-poll-attempts", type=int, default=2, help="deployment runs at Prefect's 10 s poll")
+    parser.add_argument("--summary", type=Path, help="append make bench's rows (JSON lines) to this file")
     args = parser.parse_args()
 
     rows: list[tuple[str, float, float, dict[str, float]]] = []
@@ -185,6 +188,12 @@ def main() -> None:
     for label, cli, flow, parts in rows:
         shown = " | ".join(f"{parts[p]:.2f}" for p in phases)
         print(f"| {label} | {cli:.2f} | {flow:.2f} | {flow - cli:+.2f} | {flow / cli:.2f}x | {shown} |")
+    for prefix, row in (
+        ("--watch, worker poll", "`prefect deployment run 'train/uba' --watch` vs the same CLI run"),
+        ("run_deployment", "the same deployment run from Python (`run_deployment`) vs the CLI run"),
+    ):
+        extra = min(flow - cli for label, cli, flow, _ in rows if label.startswith(prefix) and "default" not in label)
+        add_row(args.summary, row, f"{extra:+.1f} s per run", "<= +2 s", extra <= 2.0)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
+from summary import add_row  # noqa: E402 - benchmarks/summary.py, beside this script
+
 import cluster.backends.ray_backend as ray_backend  # noqa: E402
 from cluster.backends import get_backend  # noqa: E402
 from cluster.launch import LaunchSpec, run_spec  # noqa: E402
@@ -113,6 +115,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=32, help="the first N trials of uba_phi (32: all of it)")
     parser.add_argument("--preset", default="test")
     parser.add_argument("--repeats", type=int, default=2, help="rounds of the three rows, interleaved; best of")
+    parser.add_argument("--summary", type=Path, help="append make bench's rows (JSON lines) to this file")
     args = parser.parse_args()
 
     params = load_params(ROOT / "params.yaml")
@@ -179,6 +182,14 @@ def main() -> None:
         wall, cpu, phases = min(measured, key=lambda row: row[0])
         shown = " | ".join(f"{phases[name]:.2f}" if name in phases else "" for name in phase_names)
         print(f"| {label} | {wall:.2f} | {wall / reference:.2f}x | {cpu:.2f} | {shown} |")
+    ray_wall = min(wall for wall, _, _ in rows["ray, own Ray (paperzoo sweep)"])
+    add_row(
+        args.summary,
+        f"Ray Tune sweep of {args.trials} trials ({args.preset} preset) vs the local backend",
+        f"{ray_wall / reference:.2f}x ({ray_wall:.1f} s vs {reference:.1f} s)",
+        "<= 1.2x",
+        ray_wall <= 1.2 * reference,
+    )
 
 
 if __name__ == "__main__":

@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="register the deployments on the Prefect server at PREFECT_API_URL (shared use)",
         description="Register one deployment per dataset, component and sweep of params.yaml (and publish/hub, "
         "reproduce/all) on the server at PREFECT_API_URL for a process work pool (created if missing); then "
-        "`prefect worker start --pool POOL` runs them in this folder. Run again after editing params.yaml.",
+        "`PREFECT_WORKER_QUERY_SECONDS=1 prefect worker start --pool POOL` runs them in this folder (polling every "
+        "second, not Prefect's 10). Run again after editing params.yaml.",
     )
     deploy.add_argument("--pool", default="paperzoo", help="the process work pool (default: paperzoo)")
 
@@ -472,7 +473,10 @@ def cmd_deploy(args: argparse.Namespace) -> None:
     created = register(specs, pool=args.pool)
     print(f"{'created work pool' if created else 'work pool'} {args.pool} (process); {len(specs)} deployments:")
     print("  " + ", ".join(spec.full_name for spec in specs))
-    print(f"start a worker (it runs the flows in this folder): prefect worker start --pool {args.pool}")
+    print(
+        "start a worker (it runs the flows in this folder): "
+        f"PREFECT_WORKER_QUERY_SECONDS=1 prefect worker start --pool {args.pool}"
+    )
     print("then: prefect deployment run 'train/uba' --param preset=smoke --watch")
 
 
