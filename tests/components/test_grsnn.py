@@ -150,7 +150,9 @@ def test_delay_trace_is_the_kernel_derivative_sum():
 def test_boundary_current_enters_every_step_and_the_reset_is_hard():
     nodes, channels, steps, threshold, tau = 3, 2, 10, 2.0, 4.0
     synapse = strong_synapse(channels, 0.0)  # no synaptic drive: the source integrates its own current
-    current = torch.tensor([0.9, 1.3])  # per channel, below V_th: it takes several steps to fire
+    # per channel, below V_th: it takes several steps to fire; at 1.9 a subtractive reset would keep the 1.4 left
+    # over after the first spike and fire at every step from then on, the hard reset every other step
+    current = torch.tensor([0.9, 1.9])
     boundary = torch.zeros(1, nodes, channels)
     boundary[0, 0] = current
     graph = Graph(torch.tensor([0]), torch.tensor([1]), torch.tensor([0]), nodes, 1)
