@@ -396,6 +396,8 @@ def progress_bar(
             return iterable
         from tqdm import tqdm
 
+        tqdm.monitor_interval = 0  # no monitor thread (it only retunes miniters): a live thread makes forks unsafe
+
         return tqdm(iterable, total=total, desc=desc, initial=initial, mininterval=0.5, dynamic_ncols=True)
 
     return progress

@@ -9,12 +9,15 @@ clients and bind gloo/NCCL to loopback (cluster/distributed.py). The port is the
 no other process can take it between choosing and binding.
 
 A profile of one process has no ranks to start or rendezvous to hold, so it skips torchrun: its trials run
-one after another in one worker forked from this process (the local backend's loop, each trial's output in
-its own log), which inherits the imports already paid here instead of paying a fresh interpreter, torch and
-torchrun's agent per trial (seconds, against a smoke trial's fraction of one: benchmarks/launch.py). A
-worker that dies mid-trial fails that trial only; the next worker takes the rest. Forking needs one thread
-per trial (libgomp's pool hangs in a fork of a process that used it with more) and no CUDA here yet;
-otherwise each trial goes through torchrun.
+one after another in one worker process (the local backend's loop, each trial's output in its own log). The
+worker is forked from this process, inheriting the imports already paid here instead of paying a fresh
+interpreter, torch and torchrun's agent per trial (seconds, against a smoke trial's fraction of one:
+benchmarks/launch.py), when a fork is safe: this process runs no Python thread but the main one (a fork
+copies only the calling thread, so a lock another thread held stays locked in the child: a worker forked
+from a test process whose Prefect and Ray client threads ran hung on a futex). Otherwise the worker is
+spawned (a fresh interpreter, still no agent). A worker that dies mid-trial fails that trial only; the next worker takes the rest. The
+worker path needs one thread per trial (libgomp's pool hangs in a fork of a process that used it with more)
+and no CUDA here yet; otherwise each trial goes through torchrun.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ def run_trials(
 
 
 def forkable(profile: Profile) -> bool:
-    """Whether a one-process profile's trials can run in a fork of this process (see the module's note)."""
+    """Whether a one-process profile's trials can run in one worker process (see the module's note)."""
     import torch
 
     return (
@@ -124,6 +127,15 @@ def forkable(profile: Profile) -> bool:
         and not torch.cuda.is_initialized()
         and "fork" in multiprocessing.get_all_start_methods()
     )
+
+
+def fork_is_safe() -> bool:
+    """Whether this process runs no Python thread but the main one, so a fork of it holds no lock (logging's,
+    an import's, a client's event loop's) that no thread will release. The native thread torch starts at import
+    stays: forking beside it is what benchmarks/launch.py and the tests measure."""
+    import threading
+
+    return threading.active_count() == 1
 
 
 class Relay:
@@ -144,7 +156,7 @@ class Relay:
 
 
 def worker_main(specs: Sequence[LaunchSpec], logs: Sequence[Path], threads: int, connection: Any) -> None:
-    """The forked worker: the local backend's loop over `specs`, as a world of one."""
+    """The worker (forked or spawned): the local backend's loop over `specs`, as a world of one."""
     from cluster.backends.local import run_one_after_another
     from cluster.distributed import DistEnv
 
@@ -163,7 +175,7 @@ def run_in_forked_worker(specs: list[LaunchSpec], profile: Profile, workdir: Pat
     from cluster.launch import TrialOutcome, outcome_from_run_dir
     from cluster.states import State, notify
 
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("fork" if fork_is_safe() else "spawn")
     outcomes: dict[int, TrialOutcome] = {}
     remaining = list(range(len(specs)))
     while remaining:

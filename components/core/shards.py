@@ -133,6 +133,7 @@ def write_split(
         shards[-1].update(bytes=path.stat().st_size, sha256=sha256_file(path), count=shard_count)
 
     try:
+        tqdm.monitor_interval = 0  # no monitor thread (it only retunes miniters): a live thread makes forks unsafe
         with tqdm(total=total, desc=description or split, unit="sample", disable=None) as progress:
             for payload, label in samples:
                 if index % samples_per_shard == 0:

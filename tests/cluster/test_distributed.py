@@ -89,6 +89,9 @@ def test_one_process_torchrun_trials_run_in_a_forked_worker_and_a_crash_fails_on
         return real_run_spec(spec, **kwargs)
 
     monkeypatch.setattr(local, "run_spec", crash_the_first)
+    from cluster.backends.torchrun import fork_is_safe
+
+    assert fork_is_safe()  # no other Python thread here yet (tests/cluster runs before Prefect's and Ray's)
     ledger = EventLog()
     crashed, after, last = get_backend("torchrun")(specs, profile, workdir=tmp_path / "launch", ledger=ledger)
     assert crashed.status == "failed" and "exited 3" in crashed.error
@@ -103,3 +106,33 @@ def test_one_process_torchrun_trials_run_in_a_forked_worker_and_a_crash_fails_on
     ends = [(Path(run_dir).name, state) for run_dir, state, _ in ledger.events if state != "running"]
     assert ends == [("crashes", "failed"), ("after", "completed"), ("last", "completed")]
     assert all((tmp_path / "launch" / f"spec-00{i}.log").is_file() for i in range(3))
+
+
+def test_a_process_running_other_threads_spawns_the_worker_instead_of_forking(params, data_root, tmp_path):
+    # a fork copies one thread: a lock held by another (a Prefect or Ray client thread) would never be released
+    # in the child, which then hangs; with another thread running, the worker is a fresh interpreter
+    import os
+    import threading
+
+    from cluster.backends import get_backend
+    from cluster.backends.torchrun import fork_is_safe
+    from cluster.launch import LaunchSpec
+    from cluster.runner import plan_run
+
+    profile = load_profile("local")
+    request = plan_run("uba", params, preset="test", seed=0, data_dir=data_root)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, daemon=True)
+    other.start()
+    try:
+        assert not fork_is_safe()
+        ledger = EventLog()
+        spec = LaunchSpec.from_request(request, tmp_path / "spawned", data_root, profile, backend="torchrun")
+        (spawned,) = get_backend("torchrun")([spec], profile, workdir=tmp_path / "launch", ledger=ledger)
+    finally:
+        release.set()
+        other.join()
+    (here,) = get_backend("local")([LaunchSpec.from_request(request, tmp_path / "local", data_root, profile)], profile)
+    assert spawned.status == "completed" and spawned.metrics == here.metrics
+    running = [fields for _, state, fields in ledger.events if state == "running"]
+    assert len(running) == 1 and running[0]["job_id"] != f"pid:{os.getpid()}@{os.uname().nodename}"
