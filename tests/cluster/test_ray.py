@@ -48,10 +48,15 @@ def is_loopback(ip: str) -> bool:
 
 
 class Watch(threading.Thread):
-    """Samples, while the backend runs, this process's descendants and every socket they listen on or bind."""
+    """Samples, while the backend runs, the descendants it starts and every socket they listen on or bind.
+
+    Children alive before the watch (multiprocessing's resource tracker, which an earlier test's spawned
+    worker leaves for the life of this process) are not the backend's and are left out.
+    """
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
+        self.before = {(child.pid, child.create_time()) for child in psutil.Process().children(recursive=True)}
         self.sockets: set[tuple[str, str, int]] = set()
         self.processes: dict[tuple[int, float], str] = {}  # (pid, start time) -> name
         self.temp_dirs: set[str] = set()
@@ -63,7 +68,7 @@ class Watch(threading.Thread):
             for process in [me, *me.children(recursive=True)]:
                 try:
                     name = process.name()
-                    if process.pid != me.pid:
+                    if process.pid != me.pid and (process.pid, process.create_time()) not in self.before:
                         self.processes[(process.pid, process.create_time())] = name
                     if name in RAY_DAEMONS:
                         self.temp_dirs |= {
