@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  paperzoo sweep uba_phi --backend submitit --profile slurm-cpu --detach\n"
         "  paperzoo sweep uba_phi --seeds 0,1,2      # more seeds: only the new ones run\n"
         "  paperzoo sweep uba_phi --rerun            # every trial again\n"
-        "  paperzoo sweep uba_phi --estimate --profile slurm-cpu\n",
+        "  paperzoo sweep uba_phi --estimate --backend submitit --profile slurm-cpu\n",
         "Run a named sweep. Trials that an earlier run of this sweep completed (same resolved config, seed, code "
         "and lock digest, data) are reported from there, preempted or interrupted ones resume from their "
         "checkpoints, and trials still running under an earlier driver are waited for.",

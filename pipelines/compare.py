@@ -63,8 +63,12 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
 
 
 def compare_rows(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
-    """(one row per run, the config keys that differ, the metric names), runs in the order given."""
-    runs = [describe_run(run_dir) for path in paths for run_dir in run_dirs_of(path)]
+    """(one row per run, the config keys that differ, the metric names), runs in the order given.
+
+    A run reached twice (a widened sweep reports the trials an earlier run of it completed from their
+    folders) is one row."""
+    run_dirs = {run_dir.resolve(): None for path in paths for run_dir in run_dirs_of(path)}
+    runs = [describe_run(run_dir) for run_dir in run_dirs]
     if not runs:
         raise ConfigError("nothing to compare: no run directory with a run.json among the paths")
     keys = sorted({key for run in runs for key in run["config"]})

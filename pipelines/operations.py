@@ -3,6 +3,7 @@ Prefect flows all call these functions, so a run is the same run however it was 
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -424,11 +425,30 @@ def concurrent_trials(backend: str, profile: Any, trials: int) -> int:
     if backend in ("local", "torchrun"):
         return 1
     if backend == "submitit":
-        from cluster.backends.submitit_backend import local_parallelism, slurm_available
+        from cluster.backends.submitit_backend import local_parallelism, slurm_available, trials_per_task
 
-        return trials if slurm_available() else local_parallelism(profile)  # a job array: SLURM runs what fits
+        if not slurm_available():
+            return local_parallelism(profile)
+        return math.ceil(trials / trials_per_task(trials, profile))  # an array whose tasks all fit at once
     per_trial = max(profile.cpus_per_task, profile.threads) * profile.world_size
     return max(1, (os.cpu_count() or 1) // per_trial)
+
+
+def cold_processes(backend: str, profile: Any, trials: int) -> int:
+    """How many fresh interpreters a sweep's trials pay (imports, data checks): local runs every trial in one
+    process, Ray in one reused worker per concurrent trial, torchrun one-process trials in one worker (more
+    processes: one torchrun per trial), submitit one interpreter per array task."""
+    if backend == "local":
+        return 1
+    if backend == "torchrun":
+        from cluster.backends.torchrun import forkable
+
+        return 1 if forkable(profile) else trials
+    if backend == "submitit":
+        from cluster.backends.submitit_backend import slurm_available, trials_per_task
+
+        return math.ceil(trials / trials_per_task(trials, profile)) if slurm_available() else trials
+    return min(trials, concurrent_trials(backend, profile, trials))
 
 
 def estimate_sweep(
@@ -448,7 +468,6 @@ def estimate_sweep(
     this machine's CPU) and divides by GPU_PEAK_FLOPS x GPU_UTILISATION. Saved as the sweep's estimate.json, which
     the next run of the sweep shows beside what it actually cost."""
     import json
-    import math
     import time
 
     from cluster.profiles import load_profile
@@ -483,9 +502,7 @@ def estimate_sweep(
     if per_step is None or budget is None:
         lines = [f"sweep {name}: {len(trials)} trials; cannot estimate ({'no step budget' if budget is None else how})"]
         return "\n".join(lines)
-    # the start-up timed here is a cold process's (imports, data checks): local and Ray run every trial in one
-    # process (or reused actor), torchrun and submitit start a process per trial
-    cold_starts = 1 if backend in ("local", "ray") else len(trials)
+    cold_starts = cold_processes(backend, chosen, len(trials))  # each pays the start-up timed here
     parallel = concurrent_trials(backend, chosen, len(trials))
     device_s = (len(trials) * budget * per_step + cold_starts * start_up) * devices
     wall_s = math.ceil(len(trials) / parallel) * budget * per_step + math.ceil(cold_starts / parallel) * start_up

@@ -126,6 +126,8 @@ def test_status_logs_collect_compare_and_gc(params, data_root, tmp_path, capsys)
     header, _, first, second = out.strip().splitlines()[2:]
     assert header.startswith("| run | state | lr |") and "val/loss" in header
     assert "| completed | 0.05 |" in first and "| failed | 1e+06 |" in second
+    code, again, _ = cli(capsys, root, data_root, params_file, "compare", str(directory), str(directory), "--markdown")
+    assert again == out  # a run reached through two sweep folders is one row
 
     one_off = root / "uba" / "one-off"
     code, _, _ = cli(capsys, root, data_root, params_file, "run", "uba", "--preset", "test", "--out", str(one_off))
@@ -182,6 +184,35 @@ def test_a_gpu_profile_estimate_counts_the_flops_of_one_step(params, data_root, 
     backward = forward + sum(2 * 32 * fan_in * fan_out for fan_in, fan_out in layers[1:])
     assert estimate["flops_per_step"] == forward + backward
     assert estimate["seconds_per_step"] == pytest.approx((forward + backward) / (GPU_PEAK_FLOPS * GPU_UTILISATION))
+
+
+@pytest.mark.parametrize(
+    ("backend", "cold", "at_once"),
+    [
+        ("submitit", 8, 8),  # 32 trials on 8 CPUs: 8 array tasks of 4 trials, one interpreter each, all at once
+        ("torchrun", 1, 1),  # one-process trials: one worker runs them all
+        ("local", 1, 1),
+    ],
+)
+def test_a_cpu_estimate_counts_the_processes_each_backend_starts(
+    backend, cold, at_once, params, data_root, tmp_path, capsys, monkeypatch
+):
+    from cluster.backends import submitit_backend
+
+    monkeypatch.setattr(submitit_backend, "slurm_available", lambda: True)
+    monkeypatch.setattr(submitit_backend, "partition_capacity", lambda profile: (8, None))
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    root = tmp_path / "runs"
+    args = ("uba_phi", "--preset", "test", "--estimate", "--profile", "slurm-cpu", "--backend", backend)
+    code, out, _ = cli(capsys, root, data_root, params_file, "sweep", *args)
+    assert code == 0 and "32 trials x 30 steps x" in out, out
+    assert f" + {cold} x " in out and f"with {at_once} trial(s) at once" in out, out
+    estimate = json.loads((root / "sweeps" / "uba_phi" / "estimate.json").read_text())
+    busy = 32 * 30 * estimate["seconds_per_step"]
+    assert estimate["device_hours"] * 3600 == pytest.approx(busy + cold * estimate["start_up_seconds"])
+    rounds = 32 // at_once  # trials one after another in each of the processes running at once
+    assert estimate["wall_hours"] * 3600 == pytest.approx(busy / 32 * rounds + estimate["start_up_seconds"])
 
 
 def test_progress_lines_off_a_terminal(capsys):
