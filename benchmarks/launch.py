@@ -75,18 +75,22 @@ class PeakMemory(threading.Thread):
 
 
 @contextlib.contextmanager
-def measured() -> Iterator[dict[str, float]]:
-    sample = PeakMemory()
-    result: dict[str, float] = {}
-    sample.start()
+def measured(memory: bool = True) -> Iterator[dict[str, float | None]]:
+    """Wall time, and the peak memory of the processes started meanwhile unless `memory` is off (the sampler
+    is a thread: with it running, the torchrun backend spawns its worker instead of forking this process)."""
+    sample = PeakMemory() if memory else None
+    result: dict[str, float | None] = {"peak_mb": None}
+    if sample:
+        sample.start()
     start = time.perf_counter()
     try:
         yield result
     finally:
         result["seconds"] = time.perf_counter() - start
-        sample.done.set()
-        sample.join()
-        result["peak_mb"] = sample.peak / 2**20
+        if sample:
+            sample.done.set()
+            sample.join()
+            result["peak_mb"] = sample.peak / 2**20
 
 
 def slurm_up() -> bool:
@@ -247,14 +251,14 @@ def main() -> None:
                 launch(run, 1)  # imports and the page cache, so the order of the rows does not matter
             for count in counts:
                 print(f"{label}: {count} trial(s)", flush=True)
-                with context(), measured() as m:
+                with context(), measured(memory=key != "torchrun") as m:
                     outcomes = launch(run, count)
                 bad = [o for o in outcomes if o.status != "completed"]
                 note = f"{len(bad)} not completed: {bad[0].error}" if bad else ""
                 if key.startswith("slurm"):
                     m["peak_mb"], note = None, note or "memory: the jobs run under slurmd, not here"
                 if key == "torchrun":  # a fork shares this process's pages until it writes them
-                    m["peak_mb"], note = None, note or "memory: a fork of this process, not counted"
+                    note = note or "memory: a fork of this process, not counted"
                 rows.append((label, count, m["seconds"], m["peak_mb"], note))
         if not slurm and {"slurm", "slurm-unchunked"} & wanted:
             rows.append(
