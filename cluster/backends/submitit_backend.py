@@ -56,6 +56,7 @@ SACCT_SHIM_DIR = ROOT / "cluster" / "slurm"
 # walltime is min(0.8 x limit, limit - 10 min)), and a job out of time-outs is not requeued
 MIN_TIMEOUT_MIN = 15
 FORCED_STATE_CHECK_S = 10  # how often to ask SLURM (sacct) rather than only look for result files
+LISTED_SUBMISSIONS = 8  # a larger array is one line on submission: `paperzoo status` lists each trial's job
 POLL_S = 0.25  # how often to look for result files: a stat per job, while a second here is a second per sweep
 
 
@@ -350,9 +351,17 @@ def run_trials(
                 job, position = jobs[index // chunk], index % chunk
                 pending[index] = job
                 notify_queued(ledger, executor, spec, job, position, len(chunks[index // chunk]))
-                print(f"submitted {Path(spec.run_dir).name} as SLURM job {job.job_id}", flush=True)
-            if chunk > 1:
-                print(f"submitit: {chunk} trials per array task ({len(chunks)} tasks for {len(specs)} trials)")
+                if len(specs) <= LISTED_SUBMISSIONS:
+                    print(f"submitted {Path(spec.run_dir).name} as SLURM job {job.job_id}", flush=True)
+            per_task = f", {chunk} trials each" if chunk > 1 else ""
+            if len(specs) > LISTED_SUBMISSIONS:
+                print(
+                    f"submitted {len(specs)} trials as SLURM job array {str(jobs[0].job_id).split('_')[0]} "
+                    f"({len(chunks)} tasks{per_task}); `paperzoo status {workdir}` lists each trial's job",
+                    flush=True,
+                )
+            elif chunk > 1:
+                print(f"submitit: {len(chunks)} array tasks{per_task}", flush=True)
             queue = []
         limit = local_parallelism(profile)
         last_forced = time.monotonic()

@@ -158,9 +158,10 @@ def test_chunk_size_follows_the_partition_and_the_profile(monkeypatch):
 
 
 def test_chunked_array_runs_each_trial_once_with_its_own_run_dir_record_and_log(
-    slurm, params, data_root, tmp_path, monkeypatch
+    slurm, params, data_root, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setattr(submitit_backend, "partition_capacity", lambda profile: (2, None))  # 2 tasks of 3
+    monkeypatch.setattr(submitit_backend, "LISTED_SUBMISSIONS", 4)  # 6 trials: one line for the submission
     profile = load_profile("slurm-cpu")
     seeds = range(6)
     requests = [plan_run("uba", params, preset="test", seed=seed, data_dir=data_root) for seed in seeds]
@@ -180,6 +181,10 @@ def test_chunked_array_runs_each_trial_once_with_its_own_run_dir_record_and_log(
     records = read_ledger(tmp_path / "sweep")
     job_ids = [r["job_id"] for r in records]
     assert len(set(job_ids)) == 2 and job_ids == [job_ids[0]] * 3 + [job_ids[3]] * 3  # two array tasks
+    printed = capsys.readouterr().out
+    array = job_ids[0].removeprefix("slurm:").split("_")[0]
+    assert f"submitted 6 trials as SLURM job array {array} (2 tasks, 3 trials each)" in printed, printed
+    assert not re.search(r"as SLURM job \d", printed)  # no line per trial: `paperzoo status` lists them
     assert all(r["state"] == "completed" and r["run_dir"] == s.run_dir for r, s in zip(records, specs))
     own_logs = [Path(r["logs"][0]) for r in records]
     assert len(set(own_logs)) == 6 and all(
