@@ -445,10 +445,11 @@ def cold_processes(backend: str, profile: Any, trials: int) -> int:
 
         return 1 if forkable(profile) else trials
     if backend == "submitit":
-        from cluster.backends.submitit_backend import slurm_available, trials_per_task
+        from cluster.backends.submitit_backend import slurm_available
 
-        return math.ceil(trials / trials_per_task(trials, profile)) if slurm_available() else trials
-    return min(trials, concurrent_trials(backend, profile, trials))
+        if not slurm_available():
+            return trials  # submitit's local executor: a process per trial
+    return min(trials, concurrent_trials(backend, profile, trials))  # SLURM's array tasks, Ray's workers
 
 
 def estimate_sweep(
